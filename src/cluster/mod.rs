@@ -1,0 +1,248 @@
+//! The cluster file: inventory and network plan, and its validation.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub use validate::{Diagnostic, Severity, validate};
+
+/// The embedded default: seed 000's cluster exactly.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Target operating system of the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    El7,
+    El9,
+    Debian12,
+}
+
+impl Os {
+    pub const ALL: [Os; 3] = [Os::El7, Os::El9, Os::Debian12];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Os::El7 => "el7",
+            Os::El9 => "el9",
+            Os::Debian12 => "debian12",
+        }
+    }
+
+    /// The package manager the OS ships, as layers' scripts call it.
+    pub fn package_manager(self) -> &'static str {
+        match self {
+            Os::El7 => "yum",
+            Os::El9 => "dnf",
+            Os::Debian12 => "apt",
+        }
+    }
+
+    pub fn family(self) -> &'static str {
+        match self {
+            Os::El7 | Os::El9 => "el",
+            Os::Debian12 => "debian",
+        }
+    }
+}
+
+impl fmt::Display for Os {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Os {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "el7" => Ok(Os::El7),
+            "el9" => Ok(Os::El9),
+            "debian12" => Ok(Os::Debian12),
+            other => anyhow::bail!("unknown OS target {other:?} (expected el7, el9 or debian12)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpMode {
+    Multicast,
+    Unicast,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub cidr: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub interface: String,
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    pub service_cidr: Ipv4Net,
+    pub pod_cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vrrp {
+    pub vip: Ipv4Addr,
+    pub router_id: u32,
+    /// A secret: never rendered into shared outputs (see `plan::SECRET_*`).
+    pub auth_pass: String,
+    #[serde(default = "default_advert_int")]
+    pub advert_int: u32,
+    #[serde(default = "default_vrrp_mode")]
+    pub mode: VrrpMode,
+}
+
+fn default_advert_int() -> u32 {
+    1
+}
+fn default_vrrp_mode() -> VrrpMode {
+    VrrpMode::Multicast
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Block device as the node sees it, e.g. `/dev/sdb` or `/dev/vdb`.
+    pub device: String,
+    pub mount: String,
+    #[serde(default = "default_fs")]
+    pub fs: String,
+}
+
+fn default_fs() -> String {
+    "xfs".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub hostname: String,
+    pub role: String,
+    pub ip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, rename = "disk", skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<Disk>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    #[serde(default = "default_os")]
+    pub os: Os,
+    pub timezone: String,
+    #[serde(default)]
+    pub ntp_servers: Vec<String>,
+    pub sandbox_image: String,
+    #[serde(default)]
+    pub registry_mirror: String,
+    #[serde(default)]
+    pub yum_mirror: String,
+    pub network: Network,
+    pub vrrp: Vrrp,
+    #[serde(rename = "node")]
+    pub nodes: Vec<Node>,
+    /// Per-role parameter overrides (`[roles.slb] lb = "haproxy"`).
+    #[serde(default)]
+    pub roles: BTreeMap<String, toml::Table>,
+}
+
+fn default_os() -> Os {
+    Os::El7
+}
+
+/// A cluster file as loaded: the model, where it came from, and its text (for line numbers).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub cluster: Cluster,
+    /// `None` for the embedded default.
+    pub path: Option<PathBuf>,
+    pub text: String,
+}
+
+impl Loaded {
+    /// How messages name the file.
+    pub fn origin(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "<embedded default cluster>".into(),
+        }
+    }
+}
+
+/// Parse a cluster file's text; `origin` names it in errors (file:line:column and the field).
+pub fn parse(text: &str, origin: &str) -> Result<Cluster> {
+    toml::from_str(text).map_err(|e| {
+        let place = e
+            .span()
+            .map(|s| {
+                let (line, col) = line_col(text, s.start);
+                format!("{origin}:{line}:{col}")
+            })
+            .unwrap_or_else(|| origin.to_string());
+        anyhow::anyhow!("{place}: {}", e.message())
+    })
+}
+
+/// Load `path`, or the embedded default when `None`.
+pub fn load(path: Option<&Path>) -> Result<Loaded> {
+    match path {
+        None => Ok(Loaded {
+            cluster: parse(DEFAULT_TOML, "<embedded default cluster>")?,
+            path: None,
+            text: DEFAULT_TOML.to_string(),
+        }),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading cluster file {}", p.display()))?;
+            let cluster = parse(&text, &p.display().to_string())?;
+            Ok(Loaded {
+                cluster,
+                path: Some(p.to_path_buf()),
+                text,
+            })
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Cluster {
+    pub fn node(&self, hostname: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.hostname == hostname)
+    }
+
+    pub fn nodes_of<'a>(&'a self, role: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.nodes.iter().filter(move |n| n.role == role)
+    }
+
+    /// Roles that have at least one node, in first-appearance order.
+    pub fn roles_in_use(&self) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for n in &self.nodes {
+            if !seen.contains(&n.role) {
+                seen.push(n.role.clone());
+            }
+        }
+        seen
+    }
+}

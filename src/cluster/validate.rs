@@ -1,0 +1,279 @@
+//! Semantic checks of a parsed cluster file: each finding names the field and says why.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ipnet::Ipv4Net;
+
+use super::{Cluster, Loaded};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// `file:line` when the offending text could be located, else the file alone.
+    pub place: String,
+    /// Dotted field path, e.g. `node[2].ip`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{kind}: {}: {}: {}", self.place, self.field, self.message)
+    }
+}
+
+struct Ctx<'a> {
+    loaded: &'a Loaded,
+    out: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    /// Record a finding; `needle` is text from the file used to find its line.
+    fn push(&mut self, severity: Severity, field: String, needle: &str, message: String) {
+        let origin = self.loaded.origin();
+        let place = self
+            .loaded
+            .text
+            .lines()
+            .position(|l| !needle.is_empty() && l.contains(needle) && !l.trim_start().starts_with('#'))
+            .map(|i| format!("{origin}:{}", i + 1))
+            .unwrap_or(origin);
+        self.out.push(Diagnostic {
+            severity,
+            place,
+            field,
+            message,
+        });
+    }
+    fn error(&mut self, field: impl Into<String>, needle: &str, message: impl Into<String>) {
+        self.push(Severity::Error, field.into(), needle, message.into());
+    }
+    fn warn(&mut self, field: impl Into<String>, needle: &str, message: impl Into<String>) {
+        self.push(Severity::Warning, field.into(), needle, message.into());
+    }
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 63
+        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !h.starts_with('-')
+        && !h.ends_with('-')
+}
+
+fn valid_mac(m: &str) -> bool {
+    let parts: Vec<&str> = m.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Check everything the type system cannot; `known_roles` are the roles that have a role file.
+pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
+    let c: &Cluster = &loaded.cluster;
+    let mut cx = Ctx {
+        loaded,
+        out: Vec::new(),
+    };
+    let net = &c.network;
+
+    if c.name.trim().is_empty() {
+        cx.error("name", "name", "must not be empty");
+    }
+    for (field, a, b) in [
+        ("network.service_cidr", &net.service_cidr, &net.cidr),
+        ("network.pod_cidr", &net.pod_cidr, &net.cidr),
+        ("network.pod_cidr", &net.pod_cidr, &net.service_cidr),
+    ] {
+        if overlaps(a, b) {
+            cx.error(
+                field,
+                &a.to_string(),
+                format!("{a} overlaps {b}: node, service and pod networks must be disjoint"),
+            );
+        }
+    }
+    if !net.cidr.contains(&net.gateway) {
+        cx.error(
+            "network.gateway",
+            &net.gateway.to_string(),
+            format!("{} is outside the node network {}", net.gateway, net.cidr),
+        );
+    }
+    if net.interface.is_empty() || net.interface.len() > 15 || net.interface.contains('/') {
+        cx.error(
+            "network.interface",
+            "interface",
+            "must be a Linux interface name (1-15 characters, no '/')",
+        );
+    }
+
+    let v = &c.vrrp;
+    if !net.cidr.contains(&v.vip) {
+        cx.error(
+            "vrrp.vip",
+            &v.vip.to_string(),
+            format!("{} is outside the node network {}", v.vip, net.cidr),
+        );
+    }
+    if v.vip == net.gateway {
+        cx.error("vrrp.vip", &v.vip.to_string(), "is the gateway's address");
+    }
+    if !(1..=255).contains(&v.router_id) {
+        cx.error("vrrp.router_id", "router_id", "must be 1-255 (VRRP virtual_router_id)");
+    }
+    if v.auth_pass.is_empty() {
+        cx.error("vrrp.auth_pass", "auth_pass", "must not be empty");
+    } else if v.auth_pass.chars().count() > 8 {
+        cx.error(
+            "vrrp.auth_pass",
+            "auth_pass",
+            "has more than 8 characters: keepalived silently truncates PASS authentication to 8",
+        );
+    }
+    if v.advert_int == 0 || v.advert_int > 255 {
+        cx.error("vrrp.advert_int", "advert_int", "must be 1-255 seconds");
+    }
+
+    let mut hostnames: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ips: BTreeMap<std::net::Ipv4Addr, usize> = BTreeMap::new();
+    let mut macs: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let f = |k: &str| format!("node[{i}].{k}");
+        if !valid_hostname(&n.hostname) {
+            cx.error(
+                f("hostname"),
+                &format!("\"{}\"", n.hostname),
+                format!(
+                    "{:?} is not a valid hostname (lowercase letters, digits and '-', 1-63 characters)",
+                    n.hostname
+                ),
+            );
+        }
+        if let Some(j) = hostnames.insert(&n.hostname, i) {
+            cx.error(
+                f("hostname"),
+                &format!("\"{}\"", n.hostname),
+                format!("{:?} is also node[{j}]'s hostname", n.hostname),
+            );
+        }
+        if let Some(j) = ips.insert(n.ip, i) {
+            cx.error(
+                f("ip"),
+                &n.ip.to_string(),
+                format!("{} is also node[{j}] ({})'s address", n.ip, c.nodes[j].hostname),
+            );
+        }
+        if !net.cidr.contains(&n.ip) {
+            cx.error(
+                f("ip"),
+                &n.ip.to_string(),
+                format!("{} is outside the node network {}", n.ip, net.cidr),
+            );
+        }
+        if n.ip == v.vip {
+            cx.error(
+                f("ip"),
+                &n.ip.to_string(),
+                format!("{} is the VIP: the VIP must be no node's address", n.ip),
+            );
+        }
+        if n.ip == net.gateway {
+            cx.error(f("ip"), &n.ip.to_string(), "is the gateway's address");
+        }
+        if n.ip == net.cidr.network() || n.ip == net.cidr.broadcast() {
+            cx.error(
+                f("ip"),
+                &n.ip.to_string(),
+                "is the network or broadcast address of the node network",
+            );
+        }
+        if let Some(mac) = &n.mac {
+            if !valid_mac(mac) {
+                cx.error(f("mac"), mac, format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+            }
+            if let Some(j) = macs.insert(mac.to_ascii_lowercase(), i) {
+                cx.error(f("mac"), mac, format!("{mac} is also node[{j}]'s MAC"));
+            }
+        }
+        if !known_roles.iter().any(|r| r == &n.role) {
+            cx.error(
+                f("role"),
+                &format!("\"{}\"", n.role),
+                format!(
+                    "unknown role {:?} (known: {})",
+                    n.role,
+                    known_roles.join(", ")
+                ),
+            );
+        }
+        for (d, disk) in n.disks.iter().enumerate() {
+            if !disk.device.starts_with("/dev/") {
+                cx.error(
+                    format!("node[{i}].disk[{d}].device"),
+                    &disk.device,
+                    "must be a /dev path",
+                );
+            }
+            if !disk.mount.starts_with('/') || disk.mount == "/" {
+                cx.error(
+                    format!("node[{i}].disk[{d}].mount"),
+                    &disk.mount,
+                    "must be an absolute path other than /",
+                );
+            }
+            if !matches!(disk.fs.as_str(), "xfs" | "ext4") {
+                cx.error(
+                    format!("node[{i}].disk[{d}].fs"),
+                    &disk.fs,
+                    "must be xfs or ext4",
+                );
+            }
+        }
+    }
+    for role in c.roles.keys() {
+        if !known_roles.iter().any(|r| r == role) {
+            cx.error(
+                format!("roles.{role}"),
+                &format!("[roles.{role}]"),
+                format!("parameters for unknown role {role:?}"),
+            );
+        }
+    }
+
+    let masters = c.nodes_of("master").count();
+    if masters == 0 {
+        cx.error("node", "[[node]]", "at least one node must have role \"master\"");
+    } else if masters % 2 == 0 {
+        cx.warn(
+            "node",
+            "\"master\"",
+            format!("{masters} masters: etcd quorum tolerates no more failures than with {}; use an odd count", masters - 1),
+        );
+    }
+    let slbs = c.nodes_of("slb").count();
+    if slbs == 1 {
+        cx.warn("node", "\"slb\"", "only one slb node: the VIP has no failover");
+    }
+    if slbs > 0 && slbs > 255 {
+        cx.error("node", "\"slb\"", "too many slb nodes for VRRP priorities");
+    }
+    cx.out.sort_by(|a, b| a.severity.cmp(&b.severity));
+    cx.out
+}

@@ -1,0 +1,183 @@
+//! Layers (`layers/<name>/layer.toml`): one concern of the seeds as data.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Os, line_col};
+use crate::data::DataTree;
+
+fn default_mode() -> String {
+    "0644".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// A file the layer installs; `src` is rendered with minijinja unless `template = false`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub src: String,
+    pub dest: String,
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    #[serde(default = "yes")]
+    pub template: bool,
+    /// Subset of the layer's targets this file is for (all when empty).
+    #[serde(default)]
+    pub os: Vec<Os>,
+}
+
+/// A step script, run by `apply` after the layer's files are installed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptSpec {
+    pub src: String,
+    #[serde(default)]
+    pub os: Vec<Os>,
+}
+
+/// A systemd unit installed to `/etc/systemd/system/<name>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitSpec {
+    pub src: String,
+    /// Unit file name; defaults to the basename of `src` without `.j2`.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "yes")]
+    pub enable: bool,
+    #[serde(default)]
+    pub os: Vec<Os>,
+}
+
+impl UnitSpec {
+    pub fn unit_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let base = self.src.rsplit('/').next().unwrap_or(&self.src);
+            base.strip_suffix(".j2").unwrap_or(base).to_string()
+        })
+    }
+}
+
+/// An artifact from `artifacts.lock` the layer needs on the node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSpec {
+    pub name: String,
+    #[serde(default)]
+    pub os: Vec<Os>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub description: String,
+    /// Where in the seed guides the step comes from.
+    #[serde(default)]
+    pub seed: String,
+    /// OS targets the layer acts on.
+    pub targets: Vec<Os>,
+    /// OS targets it deliberately does nothing on, and why: nothing is skipped silently.
+    #[serde(default)]
+    pub skip: BTreeMap<Os, String>,
+    /// Optional minijinja expression over the render context; false => skipped with this reason.
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default, rename = "file")]
+    pub files: Vec<FileSpec>,
+    #[serde(default, rename = "script")]
+    pub scripts: Vec<ScriptSpec>,
+    #[serde(default, rename = "unit")]
+    pub units: Vec<UnitSpec>,
+    #[serde(default, rename = "artifact")]
+    pub artifacts: Vec<ArtifactSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub name: String,
+    pub manifest: Manifest,
+}
+
+impl Layer {
+    pub fn dir(&self) -> String {
+        format!("layers/{}", self.name)
+    }
+}
+
+/// True when `list` is empty (applies to all) or names `os`.
+pub fn for_os(list: &[Os], os: Os) -> bool {
+    list.is_empty() || list.contains(&os)
+}
+
+pub fn load(tree: &DataTree, name: &str) -> Result<Layer> {
+    let path = format!("layers/{name}/layer.toml");
+    let text = tree
+        .get_str(&path)
+        .with_context(|| format!("missing layer {name:?}"))?;
+    let manifest: Manifest = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let (l, c) = line_col(text, s.start);
+                format!(":{l}:{c}")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!("{}/{path}{at}: {}", tree.origin, e.message())
+    })?;
+    let layer = Layer {
+        name: name.to_string(),
+        manifest,
+    };
+    check(tree, &layer)?;
+    Ok(layer)
+}
+
+/// Structural checks: every OS is targeted or skipped with a reason, sources exist.
+fn check(tree: &DataTree, layer: &Layer) -> Result<()> {
+    let m = &layer.manifest;
+    let at = format!("{}/{}/layer.toml", tree.origin, layer.dir());
+    for os in Os::ALL {
+        let targeted = m.targets.contains(&os);
+        let skipped = m.skip.contains_key(&os);
+        if targeted == skipped {
+            anyhow::bail!(
+                "{at}: OS {os} must be either in `targets` or in `[skip]` with a reason (exactly one)"
+            );
+        }
+    }
+    let srcs = m
+        .files
+        .iter()
+        .map(|f| (&f.src, &f.os))
+        .chain(m.scripts.iter().map(|s| (&s.src, &s.os)))
+        .chain(m.units.iter().map(|u| (&u.src, &u.os)));
+    for (src, oses) in srcs {
+        if tree.get(&format!("{}/{src}", layer.dir())).is_none() {
+            anyhow::bail!("{at}: source {src:?} does not exist in {}", layer.dir());
+        }
+        if let Some(os) = oses.iter().find(|o| !m.targets.contains(o)) {
+            anyhow::bail!("{at}: {src:?} names OS {os}, which the layer does not target");
+        }
+    }
+    for f in &m.files {
+        if !f.dest.starts_with('/') || f.dest.contains("/../") {
+            anyhow::bail!("{at}: file dest {:?} must be an absolute path", f.dest);
+        }
+        if u32::from_str_radix(&f.mode, 8).map_or(true, |m| m > 0o7777) {
+            anyhow::bail!("{at}: file {:?} has mode {:?}, not octal", f.dest, f.mode);
+        }
+    }
+    Ok(())
+}
+
+/// All layer names present in the tree.
+pub fn names(tree: &DataTree) -> Vec<String> {
+    tree.subdirs("layers")
+        .into_iter()
+        .filter(|n| tree.get(&format!("layers/{n}/layer.toml")).is_some())
+        .collect()
+}

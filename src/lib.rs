@@ -1,0 +1,13 @@
+//! ezimg: build preconfigured HA Kubernetes appliance nodes.
+
+pub mod bundle;
+pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod data;
+pub mod digest;
+pub mod layer;
+pub mod output;
+pub mod plan;
+pub mod render;
+pub mod role;

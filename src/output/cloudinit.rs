@@ -1,0 +1,1 @@
+//! cloud-init NoCloud seed: user-data, meta-data, network-config.

@@ -1,0 +1,32 @@
+//! Outputs rendered from a node's plan.
+
+pub mod cloudinit;
+pub mod kickstart;
+
+use std::collections::BTreeMap;
+
+use crate::cluster::{Cluster, Node};
+use crate::plan::NodePlan;
+
+/// The role's bundle as delivery paths need it.
+#[derive(Debug, Clone)]
+pub struct BundleRef {
+    /// `ezimg-<role>-bundle.tar.gz`
+    pub file_name: String,
+    pub sha256: String,
+    pub bytes: Vec<u8>,
+    /// Where the node fetches it from; `None` embeds `bytes` in the output.
+    pub url: Option<String>,
+}
+
+/// Everything a per-node output needs.
+pub struct NodeInput<'a> {
+    pub cluster: &'a Cluster,
+    pub node: &'a Node,
+    pub plan: &'a NodePlan,
+    pub bundle: &'a BundleRef,
+    /// Secret name -> value, only the ones this node's files use.
+    pub secrets: BTreeMap<String, String>,
+    /// Where `apply` finds artifacts on the node (dir or URL), if set.
+    pub artifacts_from: Option<String>,
+}

@@ -1,0 +1,97 @@
+//! The minijinja environment every layer and kickstart template renders in.
+
+use anyhow::Result;
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+use crate::data::DataTree;
+
+/// Secrets render as placeholders that only a node's seed or kickstart can fill in, so role
+/// images, bundles and plans never hold them. `apply` substitutes them on the node.
+pub const SECRET_PREFIX: &str = "@@EZIMG_SECRET_";
+pub const SECRET_SUFFIX: &str = "@@";
+
+/// Secret names templates may ask for.
+pub const SECRETS: [&str; 1] = ["vrrp_auth_pass"];
+
+pub fn secret_placeholder(name: &str) -> String {
+    format!("{SECRET_PREFIX}{name}{SECRET_SUFFIX}")
+}
+
+fn secret(name: String) -> Result<String, minijinja::Error> {
+    if SECRETS.contains(&name.as_str()) {
+        Ok(secret_placeholder(&name))
+    } else {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("unknown secret {name:?} (known: {})", SECRETS.join(", ")),
+        ))
+    }
+}
+
+/// Secret names whose placeholders occur in `text`.
+pub fn secrets_used(text: &[u8]) -> Vec<String> {
+    SECRETS
+        .iter()
+        .filter(|s| {
+            let p = secret_placeholder(s);
+            text.windows(p.len()).any(|w| w == p.as_bytes())
+        })
+        .map(|s| s.to_string())
+        .collect()
+}
+
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // A typo in a template is an error, not an empty string in a config file.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Config files end with a newline and block tags leave no blank lines (as Ansible renders);
+    // the builder cannot fail for the default delimiters.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    env.add_function("secret", secret);
+    env
+}
+
+/// Render the data file `path` of `tree` with `ctx`; errors name the file and line.
+pub fn render_file(tree: &DataTree, path: &str, ctx: &Value) -> Result<String> {
+    let src = tree.get_str(path)?;
+    render_str(&format!("{}/{path}", tree.origin), src, ctx)
+}
+
+pub fn render_str(name: &str, src: &str, ctx: &Value) -> Result<String> {
+    let mut env = environment();
+    env.add_template_owned(name.to_string(), src.to_string())
+        .map_err(|e| template_error(name, &e))?;
+    let t = env
+        .get_template(name)
+        .map_err(|e| template_error(name, &e))?;
+    t.render(ctx).map_err(|e| template_error(name, &e))
+}
+
+/// Evaluate a `when` expression; `name` says which manifest it came from.
+pub fn eval_bool(name: &str, expr: &str, ctx: &Value) -> Result<bool> {
+    let env = environment();
+    let e = env
+        .compile_expression(expr)
+        .map_err(|e| anyhow::anyhow!("{name}: `when` expression {expr:?}: {e}"))?;
+    let v = e
+        .eval(ctx)
+        .map_err(|e| anyhow::anyhow!("{name}: `when` expression {expr:?}: {e}"))?;
+    Ok(v.is_true())
+}
+
+fn template_error(name: &str, e: &minijinja::Error) -> anyhow::Error {
+    let line = e.line().map(|l| format!(":{l}")).unwrap_or_default();
+    let mut msg = format!("template error in {name}{line}: {}", e.kind());
+    if let Some(d) = e.detail() {
+        msg.push_str(": ");
+        msg.push_str(d);
+    }
+    anyhow::anyhow!(msg)
+}
