@@ -89,7 +89,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub all: bool,
     /// Outputs to write (comma-separated)
-    #[arg(long, value_delimiter = ',', default_value = "bundle,kickstart,cloud-init")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bundle,kickstart,cloud-init"
+    )]
     pub format: Vec<Format>,
     /// Output directory; each role's folder in it is replaced as a whole at the end
     #[arg(long, short, default_value = "out", value_name = "DIR")]

@@ -1,21 +1,329 @@
-//! One function per subcommand.
+//! One function per subcommand: load inputs, call the modules, print.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+use std::io::Write;
 
-use crate::cli::{BuildArgs, CompletionsArgs, Global, InitArgs, PlanArgs};
+use anyhow::{Context, Result};
 
-pub fn init(_a: &InitArgs) -> Result<()> {
-    anyhow::bail!("not yet")
+use crate::bundle::{self, ArtifactPin, Bundle};
+use crate::cli::{BuildArgs, CompletionsArgs, Format, Global, InitArgs, PlanArgs};
+use crate::cluster::{self, Loaded, Severity};
+use crate::data::DataTree;
+use crate::outdir::Staging;
+use crate::output::{BundleRef, NodeInput};
+use crate::plan::{self, Catalog, NodePlan};
+
+/// Everything a command works from, loaded and validated once.
+pub struct Inputs {
+    pub tree: DataTree,
+    pub loaded: Loaded,
 }
-pub fn check(_g: &Global) -> Result<()> {
-    anyhow::bail!("not yet")
+
+impl Inputs {
+    pub fn load(g: &Global) -> Result<Self> {
+        Ok(Inputs {
+            tree: DataTree::load(g.data.as_deref())?,
+            loaded: cluster::load(g.cluster.as_deref())?,
+        })
+    }
 }
-pub fn plan(_g: &Global, _a: &PlanArgs) -> Result<()> {
-    anyhow::bail!("not yet")
+
+/// Validate; print warnings to stderr; fail on errors.
+fn validated<'a>(inputs: &'a Inputs, quiet_warnings: bool) -> Result<Catalog<'a>> {
+    let catalog = Catalog::load(&inputs.tree)?;
+    let diags = cluster::validate(&inputs.loaded, &catalog.role_names());
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    for d in &diags {
+        if d.severity == Severity::Error || !quiet_warnings {
+            eprintln!("{d}");
+        }
+    }
+    if errors > 0 {
+        anyhow::bail!(
+            "{}: {errors} error(s) in the cluster file",
+            inputs.loaded.origin()
+        );
+    }
+    Ok(catalog)
 }
-pub fn build(_g: &Global, _a: &BuildArgs) -> Result<()> {
-    anyhow::bail!("not yet")
+
+pub fn init(a: &InitArgs) -> Result<()> {
+    if a.out.as_os_str() == "-" {
+        std::io::stdout()
+            .write_all(cluster::DEFAULT_TOML.as_bytes())
+            .context("writing to standard output")?;
+        return Ok(());
+    }
+    if a.out.exists() && !a.force {
+        anyhow::bail!(
+            "{} already exists (use --force to overwrite)",
+            a.out.display()
+        );
+    }
+    bundle::write_file(&a.out, cluster::DEFAULT_TOML.as_bytes())?;
+    eprintln!(
+        "wrote {}: edit it, then run `ezimg check -c {}`",
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(())
 }
-pub fn completions(_a: &CompletionsArgs) -> Result<()> {
-    anyhow::bail!("not yet")
+
+pub fn check(g: &Global) -> Result<()> {
+    let inputs = Inputs::load(g)?;
+    let catalog = validated(&inputs, false)?;
+    let c = &inputs.loaded.cluster;
+    // Planning every node proves every template renders and every layer resolves.
+    let mut skipped = 0usize;
+    for node in &c.nodes {
+        let p = plan::plan_node(&catalog, &inputs.loaded, node)?;
+        skipped += p.layers.iter().filter(|l| l.skipped.is_some()).count();
+    }
+    println!("{}: ok", inputs.loaded.origin());
+    println!(
+        "  cluster {} for {}: {} nodes, VIP {} ({} VRRP, router id {})",
+        c.name,
+        c.os,
+        c.nodes.len(),
+        c.vrrp.vip,
+        match c.vrrp.mode {
+            cluster::VrrpMode::Multicast => "multicast",
+            cluster::VrrpMode::Unicast => "unicast",
+        },
+        c.vrrp.router_id
+    );
+    println!(
+        "  networks: nodes {} via {}, services {}, pods {} (disjoint)",
+        c.network.cidr, c.network.gateway, c.network.service_cidr, c.network.pod_cidr
+    );
+    for role in c.roles_in_use() {
+        let r = catalog.role(&role)?;
+        let hosts: Vec<&str> = c.nodes_of(&role).map(|n| n.hostname.as_str()).collect();
+        println!(
+            "  role {role}: {} ({} layers) on {}",
+            r.description,
+            r.layers.len(),
+            hosts.join(", ")
+        );
+    }
+    println!(
+        "  data: {} ({} layers); {skipped} layer/node pairs skipped (see `ezimg plan`)",
+        inputs.tree.origin,
+        catalog.layers.len()
+    );
+    Ok(())
+}
+
+fn print_plan_text(p: &NodePlan, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "node {} (role {}, {}, {})",
+        p.hostname, p.role, p.os, p.ip
+    )?;
+    if p.params.as_object().is_some_and(|m| !m.is_empty()) {
+        writeln!(out, "  params: {}", p.params)?;
+    }
+    for l in &p.layers {
+        match &l.skipped {
+            Some(why) => writeln!(out, "  - {}: SKIPPED, {why}", l.name)?,
+            None => {
+                let seed = if l.seed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [seed {}]", l.seed)
+                };
+                writeln!(out, "  + {}: {}{seed}", l.name, l.description)?;
+                for f in &l.files {
+                    let secrets = if f.secrets.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (secrets filled on the node: {})", f.secrets.join(", "))
+                    };
+                    writeln!(
+                        out,
+                        "      file   {} {} sha256:{}{secrets}",
+                        f.dest, f.mode, f.sha256
+                    )?;
+                }
+                for u in &l.units {
+                    let en = if u.enable { "enabled" } else { "installed" };
+                    writeln!(out, "      unit   {} ({en})", u.name)?;
+                }
+                for s in &l.scripts {
+                    writeln!(out, "      script {} sha256:{}", s.src, s.sha256)?;
+                }
+                for a in &l.artifacts {
+                    writeln!(out, "      needs  {a}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn plan(g: &Global, a: &PlanArgs) -> Result<()> {
+    let inputs = Inputs::load(g)?;
+    let catalog = validated(&inputs, true)?;
+    let nodes = plan::select_nodes(&inputs.loaded.cluster, a.role.as_deref(), a.node.as_deref())?;
+    let plans = nodes
+        .iter()
+        .map(|n| plan::plan_node(&catalog, &inputs.loaded, n))
+        .collect::<Result<Vec<_>>>()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &plans).context("writing the plan")?;
+        writeln!(out).context("writing the plan")?;
+    } else {
+        for p in &plans {
+            print_plan_text(p, &mut out).context("writing the plan")?;
+        }
+    }
+    Ok(())
+}
+
+/// Digests the node checks artifacts against. Artifacts not pinned with a digest are listed
+/// with `-`, which `apply` refuses.
+pub fn artifact_pins(catalog: &Catalog) -> BTreeMap<String, ArtifactPin> {
+    let mut pins = BTreeMap::new();
+    for layer in catalog.layers.values() {
+        for a in &layer.manifest.artifacts {
+            pins.entry(a.name.clone()).or_insert(ArtifactPin {
+                sha256: None,
+                file: a.name.clone(),
+            });
+        }
+    }
+    pins
+}
+
+/// Secrets a node's files use, with their values from the cluster file.
+pub fn node_secrets(loaded: &Loaded, p: &NodePlan) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for f in p.applied().flat_map(|l| l.files.iter()) {
+        for s in &f.secrets {
+            let value = match s.as_str() {
+                "vrrp_auth_pass" => loaded.cluster.vrrp.auth_pass.clone(),
+                _ => continue,
+            };
+            out.insert(s.clone(), value);
+        }
+    }
+    out
+}
+
+/// Render the requested outputs for the selected nodes into the staging folder.
+fn build_role(
+    inputs: &Inputs,
+    catalog: &Catalog,
+    role: &str,
+    only: Option<&str>,
+    a: &BuildArgs,
+    staging: &Staging,
+    commit: &mut Vec<String>,
+) -> Result<()> {
+    let c = &inputs.loaded.cluster;
+    let role_nodes: Vec<_> = c.nodes_of(role).collect();
+    let plans = role_nodes
+        .iter()
+        .map(|n| plan::plan_node(catalog, &inputs.loaded, n))
+        .collect::<Result<Vec<_>>>()?;
+    let unpinned: Vec<String> = plans
+        .iter()
+        .flat_map(NodePlan::artifacts)
+        .filter(|n| {
+            artifact_pins(catalog)
+                .get(n)
+                .is_none_or(|p| p.sha256.is_none())
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !unpinned.is_empty() {
+        eprintln!(
+            "warning: role {role}: artifacts without a pinned digest: {} (nodes refuse them until pinned)",
+            unpinned.join(", ")
+        );
+    }
+    let b: Bundle = bundle::build(role, &plans, &artifact_pins(catalog))?;
+    if a.format.contains(&Format::Bundle) {
+        let rel = format!("{role}/{}", b.file_name);
+        bundle::write_file(&staging.path(&rel), &b.bytes)?;
+        bundle::write_file(
+            &staging.path(&format!("{rel}.sha256")),
+            bundle::sha256_line(&b.sha256, &b.file_name).as_bytes(),
+        )?;
+        if only.is_some() {
+            commit.push(rel.clone());
+            commit.push(format!("{rel}.sha256"));
+        }
+        eprintln!("built {rel} (sha256 {})", b.sha256);
+    }
+    let bref = BundleRef {
+        file_name: b.file_name.clone(),
+        sha256: b.sha256.clone(),
+        bytes: b.bytes.clone(),
+        url: a.bundle_url.clone(),
+    };
+    for (node, p) in role_nodes.iter().zip(&plans) {
+        if only.is_some_and(|o| o != node.hostname) {
+            continue;
+        }
+        let input = NodeInput {
+            cluster: c,
+            node,
+            plan: p,
+            bundle: &bref,
+            secrets: node_secrets(&inputs.loaded, p),
+            artifacts_from: a.artifacts_from.clone(),
+        };
+        let _ = &input;
+        if only.is_some() {
+            commit.push(format!("{role}/{}", node.hostname));
+        }
+    }
+    if only.is_none() {
+        commit.push(role.to_string());
+    }
+    Ok(())
+}
+
+pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
+    let inputs = Inputs::load(g)?;
+    let catalog = validated(&inputs, true)?;
+    let c = &inputs.loaded.cluster;
+    let (roles, only): (Vec<String>, Option<&str>) = if a.all {
+        (c.roles_in_use(), None)
+    } else if let Some(n) = &a.node {
+        let node = plan::select_nodes(c, a.role.as_deref(), Some(n))?[0];
+        (vec![node.role.clone()], Some(n.as_str()))
+    } else {
+        let r = a
+            .role
+            .as_deref()
+            .context("--role, --node or --all is required")?;
+        catalog.role(r)?;
+        plan::select_nodes(c, Some(r), None)?;
+        (vec![r.to_string()], None)
+    };
+    let staging = Staging::new(&a.out)?;
+    let mut commit = Vec::new();
+    for role in &roles {
+        build_role(&inputs, &catalog, role, only, a, &staging, &mut commit)
+            .with_context(|| format!("building role {role}"))?;
+    }
+    commit.retain(|rel| staging.path(rel).exists());
+    staging.commit(&commit)?;
+    eprintln!("outputs in {}", a.out.display());
+    Ok(())
+}
+
+pub fn completions(a: &CompletionsArgs) -> Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    clap_complete::generate(a.shell, &mut cmd, "ezimg", &mut std::io::stdout());
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod data;
 pub mod digest;
 pub mod layer;
+pub mod outdir;
 pub mod output;
 pub mod plan;
 pub mod render;

@@ -102,9 +102,8 @@ impl<'a> Catalog<'a> {
             let r = role::load(tree, &name)?;
             for l in &r.layers {
                 if !layers.contains_key(l) {
-                    let layer = layer::load(tree, l).with_context(|| {
-                        format!("{}/roles/{name}.toml: layers", tree.origin)
-                    })?;
+                    let layer = layer::load(tree, l)
+                        .with_context(|| format!("{}/roles/{name}.toml: layers", tree.origin))?;
                     layers.insert(l.clone(), layer);
                 }
             }
@@ -166,15 +165,18 @@ fn node_json(n: &Node) -> serde_json::Value {
 pub fn context(cluster: &Cluster, node: &Node, params: &toml::Table) -> Result<minijinja::Value> {
     let net = &cluster.network;
     let slbs: Vec<&Node> = cluster.nodes_of("slb").collect();
-    let vrrp_node = slbs.iter().position(|n| n.hostname == node.hostname).map(|i| {
-        json!({
-            "state": if i == 0 { "MASTER" } else { "BACKUP" },
-            "priority": 100u32.saturating_sub(10 * i as u32).max(1),
-            "src_ip": node.ip.to_string(),
-            "peers": slbs.iter().filter(|p| p.hostname != node.hostname)
-                .map(|p| p.ip.to_string()).collect::<Vec<_>>(),
-        })
-    });
+    let vrrp_node = slbs
+        .iter()
+        .position(|n| n.hostname == node.hostname)
+        .map(|i| {
+            json!({
+                "state": if i == 0 { "MASTER" } else { "BACKUP" },
+                "priority": 100u32.saturating_sub(10 * i as u32).max(1),
+                "src_ip": node.ip.to_string(),
+                "peers": slbs.iter().filter(|p| p.hostname != node.hostname)
+                    .map(|p| p.ip.to_string()).collect::<Vec<_>>(),
+            })
+        });
     let ctx = json!({
         "cluster": {
             "name": cluster.name,
@@ -212,12 +214,7 @@ pub fn context(cluster: &Cluster, node: &Node, params: &toml::Table) -> Result<m
     Ok(minijinja::Value::from(minijinja::value::Serde(ctx)))
 }
 
-fn plan_layer(
-    tree: &DataTree,
-    layer: &Layer,
-    os: Os,
-    ctx: &minijinja::Value,
-) -> Result<LayerPlan> {
+fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) -> Result<LayerPlan> {
     let m = &layer.manifest;
     let mut lp = LayerPlan {
         name: layer.name.clone(),

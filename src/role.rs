@@ -26,12 +26,9 @@ pub fn names(tree: &DataTree) -> Vec<String> {
 
 pub fn load(tree: &DataTree, name: &str) -> Result<Role> {
     let path = format!("roles/{name}.toml");
-    let text = tree.get_str(&path).with_context(|| {
-        format!(
-            "unknown role {name:?} (known: {})",
-            names(tree).join(", ")
-        )
-    })?;
+    let text = tree
+        .get_str(&path)
+        .with_context(|| format!("unknown role {name:?} (known: {})", names(tree).join(", ")))?;
     let mut role: Role = toml::from_str(text).map_err(|e| {
         let at = e
             .span()

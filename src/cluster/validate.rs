@@ -29,7 +29,11 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{kind}: {}: {}: {}", self.place, self.field, self.message)
+        write!(
+            f,
+            "{kind}: {}: {}: {}",
+            self.place, self.field, self.message
+        )
     }
 }
 
@@ -46,7 +50,9 @@ impl Ctx<'_> {
             .loaded
             .text
             .lines()
-            .position(|l| !needle.is_empty() && l.contains(needle) && !l.trim_start().starts_with('#'))
+            .position(|l| {
+                !needle.is_empty() && l.contains(needle) && !l.trim_start().starts_with('#')
+            })
             .map(|i| format!("{origin}:{}", i + 1))
             .unwrap_or(origin);
         self.out.push(Diagnostic {
@@ -71,7 +77,8 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 fn valid_hostname(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 63
-        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !h.starts_with('-')
         && !h.ends_with('-')
 }
@@ -136,7 +143,11 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
         cx.error("vrrp.vip", &v.vip.to_string(), "is the gateway's address");
     }
     if !(1..=255).contains(&v.router_id) {
-        cx.error("vrrp.router_id", "router_id", "must be 1-255 (VRRP virtual_router_id)");
+        cx.error(
+            "vrrp.router_id",
+            "router_id",
+            "must be 1-255 (VRRP virtual_router_id)",
+        );
     }
     if v.auth_pass.is_empty() {
         cx.error("vrrp.auth_pass", "auth_pass", "must not be empty");
@@ -177,7 +188,10 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
             cx.error(
                 f("ip"),
                 &n.ip.to_string(),
-                format!("{} is also node[{j}] ({})'s address", n.ip, c.nodes[j].hostname),
+                format!(
+                    "{} is also node[{j}] ({})'s address",
+                    n.ip, c.nodes[j].hostname
+                ),
             );
         }
         if !net.cidr.contains(&n.ip) {
@@ -206,7 +220,11 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
         }
         if let Some(mac) = &n.mac {
             if !valid_mac(mac) {
-                cx.error(f("mac"), mac, format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+                cx.error(
+                    f("mac"),
+                    mac,
+                    format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+                );
             }
             if let Some(j) = macs.insert(mac.to_ascii_lowercase(), i) {
                 cx.error(f("mac"), mac, format!("{mac} is also node[{j}]'s MAC"));
@@ -259,7 +277,11 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
 
     let masters = c.nodes_of("master").count();
     if masters == 0 {
-        cx.error("node", "[[node]]", "at least one node must have role \"master\"");
+        cx.error(
+            "node",
+            "[[node]]",
+            "at least one node must have role \"master\"",
+        );
     } else if masters % 2 == 0 {
         cx.warn(
             "node",
@@ -269,7 +291,11 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
     }
     let slbs = c.nodes_of("slb").count();
     if slbs == 1 {
-        cx.warn("node", "\"slb\"", "only one slb node: the VIP has no failover");
+        cx.warn(
+            "node",
+            "\"slb\"",
+            "only one slb node: the VIP has no failover",
+        );
     }
     if slbs > 0 && slbs > 255 {
         cx.error("node", "\"slb\"", "too many slb nodes for VRRP priorities");

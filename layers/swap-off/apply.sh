@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Seed: swapoff -a && sysctl -w vm.swappiness=0; sed -ri '/^[^#]*swap/s@^@#@' /etc/fstab
+if ez_live; then
+    if [ -n "$(swapon --show --noheadings 2>/dev/null)" ]; then
+        swapoff -a
+        ez_changed "swap turned off"
+    fi
+    if [ "$(sysctl -n vm.swappiness)" != 0 ]; then
+        sysctl -w vm.swappiness=0 >/dev/null
+        ez_changed "vm.swappiness=0"
+    fi
+fi
+
+# Comment out every active swap line; already commented lines do not match, so this is idempotent.
+ez_sed /etc/fstab '/^[^#]*swap/s@^@#@'

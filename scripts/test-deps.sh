@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Install what tests/kickstart.rs, tests/cloudinit.rs and benches/seed.rs need on Debian 12:
+#   - host tools: mtools, dosfstools, xorriso, genisoimage (isoinfo), cloud-image-utils
+#     (cloud-localds), util-linux (blkid);
+#   - .venv (project root): pykickstart (ksvalidator) and cloud-init's Python deps;
+#   - .venv/cloud-init: Debian's cloud-init package unpacked with dpkg -x, never installed
+#     (an installed cloud-init would act on this machine's next boot).
+# Idempotent: every step checks first, so a second run takes well under a second.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="$root/.venv"
+ci_dir="$venv/cloud-init"
+# Bump to force a reinstall of the venv's packages when the list below changes.
+stamp_version=1
+py_pkgs=(pykickstart pyyaml jinja2 jsonschema jsonpatch configobj requests oauthlib)
+
+log() { printf 'test-deps: %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Host tools: command -> Debian package providing it.
+declare -A need=(
+    [mdir]=mtools [mkfs.vfat]=dosfstools [xorriso]=xorriso [isoinfo]=genisoimage
+    [cloud-localds]=cloud-image-utils [blkid]=util-linux [dpkg-deb]=dpkg
+)
+missing=()
+for cmd in "${!need[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 \
+        || missing+=("${need[$cmd]}")
+done
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's python3, not a pyenv shim: cloud-init is packaged for it.
+if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    /usr/bin/python3 -m venv "$venv"
+fi
+if [ "$(cat "$venv/.ezimg-deps" 2>/dev/null)" != "$stamp_version" ]; then
+    log "installing ${py_pkgs[*]} into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${py_pkgs[@]}"
+    echo "$stamp_version" >"$venv/.ezimg-deps"
+fi
+
+if [ ! -f "$ci_dir/.done" ]; then
+    log "unpacking Debian's cloud-init into $ci_dir"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && apt-get download cloud-init >/dev/null 2>"$tmp/err") || {
+        # The package lists may be missing on a fresh machine.
+        as_root apt-get update -qq
+        (cd "$tmp" && apt-get download cloud-init >/dev/null)
+    }
+    rm -rf "$ci_dir"
+    dpkg -x "$tmp"/cloud-init_*.deb "$ci_dir"
+    dpkg-deb -f "$tmp"/cloud-init_*.deb Version >"$ci_dir/.done"
+fi
+
+# One line for logs: what the tests will use.
+log "ok: pykickstart $("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('pykickstart'))"), cloud-init $(cat "$ci_dir/.done")"
