@@ -42,6 +42,16 @@ pub enum Command {
     Build(BuildArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Download artifacts from artifacts.lock into the verified cache
+    Fetch(FetchArgs),
+    /// Record the sha256 of pins that have none (trust on first use for unverified pins)
+    Lock(LockArgs),
+    /// Write a tar of verified cache entries and the lock, for machines without network
+    Export(ExportArgs),
+    /// Add the entries of an `ezimg export` tar to the cache, verifying each
+    Import(ImportArgs),
+    /// Build stages (nginx, keepalived) from pinned sources into cached tarballs
+    Stage(StageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -111,4 +121,163 @@ pub struct BuildArgs {
 pub struct CompletionsArgs {
     /// Shell to generate for
     pub shell: clap_complete::Shell,
+}
+
+/// Which lock and cache the artifact commands use.
+#[derive(Debug, Args)]
+pub struct ArtifactStore {
+    /// Lock file (default: <data>/artifacts.lock, ./artifacts.lock, else the embedded lock)
+    #[arg(long, env = "EZIMG_LOCK", value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// Cache directory (default: $EZIMG_CACHE_DIR, else $XDG_CACHE_HOME/ezimg)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Which artifacts: those of roles, all, or by name.
+#[derive(Debug, Args)]
+pub struct ArtifactSelection {
+    /// Artifacts the layers of this role name (repeatable)
+    #[arg(long)]
+    pub role: Vec<String>,
+    /// Every artifact in the lock
+    #[arg(long)]
+    pub all: bool,
+    /// Artifact names from the lock
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Bars on a terminal, log lines otherwise
+    Auto,
+    Bars,
+    Plain,
+    Quiet,
+}
+
+/// Network options shared by `fetch` and `lock`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Fetch from this mirror instead of the lock's URLs: a base URL (URL/<file>) or a flat
+    /// directory of files (repeatable; tried in order)
+    #[arg(long, env = "EZIMG_MIRROR", value_name = "URL|DIR")]
+    pub mirror: Vec<String>,
+    /// Downloads at once
+    #[arg(long, short, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Retries per source on 5xx, timeouts and resets
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// Seconds to wait for a response or for more bytes before retrying
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+    /// Progress display
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub select: ArtifactSelection,
+    #[command(flatten)]
+    pub store: ArtifactStore,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Use the cache only; fail naming every artifact that is not there
+    #[arg(long)]
+    pub offline: bool,
+    /// Accept pins marked `verified = false` (their digest was recorded on first use)
+    #[arg(long)]
+    pub allow_unverified: bool,
+    /// Rehash cached files before trusting them
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Only these pins (default: every pin without a sha256)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub store: ArtifactStore,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Do not write: fail if some pin has no sha256 yet (for CI)
+    #[arg(long)]
+    pub check: bool,
+    /// Use the cache only (learn digests of files already imported)
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Tar file to write
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub select: ArtifactSelection,
+    #[command(flatten)]
+    pub store: ArtifactStore,
+    /// Leave out selected artifacts that are not cached instead of failing
+    #[arg(long)]
+    pub allow_missing: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Tar file written by `ezimg export`
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Cache directory (default: $EZIMG_CACHE_DIR, else $XDG_CACHE_HOME/ezimg)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Also write the archive's copy of the lock here
+    #[arg(long, value_name = "FILE")]
+    pub lock_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    #[command(subcommand)]
+    pub command: StageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StageCommand {
+    /// Build a stage, or print its cached output (a rebuild with nothing changed compiles nothing)
+    Build(StageBuildArgs),
+    /// List the stages: embedded, and those in <data>/stages/
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct StageBuildArgs {
+    /// Stage name (`nginx`, `keepalived`) or path to a stage file (`x.toml`)
+    pub name: String,
+    /// Local archive or directory for a source: NAME=PATH (repeatable)
+    #[arg(long = "source", value_name = "NAME=PATH")]
+    pub sources: Vec<String>,
+    /// Override a variable of the stage: NAME=VALUE (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Also copy the stage tarball here (the manifest goes next to it as FILE.json)
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Cache directory (default: $EZIMG_CACHE_DIR, else $XDG_CACHE_HOME/ezimg); outputs go to <dir>/stages/
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Parallel make jobs (default: the number of CPUs)
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Build even if the cache has this exact input set
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Keep the work directory (its path is printed) for debugging
+    #[arg(long)]
+    pub keep_work: bool,
 }

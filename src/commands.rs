@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
+use crate::artifact::Lock;
 use crate::bundle::{self, ArtifactPin, Bundle};
 use crate::cli::{BuildArgs, CompletionsArgs, Format, Global, InitArgs, PlanArgs};
 use crate::cluster::{self, Loaded, Severity};
@@ -185,16 +186,23 @@ pub fn plan(g: &Global, a: &PlanArgs) -> Result<()> {
     Ok(())
 }
 
-/// Digests the node checks artifacts against. Artifacts not pinned with a digest are listed
-/// with `-`, which `apply` refuses.
-pub fn artifact_pins(catalog: &Catalog) -> BTreeMap<String, ArtifactPin> {
+/// Digests the node checks artifacts against, from the lock. Pins without a sha256 (unverified,
+/// or stage outputs not built yet) are listed with `-`, which `apply` refuses.
+pub fn artifact_pins(catalog: &Catalog, lock: &Lock) -> BTreeMap<String, ArtifactPin> {
     let mut pins = BTreeMap::new();
     for layer in catalog.layers.values() {
         for a in &layer.manifest.artifacts {
-            pins.entry(a.name.clone()).or_insert(ArtifactPin {
-                sha256: None,
-                file: a.name.clone(),
-            });
+            let pin = match lock.find(&a.name) {
+                Some(art) => ArtifactPin {
+                    sha256: art.sha256.as_ref().map(|d| d.hex()),
+                    file: art.file.clone(),
+                },
+                None => ArtifactPin {
+                    sha256: None,
+                    file: format!("{}.tar.gz", a.name),
+                },
+            };
+            pins.insert(a.name.clone(), pin);
         }
     }
     pins
@@ -215,30 +223,40 @@ pub fn node_secrets(loaded: &Loaded, p: &NodePlan) -> BTreeMap<String, String> {
     out
 }
 
+/// What every role of one `ezimg build` shares.
+struct BuildCtx<'a> {
+    inputs: &'a Inputs,
+    catalog: &'a Catalog<'a>,
+    lock: &'a Lock,
+    args: &'a BuildArgs,
+    staging: &'a Staging,
+}
+
 /// Render the requested outputs for the selected nodes into the staging folder.
 fn build_role(
-    inputs: &Inputs,
-    catalog: &Catalog,
+    cx: &BuildCtx,
     role: &str,
     only: Option<&str>,
-    a: &BuildArgs,
-    staging: &Staging,
     commit: &mut Vec<String>,
 ) -> Result<()> {
+    let BuildCtx {
+        inputs,
+        catalog,
+        lock,
+        args: a,
+        staging,
+    } = *cx;
     let c = &inputs.loaded.cluster;
     let role_nodes: Vec<_> = c.nodes_of(role).collect();
     let plans = role_nodes
         .iter()
         .map(|n| plan::plan_node(catalog, &inputs.loaded, n))
         .collect::<Result<Vec<_>>>()?;
+    let pins = artifact_pins(catalog, lock);
     let unpinned: Vec<String> = plans
         .iter()
         .flat_map(NodePlan::artifacts)
-        .filter(|n| {
-            artifact_pins(catalog)
-                .get(n)
-                .is_none_or(|p| p.sha256.is_none())
-        })
+        .filter(|n| pins.get(n).is_none_or(|p| p.sha256.is_none()))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -248,7 +266,7 @@ fn build_role(
             unpinned.join(", ")
         );
     }
-    let b: Bundle = bundle::build(role, &plans, &artifact_pins(catalog))?;
+    let b: Bundle = bundle::build(role, &plans, &pins)?;
     if a.format.contains(&Format::Bundle) {
         let rel = format!("{role}/{}", b.file_name);
         bundle::write_file(&staging.path(&rel), &b.bytes)?;
@@ -309,10 +327,18 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
         plan::select_nodes(c, Some(r), None)?;
         (vec![r.to_string()], None)
     };
+    let lock = Lock::discover(None, g.data.as_deref())?;
     let staging = Staging::new(&a.out)?;
     let mut commit = Vec::new();
+    let cx = BuildCtx {
+        inputs: &inputs,
+        catalog: &catalog,
+        lock: &lock,
+        args: a,
+        staging: &staging,
+    };
     for role in &roles {
-        build_role(&inputs, &catalog, role, only, a, &staging, &mut commit)
+        build_role(&cx, role, only, &mut commit)
             .with_context(|| format!("building role {role}"))?;
     }
     commit.retain(|rel| staging.path(rel).exists());
@@ -326,4 +352,109 @@ pub fn completions(a: &CompletionsArgs) -> Result<()> {
     let mut cmd = crate::cli::Cli::command();
     clap_complete::generate(a.shell, &mut cmd, "ezimg", &mut std::io::stdout());
     Ok(())
+}
+
+pub fn fetch(g: &Global, a: &crate::cli::FetchArgs) -> Result<()> {
+    crate::artifact::commands::fetch(g, a)
+}
+pub fn lock(g: &Global, a: &crate::cli::LockArgs) -> Result<()> {
+    crate::artifact::commands::lock(g, a)
+}
+pub fn export(g: &Global, a: &crate::cli::ExportArgs) -> Result<()> {
+    crate::artifact::commands::export(g, a)
+}
+pub fn import(a: &crate::cli::ImportArgs) -> Result<()> {
+    crate::artifact::commands::import(a)
+}
+
+/// `ezimg stage build|list`.
+pub fn stage(g: &Global, a: &crate::cli::StageArgs) -> Result<()> {
+    use crate::cli::StageCommand;
+    use crate::stage;
+    match &a.command {
+        StageCommand::List => {
+            for name in stage::names(g.data.as_deref())? {
+                println!("{}", stage::load(&name, g.data.as_deref())?.summary());
+            }
+            Ok(())
+        }
+        StageCommand::Build(b) => {
+            let st = stage::load(&b.name, g.data.as_deref())?;
+            let pairs = |list: &[String], what: &str| -> Result<BTreeMap<String, String>> {
+                list.iter()
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .filter(|(k, _)| !k.is_empty())
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .with_context(|| format!("--{what} {kv:?}: expected NAME=VALUE"))
+                    })
+                    .collect()
+            };
+            let sources: BTreeMap<String, std::path::PathBuf> = pairs(&b.sources, "source")?
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect();
+            // Sources not given on the command line would come from the artifact cache
+            // (artifacts.lock); until `ezimg build` wires the fetch, say which are missing.
+            let missing: Vec<&str> = st
+                .spec
+                .sources
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|n| !sources.contains_key(*n))
+                .collect();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "stage {}: no local path for source(s) {}: pass --source NAME=PATH (archive or directory) for each",
+                    st.spec.name,
+                    missing.join(", ")
+                );
+            }
+            let root = match &b.cache_dir {
+                Some(d) => d.clone(),
+                None => stage::default_cache_root()?,
+            };
+            let mut opts = stage::BuildOptions::new(root);
+            opts.vars = pairs(&b.vars, "var")?;
+            if let Some(j) = b.jobs {
+                opts.jobs = j.max(1);
+            }
+            opts.rebuild = b.rebuild;
+            opts.keep_work = b.keep_work;
+            let o = stage::build(&st, &sources, &opts)?;
+            if o.cached {
+                println!(
+                    "cache hit: stage {} ({:.2}s)",
+                    st.spec.name,
+                    o.elapsed.as_secs_f64()
+                );
+            } else {
+                println!(
+                    "built: stage {} ({:.1}s)",
+                    st.spec.name,
+                    o.elapsed.as_secs_f64()
+                );
+            }
+            println!(
+                "  tarball  {} (sha256 {})",
+                o.tarball.display(),
+                o.manifest.output.sha256
+            );
+            println!("  manifest {}", o.manifest_path.display());
+            if let Some(out) = &b.out {
+                std::fs::copy(&o.tarball, out)
+                    .with_context(|| format!("copying the stage tarball to {}", out.display()))?;
+                let mut mj = out.as_os_str().to_owned();
+                mj.push(".json");
+                std::fs::copy(&o.manifest_path, &mj).with_context(|| {
+                    format!(
+                        "copying the manifest to {}",
+                        std::path::Path::new(&mj).display()
+                    )
+                })?;
+                println!("  copied to {}", out.display());
+            }
+            Ok(())
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! ezimg: build preconfigured HA Kubernetes appliance nodes.
 
+pub mod artifact;
 pub mod bundle;
 pub mod cli;
 pub mod cluster;
@@ -12,3 +13,4 @@ pub mod output;
 pub mod plan;
 pub mod render;
 pub mod role;
+pub mod stage;

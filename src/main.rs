@@ -11,6 +11,11 @@ fn main() -> ExitCode {
         Command::Plan(a) => ezimg::commands::plan(&cli.global, a),
         Command::Build(a) => ezimg::commands::build(&cli.global, a),
         Command::Completions(a) => ezimg::commands::completions(a),
+        Command::Fetch(a) => ezimg::commands::fetch(&cli.global, a),
+        Command::Lock(a) => ezimg::commands::lock(&cli.global, a),
+        Command::Export(a) => ezimg::commands::export(&cli.global, a),
+        Command::Import(a) => ezimg::commands::import(a),
+        Command::Stage(a) => ezimg::commands::stage(&cli.global, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,8 +13,13 @@ fi
 
 # Not in the seed: since RHEL 9, SELINUX=disabled in the config no longer disables SELinux in
 # the kernel (it only stops loading the policy); the documented way is the selinux=0 boot argument.
-if command -v grubby >/dev/null 2>&1 && ! grubby --info=DEFAULT | grep -q 'selinux=0'; then
-    grubby --update-kernel=ALL --args=selinux=0
-    ez_changed "kernel argument selinux=0"
+if command -v grubby >/dev/null 2>&1; then
+    case "$(grubby --info=DEFAULT)" in
+        *selinux=0*) ;;
+        *)
+            grubby --update-kernel=ALL --args=selinux=0
+            ez_changed "kernel argument selinux=0"
+            ;;
+    esac
 fi
 {% endif %}

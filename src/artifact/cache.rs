@@ -195,7 +195,9 @@ impl Cache {
         let adir = self.root.join("sha512");
         if let Ok(rd) = fs::read_dir(&adir) {
             for e in rd {
-                let p = e.with_context(|| format!("listing {}", adir.display()))?.path();
+                let p = e
+                    .with_context(|| format!("listing {}", adir.display()))?
+                    .path();
                 let Some(d512) = p
                     .file_name()
                     .and_then(|n| n.to_str())

@@ -180,8 +180,7 @@ pub fn hash_file(path: &Path, with_sha512: bool) -> Result<Hashes> {
 pub fn sha_ni_available() -> bool {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     {
-        std::arch::is_x86_feature_detected!("sha")
-            && std::arch::is_x86_feature_detected!("sse4.1")
+        std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1")
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -212,7 +211,12 @@ mod tests {
         h.update(b"abc");
         let out = h.finish();
         assert_eq!(out.sha256, d_256(&d));
-        assert_eq!(out.sha512.map(|d| d.hex()).as_deref(), Some("ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"));
+        assert_eq!(
+            out.sha512.map(|d| d.hex()).as_deref(),
+            Some(
+                "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+            )
+        );
         Ok(())
     }
 

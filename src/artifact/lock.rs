@@ -135,8 +135,8 @@ fn valid_rel_path(s: &str) -> bool {
 impl Lock {
     /// Read and validate a lock file.
     pub fn load(path: &Path) -> Result<Lock> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut lock = Lock::parse(&text, &path.display().to_string())?;
         lock.path = Some(path.to_path_buf());
         Ok(lock)
@@ -217,7 +217,9 @@ impl Lock {
                 bail!("{at}: field `mirror_path`: {mp:?} must be a relative path without `..`");
             }
             if urls.is_empty() && r.mirror_path.is_none() {
-                bail!("{at}: give `urls`, or `mirror_path` for an artifact only found via --mirror");
+                bail!(
+                    "{at}: give `urls`, or `mirror_path` for an artifact only found via --mirror"
+                );
             }
             let sha256 = r
                 .sha256
@@ -334,7 +336,12 @@ mod tests {
     #[test]
     fn embedded_lock_is_valid() -> Result<()> {
         let lock = Lock::embedded()?;
-        for n in ["kernel-ml", "nginx", "debian12-genericcloud", "ngx_healthcheck_module"] {
+        for n in [
+            "kernel-ml",
+            "nginx",
+            "debian12-genericcloud",
+            "ngx_healthcheck_module",
+        ] {
             lock.get(n)?;
         }
         let deb = lock.get("debian12-genericcloud")?;
@@ -346,7 +353,13 @@ mod tests {
     #[test]
     fn errors_name_line_and_field() {
         let text = "lock_version = 1\n\n[[artifact]]\nname = \"x\"\nversion = \"1\"\nkind = \"source\"\nfile = \"x.tar.gz\"\nurls = [\"https://example.invalid/x\"]\nsha256 = \"abc\"\n";
-        let e = format!("{:#}", Lock::parse(text, "t.lock").err().map(|e| e.to_string()).unwrap_or_default());
+        let e = format!(
+            "{:#}",
+            Lock::parse(text, "t.lock")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
         assert!(e.contains("t.lock:3") && e.contains("sha256"), "{e}");
     }
 }

@@ -30,11 +30,14 @@ while [ $# -gt 0 ]; do
 done
 export EZ_ARTIFACTS EZ_SECRETS
 
+# Verify before sourcing anything from the bundle.
+if ! (cd "$EZ_BUNDLE" && sha256sum --quiet --strict -c MANIFEST) >&2; then
+    echo "ezimg[apply]: error: bundle $EZ_BUNDLE is damaged: MANIFEST check failed" >&2
+    exit 1
+fi
+
 # shellcheck source=lib.sh
 . "$EZ_BUNDLE/lib/ezimg.sh"
-
-(cd "$EZ_BUNDLE" && sha256sum --quiet --strict -c MANIFEST) >&2 ||
-    ez_die "bundle $EZ_BUNDLE is damaged: MANIFEST check failed"
 
 if [ -z "$node" ] && [ -s /etc/ezimg/node ]; then node=$(head -n1 /etc/ezimg/node); fi
 if [ -z "$node" ]; then node=$(hostname -s); fi

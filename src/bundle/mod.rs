@@ -57,45 +57,37 @@ pub fn tar_gz(entries: &BTreeMap<String, (u32, Vec<u8>)>, mtime: u64) -> Result<
         .mtime(0)
         .write(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
-    let mut dirs: Vec<String> = Vec::new();
-    for path in entries.keys() {
+    // Directories interleaved with files in one sorted order, each parent before its children.
+    let mut members: BTreeMap<String, Option<(u32, &[u8])>> = BTreeMap::new();
+    for (path, (mode, content)) in entries {
         let mut acc = String::new();
-        for part in path
-            .split('/')
-            .collect::<Vec<_>>()
-            .iter()
-            .rev()
-            .skip(1)
-            .rev()
-        {
+        let parts: Vec<&str> = path.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
             acc.push_str(part);
             acc.push('/');
-            if !dirs.contains(&acc) {
-                dirs.push(acc.clone());
-            }
+            members.entry(acc.clone()).or_insert(None);
         }
+        members.insert(path.clone(), Some((*mode, content.as_slice())));
     }
-    dirs.sort();
-    for d in &dirs {
+    for (path, member) in &members {
         let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(mtime);
-        h.set_size(0);
-        tar.append_data(&mut h, d, std::io::empty())
-            .with_context(|| format!("adding {d} to the archive"))?;
-    }
-    for (path, (mode, content)) in entries {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(*mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(mtime);
-        h.set_size(content.len() as u64);
-        tar.append_data(&mut h, path, content.as_slice())
+        let data: &[u8] = match member {
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                &[]
+            }
+            Some((mode, content)) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                content
+            }
+        };
+        h.set_size(data.len() as u64);
+        tar.append_data(&mut h, path, data)
             .with_context(|| format!("adding {path} to the archive"))?;
     }
     let gz = tar.into_inner().context("finishing the tar stream")?;

@@ -282,7 +282,7 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
             "[[node]]",
             "at least one node must have role \"master\"",
         );
-    } else if masters % 2 == 0 {
+    } else if masters.is_multiple_of(2) {
         cx.warn(
             "node",
             "\"master\"",
@@ -297,9 +297,14 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
             "only one slb node: the VIP has no failover",
         );
     }
-    if slbs > 0 && slbs > 255 {
-        cx.error("node", "\"slb\"", "too many slb nodes for VRRP priorities");
+    if slbs > 10 {
+        // Priorities step down by 10 from 100: more would reach the floor and tie.
+        cx.error(
+            "node",
+            "\"slb\"",
+            format!("{slbs} slb nodes: at most 10 share one VIP"),
+        );
     }
-    cx.out.sort_by(|a, b| a.severity.cmp(&b.severity));
+    cx.out.sort_by_key(|d| d.severity);
     cx.out
 }

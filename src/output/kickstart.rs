@@ -1,1 +1,244 @@
-//! Kickstart files (el7, el9) rendered from kickstart/*.ks.j2.
+//! Kickstart files (el7, el9) rendered from `kickstart/<os>.ks.j2`.
+//!
+//! The template holds the installer commands; Rust computes every value and the whole `%post`
+//! body, so quoting and the bundle/secret/bootstrap contract live in one place (shared with
+//! cloud-init). `%post` runs in the installed system as a chroot (no `--nochroot`): the
+//! bootstrap's `apply` sees it is not live and leaves service starts to the first boot.
+//!
+//! Template context:
+//!
+//! | name | what |
+//! | --- | --- |
+//! | `os` | `el7` or `el9` |
+//! | `cluster` | cluster name |
+//! | `hostname`, `role` | the node |
+//! | `network.{device,ip,netmask,gateway,nameservers}` | `device` is the MAC if given, else `cluster.network.interface`; `nameservers` comma-joined, maybe empty |
+//! | `timezone`, `ntp_servers` | from the cluster file |
+//! | `ignore_drives` | the node's extra disks (`sdb,sdc`), left alone by the installer, or empty |
+//! | `packages` | `%packages` lines |
+//! | `bundle.{file_name,sha256,url}` | the role bundle (`url` empty when embedded) |
+//! | `post_log` | where `%post --log` writes |
+//! | `post` | the `%post` body |
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::NodeInput;
+use crate::bundle::{NODE_BOOTSTRAP, NODE_SECRETS_DIR, NODE_STATE_DIR, bootstrap_script};
+use crate::cluster::Os;
+use crate::data::DataTree;
+use crate::render;
+
+/// Where the `%post` log lands on the installed system (no secret is ever echoed into it).
+pub const POST_LOG: &str = "/root/ezimg-ks-post.log";
+
+/// What `%packages` installs: the minimum to boot and run the bootstrap (curl, tar, gzip,
+/// sha256sum are in `@core`); the bundle's layers install everything else, identically on
+/// every delivery path.
+pub const PACKAGES: [&str; 4] = ["@core", "curl", "tar", "gzip"];
+
+const BUNDLE_EOF: &str = "EZIMG_BUNDLE_B64";
+const BOOTSTRAP_EOF: &str = "EZIMG_BOOTSTRAP_EOF";
+
+/// The template path for `os`, or why there is none.
+pub fn template_path(os: Os) -> Result<&'static str> {
+    match os {
+        Os::El7 => Ok("kickstart/el7.ks.j2"),
+        Os::El9 => Ok("kickstart/el9.ks.j2"),
+        Os::Debian12 => anyhow::bail!(
+            "kickstart is for el targets (el7, el9), not {os}: use the cloud-init seed \
+             (--format cloud-init) or a preseed for Debian"
+        ),
+    }
+}
+
+/// Render the node's `ks.cfg`.
+pub fn render(tree: &DataTree, input: &NodeInput) -> Result<String> {
+    let os = input.cluster.os;
+    let path = template_path(os)?;
+    let ctx =
+        context(input).with_context(|| format!("kickstart for node {}", input.node.hostname))?;
+    render::render_file(
+        tree,
+        path,
+        &minijinja::Value::from(minijinja::value::Serde(ctx)),
+    )
+    .with_context(|| format!("rendering kickstart for node {}", input.node.hostname))
+}
+
+/// The template context (see the module doc).
+pub fn context(input: &NodeInput) -> Result<serde_json::Value> {
+    let c = input.cluster;
+    let node = input.node;
+    let net = &c.network;
+    let device = match &node.mac {
+        Some(mac) => mac.to_ascii_lowercase(),
+        None => net.interface.clone(),
+    };
+    // Every value goes on a kickstart command line, split like a shell would: plain words only.
+    let word = |what: &str, v: &str| -> Result<String> {
+        if !v.is_empty()
+            && v.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-:/+@".contains(ch))
+        {
+            Ok(v.to_string())
+        } else {
+            anyhow::bail!("{what} {v:?} cannot go on a kickstart line (letters, digits, ._-:/+@)")
+        }
+    };
+    let ntp: Vec<String> = c
+        .ntp_servers
+        .iter()
+        .map(|s| word("ntp server", s))
+        .collect::<Result<_>>()?;
+    let drives: Vec<String> = node
+        .disks
+        .iter()
+        .map(|d| word("disk", d.device.trim_start_matches("/dev/")))
+        .collect::<Result<_>>()?;
+    Ok(json!({
+        "os": c.os,
+        "cluster": word("cluster name", &c.name)?,
+        "hostname": word("hostname", &node.hostname)?,
+        "role": word("role", &node.role)?,
+        "network": {
+            "device": word("network device", &device)?,
+            "ip": node.ip.to_string(),
+            "netmask": net.cidr.netmask().to_string(),
+            "gateway": net.gateway.to_string(),
+            "nameservers": net.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
+        },
+        "timezone": word("timezone", &c.timezone)?,
+        "ntp_servers": ntp,
+        "ignore_drives": drives.join(","),
+        "packages": PACKAGES,
+        "bundle": {
+            "file_name": input.bundle.file_name,
+            "sha256": input.bundle.sha256,
+            "url": input.bundle.url.clone().unwrap_or_default(),
+        },
+        "post_log": POST_LOG,
+        "post": post_body(input)?,
+    }))
+}
+
+/// Secret names become file names under `/etc/ezimg/secrets`.
+pub fn check_secret_name(name: &str) -> Result<()> {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        Ok(())
+    } else {
+        anyhow::bail!("secret name {name:?}: only a-z, 0-9 and _ are allowed")
+    }
+}
+
+/// Root's SSH keys from the role parameter `ssh_authorized_keys` (a list of strings), if the
+/// role has it; nodes are otherwise reachable only through what the bundle sets up.
+pub fn ssh_keys(input: &NodeInput) -> Result<Vec<String>> {
+    let Some(v) = input.plan.params.get("ssh_authorized_keys") else {
+        return Ok(vec![]);
+    };
+    let arr = v
+        .as_array()
+        .context("role parameter ssh_authorized_keys must be a list of strings")?;
+    arr.iter()
+        .map(|k| {
+            let k = k
+                .as_str()
+                .context("role parameter ssh_authorized_keys must be a list of strings")?;
+            if k.contains(['\n', '\r']) {
+                anyhow::bail!("an ssh_authorized_keys entry spans several lines");
+            }
+            Ok(k.to_string())
+        })
+        .collect()
+}
+
+/// The `%post` body: bundle, secrets and bootstrap as the bundle contract says, then run it.
+/// Nothing here echoes a secret, and there is no `set -x`, so the `--log` holds none.
+pub fn post_body(input: &NodeInput) -> Result<String> {
+    use base64::Engine as _;
+    let b = input.bundle;
+    let q = crate::bundle::shell_quote;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# ezimg: node {} (role {}), bundle {} sha256 {}{}\n",
+        input.node.hostname,
+        input.node.role,
+        b.file_name,
+        b.sha256,
+        b.url
+            .as_ref()
+            .map(|u| format!(" fetched from {u}"))
+            .unwrap_or_else(|| " embedded below".into()),
+    ));
+    s.push_str("set -euo pipefail\n");
+    s.push_str(&format!(
+        "install -d -m 0755 {NODE_STATE_DIR}\ninstall -d -m 0700 {NODE_SECRETS_DIR}\n"
+    ));
+    if b.url.is_none() {
+        if b.file_name.contains(['/', '\'', '\n']) || b.file_name.is_empty() {
+            anyhow::bail!("bundle file name {:?} is not a plain name", b.file_name);
+        }
+        s.push_str(&format!(
+            "base64 -d >{} <<'{BUNDLE_EOF}'\n",
+            q(&format!("{NODE_STATE_DIR}/{}", b.file_name))
+        ));
+        let enc = base64::engine::general_purpose::STANDARD.encode(&b.bytes);
+        // Short lines keep the file friendly to editors and to anaconda's line reader.
+        for chunk in enc.as_bytes().chunks(76) {
+            s.push_str(&String::from_utf8_lossy(chunk));
+            s.push('\n');
+        }
+        s.push_str(BUNDLE_EOF);
+        s.push('\n');
+    }
+    if !input.secrets.is_empty() {
+        // umask first: the file is never readable by others, not even for an instant.
+        s.push_str("umask 077\n");
+        for (name, value) in &input.secrets {
+            check_secret_name(name)?;
+            let path = format!("{NODE_SECRETS_DIR}/{name}");
+            s.push_str(&format!(
+                "printf '%s' {} >{path}\nchown root:root {path}\nchmod 0600 {path}\n",
+                q(value)
+            ));
+        }
+        s.push_str("umask 022\n");
+    }
+    let keys = ssh_keys(input)?;
+    if !keys.is_empty() {
+        s.push_str("install -d -m 0700 /root/.ssh\n");
+        for k in &keys {
+            s.push_str(&format!(
+                "printf '%s\\n' {} >>/root/.ssh/authorized_keys\n",
+                q(k)
+            ));
+        }
+        s.push_str("chmod 0600 /root/.ssh/authorized_keys\n");
+    }
+    let boot = bootstrap_script(input);
+    if boot.lines().any(|l| l == BOOTSTRAP_EOF) {
+        anyhow::bail!("the bootstrap script contains the heredoc delimiter {BOOTSTRAP_EOF}");
+    }
+    s.push_str(&format!("cat >{NODE_BOOTSTRAP} <<'{BOOTSTRAP_EOF}'\n"));
+    s.push_str(&boot);
+    if !boot.ends_with('\n') {
+        s.push('\n');
+    }
+    s.push_str(&format!("{BOOTSTRAP_EOF}\nchmod 0700 {NODE_BOOTSTRAP}\n"));
+    s.push_str(&format!("bash {NODE_BOOTSTRAP}\n"));
+    // Anaconda ends a section at a line starting with '%' (%end, or a new section).
+    // The line is not quoted in the error: it may hold a secret.
+    if let Some(n) = s.lines().position(|l| l.trim_start().starts_with('%')) {
+        anyhow::bail!(
+            "line {} of the %post body (a secret value or the bootstrap) starts with '%', \
+             which would end the section early",
+            n + 1
+        );
+    }
+    Ok(s)
+}

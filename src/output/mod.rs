@@ -2,6 +2,8 @@
 
 pub mod cloudinit;
 pub mod kickstart;
+pub mod seed_fat;
+pub mod seed_iso;
 
 use std::collections::BTreeMap;
 

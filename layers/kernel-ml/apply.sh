@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Seed: yum localinstall -y kernel-ml*; grub2-set-default 0 && grub2-mkconfig -o /etc/grub2.cfg
+# Already installed: nothing to do (the boot default was set when it was installed).
+if ! rpm -q kernel-ml-5.11.16-1.el7.elrepo >/dev/null 2>&1; then
+    kernel=$(ez_artifact kernel-ml)
+    devel=$(ez_artifact kernel-ml-devel)
+    yum localinstall -y "$kernel" "$devel"
+    # The newest kernel is entry 0.
+    grub2-set-default 0
+    # Not in the seed: on UEFI machines the config is /etc/grub2-efi.cfg, not /etc/grub2.cfg.
+    cfg=/etc/grub2.cfg
+    if [ -d /sys/firmware/efi ]; then
+        cfg=/etc/grub2-efi.cfg
+    fi
+    grub2-mkconfig -o "$cfg"
+    ez_changed "installed kernel-ml 5.11.16 as the default kernel (reboot to use it)"
+fi
+ez_log "default kernel: $(grubby --default-kernel)"

@@ -1,0 +1,753 @@
+//! Running a stage: key, cache lookup, unpack, patch, edit, configure, make, install, pack.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::cache::{self, FIXED_MTIME};
+use super::spec::{PatchFrom, Rule, Stage, expand};
+use super::{
+    BuildOptions, EditRecord, FORMAT, Input, Manifest, Outcome, OutputRecord, PatchRecord,
+};
+use crate::digest::sha256_hex;
+
+/// Lines of a failing step's log quoted in the error.
+pub const TAIL_LINES: usize = 30;
+
+/// Where the commands run. Only the host for now; chroot and VM builders (a build environment
+/// matching the target OS) come with the image work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    /// Directly on this machine, with a cleaned environment.
+    Host,
+}
+
+impl Builder {
+    /// `host: <os-release PRETTY_NAME>, <first line of cc --version>`; part of the cache key.
+    pub fn identity(&self) -> Result<String> {
+        match self {
+            Builder::Host => {
+                let os = fs::read_to_string("/etc/os-release")
+                    .ok()
+                    .and_then(|t| {
+                        t.lines().find_map(|l| {
+                            l.strip_prefix("PRETTY_NAME=")
+                                .map(|v| v.trim().trim_matches('"').to_string())
+                        })
+                    })
+                    .unwrap_or_else(|| "unknown OS".to_string());
+                let out = Command::new("cc").arg("--version").output().context(
+                    "running `cc --version`: no C compiler on the host? (install build-essential)",
+                )?;
+                if !out.status.success() {
+                    bail!(
+                        "`cc --version` failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                let cc = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                Ok(format!("host: {os}, {cc}"))
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct KeyMaterial<'a> {
+    format: &'a str,
+    ezimg: &'a str,
+    stage: &'a str,
+    vars: &'a BTreeMap<String, String>,
+    jobs_excluded: bool,
+    inputs: &'a [Input],
+    builder: &'a str,
+}
+
+struct Keyed {
+    key: String,
+    inputs: Vec<Input>,
+    vars: BTreeMap<String, String>,
+    builder: String,
+    sources: BTreeMap<String, PathBuf>,
+}
+
+fn source_digest(path: &Path) -> Result<String> {
+    if path.is_dir() {
+        cache::sha256_tree(path).with_context(|| format!("hashing directory {}", path.display()))
+    } else {
+        cache::sha256_file(path)
+    }
+}
+
+fn keyed(stage: &Stage, sources: &BTreeMap<String, PathBuf>, opts: &BuildOptions) -> Result<Keyed> {
+    let name = &stage.spec.name;
+    for k in opts.vars.keys() {
+        if !stage.spec.vars.contains_key(k) {
+            bail!(
+                "stage {name}: --var {k}: the stage has no such variable (vars: {})",
+                stage
+                    .spec
+                    .vars
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let vars = stage.base_vars(&opts.vars);
+    let mut inputs = vec![Input {
+        kind: "stage-file".into(),
+        name: stage.origin.clone(),
+        sha256: sha256_hex(stage.text.as_bytes()),
+    }];
+    for (f, bytes) in &stage.local_files {
+        inputs.push(Input {
+            kind: "local-patch".into(),
+            name: f.clone(),
+            sha256: sha256_hex(bytes),
+        });
+    }
+    let mut used = BTreeMap::new();
+    let missing: Vec<&str> = stage
+        .spec
+        .sources
+        .iter()
+        .filter(|s| !sources.contains_key(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "stage {name} needs source(s) {} with no local path given",
+            missing.join(", ")
+        );
+    }
+    for s in &stage.spec.sources {
+        let p = &sources[&s.name];
+        let p = &fs::canonicalize(p)
+            .with_context(|| format!("stage {name}: source {}: {}", s.name, p.display()))?;
+        let sha = source_digest(p).with_context(|| format!("stage {name}: source {}", s.name))?;
+        inputs.push(Input {
+            kind: "source".into(),
+            name: s.name.clone(),
+            sha256: sha,
+        });
+        used.insert(s.name.clone(), p.clone());
+    }
+    let builder = opts.builder.identity()?;
+    // The stage file's origin is a label, not content: the key must not change when the same
+    // file is read from another place.
+    let mut key_inputs = inputs.clone();
+    key_inputs[0].name = "stage-file".into();
+    let material = KeyMaterial {
+        format: FORMAT,
+        ezimg: env!("CARGO_PKG_VERSION"),
+        stage: name,
+        vars: &vars,
+        jobs_excluded: true,
+        inputs: &key_inputs,
+        builder: &builder,
+    };
+    let json = serde_json::to_vec(&material).context("serializing the cache key material")?;
+    Ok(Keyed {
+        key: sha256_hex(&json),
+        inputs,
+        vars,
+        builder,
+        sources: used,
+    })
+}
+
+/// The cache key of a build without running it: the sha256 of every input (stage file text,
+/// local patches, source digests, variables, builder identity).
+pub fn cache_key(
+    stage: &Stage,
+    sources: &BTreeMap<String, PathBuf>,
+    opts: &BuildOptions,
+) -> Result<String> {
+    Ok(keyed(stage, sources, opts)?.key)
+}
+
+/// Build `stage` from `sources` (artifact name → archive file or directory), or return the
+/// cached output. On failure nothing is cached, the work directory is removed (unless
+/// `keep_work`), and the error names the step and quotes the tail of its log.
+pub fn build(
+    stage: &Stage,
+    sources: &BTreeMap<String, PathBuf>,
+    opts: &BuildOptions,
+) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let name = &stage.spec.name;
+    let k = keyed(stage, sources, opts)?;
+    if !opts.rebuild
+        && let Some((tarball, manifest)) = cache::lookup(&opts.cache_root, &k.key)?
+    {
+        if !opts.quiet {
+            eprintln!("stage {name}: cache hit {}", k.key);
+        }
+        return Ok(Outcome {
+            cached: true,
+            key: k.key.clone(),
+            tarball,
+            manifest_path: cache::manifest_path(&opts.cache_root, &k.key),
+            manifest,
+            elapsed: t0.elapsed(),
+        });
+    }
+    if !opts.quiet {
+        eprintln!(
+            "stage {name}: cache miss {}; building on {}",
+            k.key, k.builder
+        );
+    }
+    let work_root = match &opts.work_root {
+        Some(p) => p.clone(),
+        None => std::env::temp_dir(),
+    };
+    fs::create_dir_all(&work_root).with_context(|| format!("creating {}", work_root.display()))?;
+    // The work directory's path is a function of the key, so paths compiled into the outputs
+    // (debug info, `nginx -V`) are the same on every build of the same inputs: rebuilding gives
+    // the same bytes. A lock file keeps two builds of one key apart; a leftover directory of a
+    // killed build is removed first.
+    let tag = format!("ezimg-stage-{name}-{}", &k.key[..16]);
+    let lock_path = work_root.join(format!("{tag}.lock"));
+    let lock = lock_work(&lock_path, name, opts.quiet)?;
+    if lock.1 {
+        // Another build of the same inputs ran meanwhile: it may have filled the cache.
+        if !opts.rebuild
+            && let Some((tarball, manifest)) = cache::lookup(&opts.cache_root, &k.key)?
+        {
+            return Ok(Outcome {
+                cached: true,
+                key: k.key.clone(),
+                tarball,
+                manifest_path: cache::manifest_path(&opts.cache_root, &k.key),
+                manifest,
+                elapsed: t0.elapsed(),
+            });
+        }
+    }
+    let dir = work_root.join(&tag);
+    let remove = |d: &Path| -> Result<()> {
+        if d.exists() {
+            fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+        }
+        Ok(())
+    };
+    remove(&dir)?;
+    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = Run {
+        stage,
+        opts,
+        k: &k,
+        dir: &dir,
+        t0,
+    }
+    .run();
+    if opts.keep_work {
+        eprintln!("stage {name}: work directory kept: {}", dir.display());
+    } else if let Err(e) = remove(&dir) {
+        eprintln!("warning: {e:#}");
+    }
+    drop(lock);
+    let _ = fs::remove_file(&lock_path);
+    result
+}
+
+/// Lock `path` exclusively (the file is removed by its holder when done, so retry until the
+/// locked file is the one at the path). Returns the file and whether we had to wait.
+fn lock_work(path: &Path, name: &str, quiet: bool) -> Result<(fs::File, bool)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut waited = false;
+    loop {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        if f.try_lock().is_err() {
+            if !quiet && !waited {
+                eprintln!("stage {name}: waiting for another build of the same inputs");
+            }
+            waited = true;
+            f.lock()
+                .with_context(|| format!("locking {}", path.display()))?;
+        }
+        let same = match (fs::metadata(path), f.metadata()) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Ok((f, waited));
+        }
+    }
+}
+
+struct Run<'a> {
+    stage: &'a Stage,
+    opts: &'a BuildOptions,
+    k: &'a Keyed,
+    dir: &'a Path,
+    t0: Instant,
+}
+
+impl Run<'_> {
+    fn say(&self, msg: &str) {
+        if !self.opts.quiet {
+            eprintln!(
+                "stage {}: [{:>6.1}s] {msg}",
+                self.stage.spec.name,
+                self.t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn src_root(&self) -> PathBuf {
+        self.dir.join("src")
+    }
+
+    fn run(&self) -> Result<Outcome> {
+        let s = &self.stage.spec;
+        let name = &s.name;
+        for d in ["src", "unpack", "staging", "logs", "tmp", "home"] {
+            let p = self.dir.join(d);
+            fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        }
+        // unpack
+        let mut dirs: BTreeMap<String, String> = BTreeMap::new();
+        for src in &s.sources {
+            let path = &self.k.sources[&src.name];
+            let want = src
+                .dir
+                .as_ref()
+                .map(|d| expand(d, &self.k.vars))
+                .transpose()
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: [[source]] {}: dir: {e}", self.stage.origin, src.name)
+                })?;
+            self.say(&format!("unpack {} ({})", src.name, path.display()));
+            let d = self.unpack(&src.name, path, want.as_deref())?;
+            if let Some((other, _)) = dirs.iter().find(|(_, v)| **v == d) {
+                bail!(
+                    "stage {name}: sources {other} and {} both unpack to {d}/",
+                    src.name
+                );
+            }
+            dirs.insert(src.name.clone(), d);
+        }
+        let work_dir = self.src_root().join(&dirs[&s.work]);
+        let mut vars = self.k.vars.clone();
+        for (n, d) in &dirs {
+            let rel = if *n == s.work {
+                ".".to_string()
+            } else {
+                format!("../{d}")
+            };
+            vars.insert(format!("src.{n}"), rel);
+        }
+        // patches
+        let mut patches = Vec::new();
+        for (label, from, strip, target) in self.stage.patches() {
+            let step = format!("patch {label}");
+            self.say(&step);
+            let file = match &from {
+                PatchFrom::Source { source, path } => {
+                    let p = self.src_root().join(&dirs[source]).join(path);
+                    if !p.is_file() {
+                        bail!(
+                            "stage {name}: step `{step}`: {path} not found in source {source} ({}/)",
+                            dirs[source]
+                        );
+                    }
+                    p
+                }
+                PatchFrom::Local { file, bytes } => {
+                    let p = self
+                        .dir
+                        .join("tmp")
+                        .join(format!("local-{}.patch", patches.len() + 1));
+                    fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+                    let _ = file;
+                    p
+                }
+            };
+            let bytes = fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let argv: Vec<String> = vec![
+                "patch".into(),
+                format!("-p{strip}"),
+                "--batch".into(),
+                "--forward".into(),
+                "--no-backup-if-mismatch".into(),
+                "-i".into(),
+                file.display().to_string(),
+            ];
+            self.exec(&step, &argv, &self.src_root().join(&dirs[&target]))?;
+            patches.push(PatchRecord {
+                patch: label.clone(),
+                sha256: sha256_hex(&bytes),
+                target: target.clone(),
+            });
+        }
+        // edits
+        let mut edits = Vec::new();
+        for (i, e) in s.edits.iter().enumerate() {
+            let rule = self.stage.edit_rule(i, &self.k.vars)?;
+            let target = e.target.as_deref().unwrap_or(&s.work);
+            let file = self.src_root().join(&dirs[target]).join(&e.file);
+            let n = apply_edit(&file, &rule).with_context(|| {
+                format!(
+                    "stage {name}: step `edit #{}` ({}: [[edit]] #{}): {}: {rule}",
+                    i + 1,
+                    self.stage.origin,
+                    i + 1,
+                    e.file
+                )
+            })?;
+            edits.push(EditRecord {
+                file: e.file.clone(),
+                rule,
+                matches: n,
+            });
+        }
+        if !edits.is_empty() {
+            self.say(&format!("edit: {} rules applied", edits.len()));
+        }
+        // configure
+        let x = |a: &String, v: &BTreeMap<String, String>| {
+            expand(a, v).map_err(|e| anyhow::anyhow!("{}: {e}", self.stage.origin))
+        };
+        let configure: Vec<String> = s
+            .configure
+            .command
+            .iter()
+            .chain(&s.configure.args)
+            .map(|a| x(a, &vars))
+            .collect::<Result<_>>()?;
+        self.say("configure");
+        self.exec("configure", &configure, &work_dir)?;
+        // build, install
+        let staging = self.dir.join("staging");
+        let mut bvars = vars.clone();
+        bvars.insert("jobs".into(), self.opts.jobs.max(1).to_string());
+        bvars.insert("destdir".into(), staging.display().to_string());
+        for (field, cmds) in [("build", &s.build), ("install", &s.install)] {
+            for (i, c) in cmds.iter().enumerate() {
+                let argv: Vec<String> = c.iter().map(|a| x(a, &bvars)).collect::<Result<_>>()?;
+                let step = if cmds.len() > 1 {
+                    format!("{field} #{}", i + 1)
+                } else {
+                    field.to_string()
+                };
+                self.say(&format!("{step}: {}", argv.join(" ")));
+                self.exec(&step, &argv, &work_dir)?;
+            }
+        }
+        // pack
+        let out_paths: Vec<String> = s
+            .output
+            .paths
+            .iter()
+            .map(|p| x(p, &self.k.vars))
+            .collect::<Result<_>>()?;
+        self.say("pack");
+        let sdir = cache::stages_dir(&self.opts.cache_root);
+        fs::create_dir_all(&sdir).with_context(|| format!("creating {}", sdir.display()))?;
+        let tmp = tempfile::NamedTempFile::new_in(&sdir)
+            .with_context(|| format!("creating a temporary file in {}", sdir.display()))?;
+        let packed = cache::pack(&staging, &out_paths, std::io::BufWriter::new(tmp.as_file()))
+            .with_context(|| format!("stage {name}: step `pack`"))?;
+        let key = &self.k.key;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            stage: name.clone(),
+            description: s.description.clone(),
+            key: key.clone(),
+            builder: self.k.builder.clone(),
+            prefix: s.prefix.clone(),
+            vars: self.k.vars.clone(),
+            inputs: self.k.inputs.clone(),
+            sources: dirs,
+            configure,
+            build: s.build.clone(),
+            install: s.install.clone(),
+            patches,
+            edits,
+            output: OutputRecord {
+                file: format!("{key}.tar.gz"),
+                sha256: packed.sha256,
+                size: packed.size,
+                entries: packed.entries,
+                paths: out_paths,
+            },
+            dropped: packed.dropped,
+            build_seconds: (self.t0.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        };
+        let tpath = cache::tarball_path(&self.opts.cache_root, key);
+        let mpath = cache::manifest_path(&self.opts.cache_root, key);
+        tmp.as_file()
+            .sync_all()
+            .context("syncing the stage tarball")?;
+        tmp.persist(&tpath)
+            .with_context(|| format!("storing {}", tpath.display()))?;
+        // The manifest is written last: its presence marks a complete entry.
+        let mut mtmp = tempfile::NamedTempFile::new_in(&sdir)
+            .with_context(|| format!("creating a temporary file in {}", sdir.display()))?;
+        serde_json::to_writer_pretty(&mut mtmp, &manifest).context("writing the manifest")?;
+        mtmp.persist(&mpath)
+            .with_context(|| format!("storing {}", mpath.display()))?;
+        self.say(&format!(
+            "built {} ({} entries, {} bytes)",
+            tpath.display(),
+            manifest.output.entries,
+            manifest.output.size
+        ));
+        Ok(Outcome {
+            cached: false,
+            key: key.clone(),
+            tarball: tpath,
+            manifest_path: mpath,
+            manifest,
+            elapsed: self.t0.elapsed(),
+        })
+    }
+
+    /// Unpack one source into `src/`, returning the directory name it got there.
+    fn unpack(&self, name: &str, path: &Path, want: Option<&str>) -> Result<String> {
+        let at = format!("stage {}: step `unpack {name}`", self.stage.spec.name);
+        if path.is_dir() {
+            let d = match want {
+                Some(d) => d.to_string(),
+                None => path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .with_context(|| format!("{at}: source directory has no usable name"))?
+                    .to_string(),
+            };
+            let argv = vec![
+                "cp".to_string(),
+                "-R".into(),
+                "--preserve=mode".into(),
+                format!("{}/.", path.display()),
+                self.src_root().join(&d).display().to_string(),
+            ];
+            self.exec(&format!("unpack {name}"), &argv, self.dir)?;
+            return Ok(d);
+        }
+        let scratch = self.dir.join("unpack").join(name);
+        fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+        let fmt = sniff(path).with_context(|| at.clone())?;
+        let p = path.display().to_string();
+        let argv: Vec<String> = match fmt {
+            "zip" => vec!["unzip".into(), "-q".into(), p, "-d".into(), ".".into()],
+            flag => {
+                let mut v = vec!["tar".to_string(), "-x".into(), "--no-same-owner".into()];
+                if !flag.is_empty() {
+                    v.push(flag.into());
+                }
+                v.extend(["-f".into(), p]);
+                v
+            }
+        };
+        self.exec(&format!("unpack {name}"), &argv, &scratch)?;
+        let mut top: Vec<String> = fs::read_dir(&scratch)
+            .with_context(|| format!("reading {}", scratch.display()))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("reading {}", scratch.display()))?;
+        top.sort();
+        let found = match top.as_slice() {
+            [one] if scratch.join(one).is_dir() => one.clone(),
+            _ => bail!(
+                "{at}: {} does not unpack to a single directory (found: {})",
+                path.display(),
+                if top.is_empty() {
+                    "nothing".into()
+                } else {
+                    top.join(", ")
+                }
+            ),
+        };
+        if let Some(w) = want
+            && w != found
+        {
+            bail!(
+                "{at}: {} unpacks to {found}/, the stage expects {w}/ (wrong version? check [vars] and [[source]] dir)",
+                path.display()
+            );
+        }
+        let to = self.src_root().join(&found);
+        fs::rename(scratch.join(&found), &to)
+            .with_context(|| format!("moving {found} into {}", to.display()))?;
+        Ok(found)
+    }
+
+    /// Run one command of a step, output to `logs/<step>.log`; on failure the error names the
+    /// step and quotes the log's tail.
+    fn exec(&self, step: &str, argv: &[String], cwd: &Path) -> Result<()> {
+        let name = &self.stage.spec.name;
+        let slug: String = step
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let log_path = self.dir.join("logs").join(format!("{slug}.log"));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let log2 = log
+            .try_clone()
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let (prog, args) = argv
+            .split_first()
+            .with_context(|| format!("stage {name}: step `{step}`: empty command"))?;
+        let mut cmd = Command::new(prog);
+        cmd.args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH")
+                    .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into()),
+            )
+            .env("HOME", self.dir.join("home"))
+            .env("TMPDIR", self.dir.join("tmp"))
+            .env("LC_ALL", "C")
+            .env("LANG", "C")
+            .env("TZ", "UTC")
+            .env("SOURCE_DATE_EPOCH", FIXED_MTIME.to_string());
+        let status = cmd.status().with_context(|| {
+            format!(
+                "stage {name}: step `{step}`: running {prog} (in {})",
+                cwd.display()
+            )
+        })?;
+        if !status.success() {
+            bail!(
+                "stage {name}: step `{step}` failed ({status}): {}\n--- last {TAIL_LINES} lines of {step} log ---\n{}",
+                argv.join(" "),
+                tail(&log_path, TAIL_LINES)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The last `n` lines of a log file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return format!("(no log: {e})"),
+    };
+    // Only the end matters; logs of a big build run to megabytes.
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(std::io::SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The archive format by magic bytes (artifact cache files have no extension): a tar flag, or
+/// `zip`.
+fn sniff(path: &Path) -> Result<&'static str> {
+    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        let r = f
+            .read(&mut head[n..])
+            .with_context(|| format!("reading {}", path.display()))?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    let h = &head[..n];
+    Ok(if h.starts_with(&[0x1f, 0x8b]) {
+        "-z"
+    } else if h.starts_with(b"BZh") {
+        "-j"
+    } else if h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        "-J"
+    } else if h.starts_with(b"PK\x03\x04") {
+        "zip"
+    } else if n >= 262 && &h[257..262] == b"ustar" {
+        ""
+    } else {
+        bail!(
+            "{}: not a .tar.gz, .tar.bz2, .tar.xz, .tar or .zip archive",
+            path.display()
+        )
+    })
+}
+
+fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    let mut v = Vec::new();
+    if needle.is_empty() || hay.len() < needle.len() {
+        return v;
+    }
+    let mut i = 0;
+    while i + needle.len() <= hay.len() {
+        if &hay[i..i + needle.len()] == needle {
+            v.push(i);
+            i += needle.len();
+        } else {
+            i += 1;
+        }
+    }
+    v
+}
+
+/// Apply one literal edit to `file`; returns the number of matches (0 is an error).
+pub fn apply_edit(file: &Path, rule: &Rule) -> Result<usize> {
+    let data = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (out, n) = match rule {
+        Rule::Replace { from, to } => {
+            let hits = find_all(&data, from.as_bytes());
+            let mut out = Vec::with_capacity(data.len());
+            let mut last = 0;
+            for &h in &hits {
+                out.extend_from_slice(&data[last..h]);
+                out.extend_from_slice(to.as_bytes());
+                last = h + from.len();
+            }
+            out.extend_from_slice(&data[last..]);
+            (out, hits.len())
+        }
+        Rule::DeleteLine { containing } => {
+            let mut out = Vec::with_capacity(data.len());
+            let mut n = 0;
+            for line in data.split_inclusive(|b| *b == b'\n') {
+                if find_all(line, containing.as_bytes()).is_empty() {
+                    out.extend_from_slice(line);
+                } else {
+                    n += 1;
+                }
+            }
+            (out, n)
+        }
+    };
+    if n == 0 {
+        bail!("matched nothing in {}", file.display());
+    }
+    fs::write(file, out).with_context(|| format!("writing {}", file.display()))?;
+    Ok(n)
+}

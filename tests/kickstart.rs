@@ -1,0 +1,181 @@
+//! Kickstart files: every node of the default cluster on el7 and el9 passes `ksvalidator`
+//! (pykickstart, from scripts/test-deps.sh), secrets reach only the nodes that use them, and
+//! the `%post` body does what the bundle contract says.
+
+#[path = "support/seed_inputs.rs"]
+mod seed_inputs;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use ezimg::cluster::Os;
+use ezimg::data::DataTree;
+use ezimg::output::kickstart;
+use seed_inputs::{Fixture, root, run, tool};
+
+/// The `%post` section of a ks.cfg (from its header line to `%end`).
+fn post_section(ks: &str) -> &str {
+    let start = ks.find("\n%post").expect("a %post section");
+    let end = ks[start..].find("\n%end").expect("%post ends") + start;
+    &ks[start..end]
+}
+
+fn validate(ks: &str, version: &str, name: &str) {
+    let Some(ksvalidator) = tool(&root().join(".venv/bin/ksvalidator"), "pykickstart") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(format!("{name}.ks.cfg"));
+    std::fs::write(&path, ks).expect("write ks");
+    let out = run(Command::new(ksvalidator).args(["-v", version]).arg(&path));
+    // ksvalidator reports deprecated commands on stdout and still exits 0: none is allowed.
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !text.to_lowercase().contains("deprecat"),
+        "{name} ({version}): {text}"
+    );
+}
+
+#[test]
+fn every_node_validates_on_el7_and_el9() {
+    let tree = DataTree::embedded();
+    for (os, version) in [(Os::El7, "RHEL7"), (Os::El9, "RHEL9")] {
+        let fx = Fixture::new(os, None);
+        let mut with_secret = Vec::new();
+        for input in fx.inputs() {
+            let ks = kickstart::render(&tree, &input).expect("render");
+            assert_eq!(
+                ks,
+                kickstart::render(&tree, &input).expect("render"),
+                "byte-stable"
+            );
+            validate(&ks, version, &input.node.hostname);
+            // EZIMG_DUMP=dir keeps the rendered files for a look.
+            if let Some(d) = std::env::var_os("EZIMG_DUMP") {
+                let p =
+                    std::path::Path::new(&d).join(format!("{os}-{}.ks.cfg", input.node.hostname));
+                std::fs::write(p, &ks).expect("dump");
+            }
+            let post = post_section(&ks);
+            assert!(post.contains("set -euo pipefail") && !post.contains("set -x"));
+            assert!(post.contains(&format!(
+                "base64 -d >'/var/lib/ezimg/{}'",
+                input.bundle.file_name
+            )));
+            assert!(post.contains("bash /var/lib/ezimg/bootstrap.sh"));
+            for l in ks.lines() {
+                let word = l.split(' ').next().unwrap_or("");
+                if ["part", "logvol", "autopart"].contains(&word) {
+                    assert!(!l.contains("swap"), "no swap: {l}");
+                }
+            }
+            if os == Os::El7 {
+                assert!(ks.contains("--ntpservers=ntp1.aliyun.com,time1.aliyun.com"));
+            } else {
+                assert!(ks.contains("timesource --ntp-server=ntp1.aliyun.com\n"));
+            }
+            let pass = &fx.loaded.cluster.vrrp.auth_pass;
+            if ks.contains(pass.as_str()) {
+                with_secret.push(input.node.role.clone());
+                assert!(
+                    post.contains("umask 077"),
+                    "secrets written under umask 077"
+                );
+            }
+        }
+        // Exactly the slb nodes carry the VRRP password.
+        let slbs = fx.loaded.cluster.nodes_of("slb").count();
+        assert_eq!(with_secret, vec!["slb".to_string(); slbs], "{os}");
+    }
+}
+
+#[test]
+fn bundle_url_puts_the_digest_in_post_and_embeds_nothing() {
+    let tree = DataTree::embedded();
+    for (os, version) in [(Os::El7, "RHEL7"), (Os::El9, "RHEL9")] {
+        let fx = Fixture::new(os, Some("http://192.0.2.10/ezimg"));
+        for input in fx.inputs() {
+            let ks = kickstart::render(&tree, &input).expect("render");
+            let post = post_section(&ks);
+            let url = input.bundle.url.as_deref().expect("url");
+            assert!(post.contains(&input.bundle.sha256), "sha256 in %post");
+            assert!(post.contains(url));
+            assert!(!post.contains("base64 -d"), "nothing embedded");
+            validate(&ks, version, &input.node.hostname);
+        }
+    }
+}
+
+#[test]
+fn debian_has_no_kickstart() {
+    let tree = DataTree::embedded();
+    let fx = Fixture::new(Os::Debian12, None);
+    let inputs = fx.inputs();
+    let err = kickstart::render(&tree, &inputs[0]).expect_err("debian12");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("el targets") && msg.contains("cloud-init"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn post_body_is_valid_bash_and_writes_secrets_verbatim() {
+    let fx = Fixture::new(Os::El9, None);
+    let inputs = fx.inputs();
+    let mut input = inputs
+        .into_iter()
+        .find(|i| i.node.role == "slb")
+        .expect("an slb node");
+    let tricky = "it's $HOME `x` \\n \"q\"\nline2";
+    input.secrets = BTreeMap::from([("vrrp_auth_pass".to_string(), tricky.to_string())]);
+    let body = kickstart::post_body(&input).expect("post body");
+    run(Command::new("bash").arg("-n").arg("-c").arg(&body));
+
+    // Run only the secret part, redirected to a scratch directory.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = body.find("umask 077\n").expect("umask");
+    let end = body.find("umask 022\n").expect("umask back");
+    let part = body[start..end]
+        .replace("/etc/ezimg/secrets", &dir.path().display().to_string())
+        .replace("chown root:root", "true");
+    run(Command::new("bash").arg("-euc").arg(&part));
+    let file = dir.path().join("vrrp_auth_pass");
+    assert_eq!(std::fs::read_to_string(&file).expect("secret"), tricky);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // A secret that would end the %post section early is refused without echoing it.
+    input.secrets = BTreeMap::from([("vrrp_auth_pass".to_string(), "a\n%end".to_string())]);
+    let err = format!("{:#}", kickstart::post_body(&input).expect_err("refused"));
+    assert!(
+        !err.contains("%end\n") && err.contains("starts with '%'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn extra_disks_are_left_to_the_bundle() {
+    let tree = DataTree::embedded();
+    let mut fx = Fixture::new(Os::El7, None);
+    fx.loaded.cluster.nodes[3].disks = vec![ezimg::cluster::Disk {
+        device: "/dev/sdb".into(),
+        mount: "/var/lib/containerd".into(),
+        fs: "xfs".into(),
+    }];
+    fx.loaded.cluster.nodes[3].mac = Some("52:54:00:AB:CD:EF".into());
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEzimgTestKeyOnly0000000000000000000 ops@ezimg";
+    fx.plans[3].params["ssh_authorized_keys"] = serde_json::json!([key]);
+    let inputs = fx.inputs();
+    let ks = kickstart::render(&tree, &inputs[3]).expect("render");
+    assert!(ks.contains("ignoredisk --drives=sdb\n"), "{ks}");
+    assert!(ks.contains("--device=52:54:00:ab:cd:ef "));
+    assert!(ks.contains(&format!(
+        "printf '%s\\n' '{key}' >>/root/.ssh/authorized_keys\n"
+    )));
+    let seed = ezimg::output::cloudinit::render(&inputs[3]).expect("seed");
+    assert!(seed.user_data.contains(key), "{}", seed.user_data);
+    validate(&ks, "RHEL7", "with-disk");
+}
