@@ -115,6 +115,15 @@ pub struct BuildArgs {
     /// Where `apply` on the node finds artifacts: a directory or an http(s) URL
     #[arg(long, value_name = "DIR|URL")]
     pub artifacts_from: Option<String>,
+    /// Fetch the role's artifacts, compile its build stages, and put them in <out>/<role>/artifacts
+    #[arg(long)]
+    pub fetch: bool,
+    /// With --fetch: a base URL or a flat directory to fetch from instead of the lock's URLs
+    #[arg(long, value_name = "URL|DIR", requires = "fetch")]
+    pub mirror: Vec<String>,
+    /// With --fetch: accept pins marked `verified = false` in artifacts.lock
+    #[arg(long, requires = "fetch")]
+    pub allow_unverified: bool,
 }
 
 #[derive(Debug, Args)]

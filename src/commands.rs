@@ -5,19 +5,24 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use crate::artifact::Lock;
+use crate::artifact::mirror::Mirror;
+use crate::artifact::{Cache, FetchOptions, Lock};
 use crate::bundle::{self, ArtifactPin, Bundle};
 use crate::cli::{BuildArgs, CompletionsArgs, Format, Global, InitArgs, PlanArgs};
+use crate::cluster::Os;
 use crate::cluster::{self, Loaded, Severity};
 use crate::data::DataTree;
 use crate::outdir::Staging;
-use crate::output::{BundleRef, NodeInput};
+use crate::output::{BundleRef, NodeInput, cloudinit, kickstart, seed_fat, seed_iso};
+use crate::pins;
 use crate::plan::{self, Catalog, NodePlan};
 
 /// Everything a command works from, loaded and validated once.
 pub struct Inputs {
     pub tree: DataTree,
     pub loaded: Loaded,
+    /// `--data`, where stages and the lock may also live.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Inputs {
@@ -25,6 +30,7 @@ impl Inputs {
         Ok(Inputs {
             tree: DataTree::load(g.data.as_deref())?,
             loaded: cluster::load(g.cluster.as_deref())?,
+            data_dir: g.data.clone(),
         })
     }
 }
@@ -186,26 +192,18 @@ pub fn plan(g: &Global, a: &PlanArgs) -> Result<()> {
     Ok(())
 }
 
-/// Digests the node checks artifacts against, from the lock. Pins without a sha256 (unverified,
-/// or stage outputs not built yet) are listed with `-`, which `apply` refuses.
-pub fn artifact_pins(catalog: &Catalog, lock: &Lock) -> BTreeMap<String, ArtifactPin> {
-    let mut pins = BTreeMap::new();
-    for layer in catalog.layers.values() {
-        for a in &layer.manifest.artifacts {
-            let pin = match lock.find(&a.name) {
-                Some(art) => ArtifactPin {
-                    sha256: art.sha256.as_ref().map(|d| d.hex()),
-                    file: art.file.clone(),
-                },
-                None => ArtifactPin {
-                    sha256: None,
-                    file: format!("{}.tar.gz", a.name),
-                },
-            };
-            pins.insert(a.name.clone(), pin);
-        }
-    }
-    pins
+/// Pins of every artifact any layer names, without fetching or compiling anything: what a
+/// bundle built now would list.
+pub fn artifact_pins(catalog: &Catalog, lock: &Lock) -> Result<BTreeMap<String, ArtifactPin>> {
+    let mut names: Vec<String> = catalog
+        .layers
+        .values()
+        .flat_map(|l| l.manifest.artifacts.iter().map(|a| a.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let cache = Cache::resolve(None)?;
+    Ok(pins::resolve(lock, &cache, None, Os::Debian12, &names, None)?.pins)
 }
 
 /// Secrets a node's files use, with their values from the cluster file.
@@ -252,20 +250,55 @@ fn build_role(
         .iter()
         .map(|n| plan::plan_node(catalog, &inputs.loaded, n))
         .collect::<Result<Vec<_>>>()?;
-    let pins = artifact_pins(catalog, lock);
-    let unpinned: Vec<String> = plans
+    let mut needed: Vec<String> = plans.iter().flat_map(NodePlan::artifacts).collect();
+    needed.sort();
+    needed.dedup();
+    let cache = Cache::resolve(None)?;
+    let fetch = a.fetch.then(|| -> Result<FetchOptions> {
+        let mut o = FetchOptions::new(cache.clone());
+        o.allow_unverified = a.allow_unverified;
+        o.mirrors = a
+            .mirror
+            .iter()
+            .map(|m| m.parse())
+            .collect::<Result<Vec<Mirror>>>()?;
+        Ok(o)
+    });
+    let fetch = fetch.transpose()?;
+    let getter = fetch.as_ref().map(|f| pins::Getter { fetch: f });
+    let resolved = pins::resolve(
+        lock,
+        &cache,
+        inputs.data_dir.as_deref(),
+        c.os,
+        &needed,
+        getter.as_ref(),
+    )?;
+    let unpinned: Vec<&String> = resolved
+        .pins
         .iter()
-        .flat_map(NodePlan::artifacts)
-        .filter(|n| pins.get(n).is_none_or(|p| p.sha256.is_none()))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .filter(|(_, p)| p.sha256.is_none())
+        .map(|(n, _)| n)
         .collect();
     if !unpinned.is_empty() {
         eprintln!(
-            "warning: role {role}: artifacts without a pinned digest: {} (nodes refuse them until pinned)",
-            unpinned.join(", ")
+            "warning: role {role}: artifacts without a digest yet: {} (nodes refuse them; \
+             `ezimg lock` pins unverified ones, `build --fetch` builds stages)",
+            unpinned
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
+    if !resolved.files.is_empty() {
+        let rel = format!("{role}/artifacts");
+        pins::export_files(&resolved, &staging.path(&rel))?;
+        if only.is_some() {
+            commit.push(rel);
+        }
+    }
+    let pins = resolved.pins;
     let b: Bundle = bundle::build(role, &plans, &pins)?;
     if a.format.contains(&Format::Bundle) {
         let rel = format!("{role}/{}", b.file_name);
@@ -298,9 +331,31 @@ fn build_role(
             secrets: node_secrets(&inputs.loaded, p),
             artifacts_from: a.artifacts_from.clone(),
         };
-        let _ = &input;
+        let dir = format!("{role}/{}", node.hostname);
+        if a.format.contains(&Format::Kickstart) {
+            if c.os == Os::Debian12 {
+                if node.hostname == role_nodes[0].hostname {
+                    eprintln!(
+                        "note: no kickstart for debian12 (kickstart is for el7/el9); use the cloud-init seed"
+                    );
+                }
+            } else {
+                let ks = kickstart::render(&inputs.tree, &input)
+                    .with_context(|| format!("kickstart for {}", node.hostname))?;
+                bundle::write_private(&staging.path(&format!("{dir}/ks.cfg")), ks.as_bytes())?;
+            }
+        }
+        if a.format.contains(&Format::CloudInit) {
+            let seed = cloudinit::render(&input)
+                .with_context(|| format!("cloud-init seed for {}", node.hostname))?;
+            for (name, bytes) in seed.files() {
+                bundle::write_private(&staging.path(&format!("{dir}/seed/{name}")), bytes)?;
+            }
+            seed_fat::write(&seed.files(), &staging.path(&format!("{dir}/seed.img")))?;
+            seed_iso::write(&seed.files(), &staging.path(&format!("{dir}/seed.iso")))?;
+        }
         if only.is_some() {
-            commit.push(format!("{role}/{}", node.hostname));
+            commit.push(dir);
         }
     }
     if only.is_none() {

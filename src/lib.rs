@@ -10,6 +10,7 @@ pub mod digest;
 pub mod layer;
 pub mod outdir;
 pub mod output;
+pub mod pins;
 pub mod plan;
 pub mod render;
 pub mod role;

@@ -420,3 +420,78 @@ fn completions_and_version() {
     let o = run(ezimg().arg("--version"));
     assert!(o.ok && o.stdout.starts_with("ezimg "));
 }
+
+/// shellcheck, or a printed reason to skip (a failure under CI).
+fn shellcheck_available() -> bool {
+    if Command::new("shellcheck").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "shellcheck is required under CI"
+    );
+    eprintln!("SKIP: shellcheck is not installed");
+    false
+}
+
+#[test]
+fn bundle_runtime_and_bootstrap_pass_bash_n_and_shellcheck() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = run(ezimg()
+        .args(["build", "--role", "ops", "--format", "bundle", "--out"])
+        .arg(d.path()));
+    assert!(o.ok, "{}", o.stderr);
+    let x = d.path().join("x");
+    std::fs::create_dir_all(&x).expect("mkdir");
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(d.path().join("ops/ezimg-ops-bundle.tar.gz"))
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let lib = ezimg::cluster::load(None).expect("default cluster");
+    let tree = ezimg::data::DataTree::embedded();
+    let catalog = ezimg::plan::Catalog::load(&tree).expect("catalog");
+    let node = lib.cluster.node("slb-01").expect("slb-01");
+    let plan = ezimg::plan::plan_node(&catalog, &lib, node).expect("plan");
+    let bref = ezimg::output::BundleRef {
+        file_name: "b.tar.gz".into(),
+        sha256: "0".repeat(64),
+        bytes: vec![],
+        url: Some("http://127.0.0.1:1/b.tar.gz".into()),
+    };
+    let input = ezimg::output::NodeInput {
+        cluster: &lib.cluster,
+        node,
+        plan: &plan,
+        bundle: &bref,
+        secrets: Default::default(),
+        artifacts_from: Some("/srv/it's here".into()),
+    };
+    let boot = x.join("bootstrap.sh");
+    std::fs::write(&boot, ezimg::bundle::bootstrap_script(&input)).expect("write");
+    for f in [x.join("apply"), x.join("lib/ezimg.sh"), boot] {
+        let st = Command::new("bash")
+            .arg("-n")
+            .arg(&f)
+            .status()
+            .expect("bash");
+        assert!(st.success(), "bash -n {}", f.display());
+        if shellcheck_available() {
+            let o = Command::new("shellcheck")
+                .args(["-x", "-S", "warning", "-s", "bash"])
+                .arg(&f)
+                .current_dir(&x)
+                .output()
+                .expect("shellcheck");
+            assert!(
+                o.status.success(),
+                "shellcheck {}:\n{}",
+                f.display(),
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+    }
+}

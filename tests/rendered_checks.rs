@@ -146,11 +146,12 @@ fn sysctl_pairs(text: &str) -> BTreeMap<String, String> {
 fn every_role_plans_on_every_os() {
     let tree = DataTree::embedded();
     let catalog = Catalog::load(&tree).expect("catalog loads");
-    assert_eq!(
-        catalog.role_names(),
-        ["master", "ops", "slb", "worker"],
-        "the four roles of seed 000"
-    );
+    for role in ["ops", "slb", "master", "worker"] {
+        assert!(
+            catalog.role(role).is_ok(),
+            "role {role} of seed 000 is missing"
+        );
+    }
     for os in Os::ALL {
         for variant in SLB_VARIANTS {
             let loaded = cluster_for(os, variant);

@@ -108,7 +108,7 @@ run_script() {
         . "$EZ_BUNDLE/lib/ezimg.sh"
         # shellcheck disable=SC1090
         . "$EZ_BUNDLE/blobs/$sha"
-    ); then
+    ) </dev/null; then
         ez_die "layer $EZ_LAYER: script $src failed"
     fi
 }
@@ -117,7 +117,8 @@ units_reloaded=0
 EZ_LAYER=""
 EZ_LAYER_CHANGED=0
 export EZ_LAYER EZ_LAYER_CHANGED
-while read -r kind a b c; do
+# Steps come on fd 3 so nothing a script runs (dpkg, read) can swallow them from stdin.
+while read -r -u 3 kind a b c; do
     case "$kind" in
         layer) EZ_LAYER=$a; EZ_LAYER_CHANGED=0; units_reloaded=0; ez_log "layer $a" ;;
         file) install_file "$a" "$b" "$c" ;;
@@ -132,7 +133,7 @@ while read -r kind a b c; do
         "" | "#"*) ;;
         *) ez_die "bad step '$kind' in nodes/$EZ_NODE/steps" ;;
     esac
-done <"$EZ_BUNDLE/nodes/$EZ_NODE/steps"
+done 3<"$EZ_BUNDLE/nodes/$EZ_NODE/steps"
 
 EZ_LAYER=""
 state="bundle=$(sha256sum "$EZ_BUNDLE/MANIFEST" | cut -d' ' -f1) node=$EZ_NODE"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # ezimg step library: sourced by `apply` before each layer script. Bash 4.2 (CentOS 7) compatible.
 # Every helper is idempotent and reports what it changed through ez_changed.
 
@@ -39,7 +40,10 @@ ez_pkg_install() {
             if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
                 apt-get update >&2
             fi
-            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
+            # Keep config files a layer already wrote; never stop at a dpkg prompt.
+            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+                -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+                "${missing[@]}" >&2
             ;;
     esac
     ez_changed "installed packages: ${missing[*]}"

@@ -236,6 +236,14 @@ pub fn sha256_line(sha256: &str, file_name: &str) -> String {
     format!("{sha256}  {file_name}\n")
 }
 
+/// Write a file only its owner may read: node outputs that carry secrets (ks.cfg, user-data).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    write_file(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))
+}
+
 /// Write helper used by outputs: create parents and write.
 pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     if let Some(p) = path.parent() {

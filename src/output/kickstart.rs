@@ -5,6 +5,10 @@
 //! cloud-init). `%post` runs in the installed system as a chroot (no `--nochroot`): the
 //! bootstrap's `apply` sees it is not live and leaves service starts to the first boot.
 //!
+//! A ks.cfg holds its node's secrets (and, without `--bundle-url`, the bundle): serve it to that
+//! node only. Anaconda also keeps copies of the kickstart under `/root` (`anaconda-ks.cfg`,
+//! `original-ks.cfg`, mode 0600) on the installed node.
+//!
 //! Template context:
 //!
 //! | name | what |
@@ -47,7 +51,7 @@ pub fn template_path(os: Os) -> Result<&'static str> {
         Os::El9 => Ok("kickstart/el9.ks.j2"),
         Os::Debian12 => anyhow::bail!(
             "kickstart is for el targets (el7, el9), not {os}: use the cloud-init seed \
-             (--format cloud-init) or a preseed for Debian"
+             (--format cloud-init)"
         ),
     }
 }

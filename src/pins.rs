@@ -1,0 +1,141 @@
+//! What a role's bundle pins for each artifact its layers need, and (with `build --fetch`) the
+//! verified files themselves: lock artifacts from the cache or the network, `<stage>-stage`
+//! artifacts from the build stage (compiled once, cached by the hash of every input).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::artifact::{self, Cache, FetchOptions, Lock};
+use crate::bundle::ArtifactPin;
+use crate::cluster::Os;
+use crate::stage;
+
+/// Suffix of artifacts produced by a build stage (`nginx-stage` is the `nginx` stage's output).
+pub const STAGE_SUFFIX: &str = "-stage";
+
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub pins: BTreeMap<String, ArtifactPin>,
+    /// Artifact name -> verified local file, for the artifacts that were fetched or built.
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+/// How `resolve` may get files: `None` only pins what is already known (no network, no compile).
+pub struct Getter<'a> {
+    pub fetch: &'a FetchOptions,
+}
+
+fn stage_pin(name: &str, key: &str, sha256: &str) -> ArtifactPin {
+    ArtifactPin {
+        sha256: Some(sha256.to_string()),
+        file: format!("{name}-{}.tar.gz", &key[..key.len().min(16)]),
+    }
+}
+
+/// Pins (and with `get`, files) for `needed` artifact names.
+pub fn resolve(
+    lock: &Lock,
+    cache: &Cache,
+    data: Option<&Path>,
+    os: Os,
+    needed: &[String],
+    get: Option<&Getter>,
+) -> Result<Resolved> {
+    let mut out = Resolved::default();
+    let (stages, plain): (Vec<&String>, Vec<&String>) =
+        needed.iter().partition(|n| n.ends_with(STAGE_SUFFIX));
+    for name in &plain {
+        let a = lock.get(name)?;
+        out.pins.insert(
+            name.to_string(),
+            ArtifactPin {
+                sha256: a.sha256.as_ref().map(|d| d.hex()),
+                file: a.file.clone(),
+            },
+        );
+    }
+    if let Some(g) = get
+        && !plain.is_empty()
+    {
+        for (n, p) in artifact::ensure(lock, &plain, g.fetch)? {
+            out.files.insert(n, p);
+        }
+    }
+    for name in stages {
+        let stage_name = name.trim_end_matches(STAGE_SUFFIX);
+        let st = stage::load(stage_name, data)
+            .with_context(|| format!("artifact {name} comes from build stage {stage_name}"))?;
+        let source_names: Vec<String> = st.spec.sources.iter().map(|s| s.name.clone()).collect();
+        let sources: BTreeMap<String, PathBuf> = match get {
+            Some(g) => artifact::ensure(lock, &source_names, g.fetch)?
+                .into_iter()
+                .collect(),
+            None => {
+                let mut found = BTreeMap::new();
+                for s in &source_names {
+                    if let Some(p) = lock.find(s).and_then(|a| cache.lookup(a)) {
+                        found.insert(s.clone(), p);
+                    }
+                }
+                if found.len() != source_names.len() {
+                    out.pins.insert(
+                        name.clone(),
+                        ArtifactPin {
+                            sha256: None,
+                            file: format!("{name}.tar.gz"),
+                        },
+                    );
+                    continue;
+                }
+                found
+            }
+        };
+        let opts = stage::BuildOptions::new(cache.root());
+        if get.is_some() {
+            // The host builder is Debian 12: its binaries need Debian 12's glibc.
+            if os != Os::Debian12 {
+                anyhow::bail!(
+                    "artifact {name}: build stage {stage_name} for {os} needs a builder of that OS \
+                     (chroot or VM of the target); only the host builder (Debian 12) exists yet. \
+                     Use the layer's distro package (role param *_source = \"distro\") or build on {os}"
+                );
+            }
+            let o = stage::build(&st, &sources, &opts)?;
+            out.pins.insert(
+                name.clone(),
+                stage_pin(name, &o.key, &o.manifest.output.sha256),
+            );
+            out.files.insert(name.clone(), o.tarball);
+        } else {
+            let key = stage::cache_key(&st, &sources, &opts)?;
+            let pin = match stage::lookup(cache.root(), &key)? {
+                Some((_, m)) if os == Os::Debian12 => stage_pin(name, &key, &m.output.sha256),
+                _ => ArtifactPin {
+                    sha256: None,
+                    file: format!("{name}.tar.gz"),
+                },
+            };
+            out.pins.insert(name.clone(), pin);
+        }
+    }
+    Ok(out)
+}
+
+/// Put `files` in `dir` under their pinned names (hard link when possible), for `apply --artifacts`.
+pub fn export_files(resolved: &Resolved, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, src) in &resolved.files {
+        let pin = resolved
+            .pins
+            .get(name)
+            .with_context(|| format!("artifact {name} has no pin"))?;
+        let dst = dir.join(&pin.file);
+        if std::fs::hard_link(src, &dst).is_err() {
+            std::fs::copy(src, &dst)
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+        }
+    }
+    Ok(())
+}
