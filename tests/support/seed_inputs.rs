@@ -35,7 +35,7 @@ impl Fixture {
             .map(|n| plan::plan_node(&catalog, &loaded, n).expect("plan"))
             .collect();
         let lock = ezimg::artifact::Lock::embedded().expect("embedded lock");
-        let pins = artifact_pins(&catalog, &lock);
+        let pins = artifact_pins(&catalog, &lock).expect("artifact pins");
         let mut bundles = BTreeMap::new();
         for role in loaded.cluster.roles_in_use() {
             let of_role: Vec<NodePlan> = plans.iter().filter(|p| p.role == role).cloned().collect();
