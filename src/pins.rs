@@ -46,6 +46,18 @@ pub fn resolve(
     let mut out = Resolved::default();
     let (stages, plain): (Vec<&String>, Vec<&String>) =
         needed.iter().partition(|n| n.ends_with(STAGE_SUFFIX));
+    // The host builder is Debian 12: what it compiles needs Debian 12's glibc. Said before
+    // anything is fetched.
+    if get.is_some()
+        && os != Os::Debian12
+        && let Some(name) = stages.first()
+    {
+        anyhow::bail!(
+            "artifact {name}: its build stage for {os} needs a builder of that OS (a chroot or VM \
+             of the target); only the host builder (Debian 12) exists yet. Use the distro package \
+             (role param *_source = \"distro\") or build on {os}"
+        );
+    }
     for name in &plain {
         let a = lock.get(name)?;
         out.pins.insert(
@@ -94,14 +106,6 @@ pub fn resolve(
         };
         let opts = stage::BuildOptions::new(cache.root());
         if get.is_some() {
-            // The host builder is Debian 12: its binaries need Debian 12's glibc.
-            if os != Os::Debian12 {
-                anyhow::bail!(
-                    "artifact {name}: build stage {stage_name} for {os} needs a builder of that OS \
-                     (chroot or VM of the target); only the host builder (Debian 12) exists yet. \
-                     Use the layer's distro package (role param *_source = \"distro\") or build on {os}"
-                );
-            }
             let o = stage::build(&st, &sources, &opts)?;
             out.pins.insert(
                 name.clone(),
