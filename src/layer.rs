@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Os, line_col};
+use crate::cluster::Os;
 use crate::data::DataTree;
+use crate::tomlfile;
 
 fn default_mode() -> String {
     "0644".into()
@@ -118,16 +119,7 @@ pub fn load(tree: &DataTree, name: &str) -> Result<Layer> {
     let text = tree
         .get_str(&path)
         .with_context(|| format!("missing layer {name:?}"))?;
-    let manifest: Manifest = toml::from_str(text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| {
-                let (l, c) = line_col(text, s.start);
-                format!(":{l}:{c}")
-            })
-            .unwrap_or_default();
-        anyhow::anyhow!("{}/{path}{at}: {}", tree.origin, e.message())
-    })?;
+    let manifest: Manifest = tomlfile::parse(text, &format!("{}/{path}", tree.origin))?;
     let layer = Layer {
         name: name.to_string(),
         manifest,

@@ -15,3 +15,4 @@ pub mod plan;
 pub mod render;
 pub mod role;
 pub mod stage;
+pub mod tomlfile;

@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::line_col;
 use crate::data::DataTree;
+use crate::tomlfile;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,16 +29,7 @@ pub fn load(tree: &DataTree, name: &str) -> Result<Role> {
     let text = tree
         .get_str(&path)
         .with_context(|| format!("unknown role {name:?} (known: {})", names(tree).join(", ")))?;
-    let mut role: Role = toml::from_str(text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| {
-                let (l, c) = line_col(text, s.start);
-                format!(":{l}:{c}")
-            })
-            .unwrap_or_default();
-        anyhow::anyhow!("{}/{path}{at}: {}", tree.origin, e.message())
-    })?;
+    let mut role: Role = tomlfile::parse(text, &format!("{}/{path}", tree.origin))?;
     role.name = name.to_string();
     Ok(role)
 }

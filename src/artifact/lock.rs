@@ -168,16 +168,7 @@ impl Lock {
 
     /// Parse and validate; `origin` names the file in messages.
     pub fn parse(text: &str, origin: &str) -> Result<Lock> {
-        let raw: RawLock = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let (l, c) = line_col(text, s.start);
-                    format!(":{l}:{c}")
-                })
-                .unwrap_or_default();
-            anyhow::anyhow!("{origin}{at}: {}", e.message())
-        })?;
+        let raw: RawLock = crate::tomlfile::parse(text, origin)?;
         if raw.lock_version != 1 {
             bail!(
                 "{origin}: lock_version {} is not supported (this ezimg reads 1)",

@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use crate::tomlfile;
+
 pub use validate::{Diagnostic, Severity, validate};
 
 /// The embedded default: seed 000's cluster exactly.
@@ -185,16 +187,7 @@ impl Loaded {
 
 /// Parse a cluster file's text; `origin` names it in errors (file:line:column and the field).
 pub fn parse(text: &str, origin: &str) -> Result<Cluster> {
-    toml::from_str(text).map_err(|e| {
-        let place = e
-            .span()
-            .map(|s| {
-                let (line, col) = line_col(text, s.start);
-                format!("{origin}:{line}:{col}")
-            })
-            .unwrap_or_else(|| origin.to_string());
-        anyhow::anyhow!("{place}: {}", e.message())
-    })
+    tomlfile::parse(text, origin)
 }
 
 /// Load `path`, or the embedded default when `None`.
@@ -218,13 +211,7 @@ pub fn load(path: Option<&Path>) -> Result<Loaded> {
     }
 }
 
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
+pub use crate::tomlfile::line_col;
 
 impl Cluster {
     pub fn node(&self, hostname: &str) -> Option<&Node> {

@@ -224,7 +224,7 @@ impl Stage {
         origin: &str,
         load_local: &dyn Fn(&str) -> Result<Vec<u8>>,
     ) -> Result<Stage> {
-        let spec: StageSpec = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let spec: StageSpec = crate::tomlfile::parse(text, origin)?;
         let mut local_files = BTreeMap::new();
         for (i, p) in spec.patches.iter().enumerate() {
             if let Some(f) = &p.file {
