@@ -62,7 +62,7 @@ fn apply(root: &Path, node: &str) -> (bool, String) {
 r=$1; node=$2
 for d in proc sys dev; do mount --bind /$d "$r/$d"; done
 cp -L /etc/resolv.conf "$r/etc/resolv.conf"
-EZIMG_LIVE=0 chroot "$r" /opt/ezimg/bundle/apply --node "$node"
+EZIMG_LIVE=0 chroot "$r" /opt/ezimg/bundle/apply --node "$node" --artifacts /opt/ezimg/artifacts
 "#;
     sh(Command::new("unshare")
         .args(["--mount", "--fork", "bash", "-c", script, "apply"])
@@ -95,23 +95,51 @@ fn slb_bundle_applies_in_a_debian12_chroot_and_is_idempotent() {
         .arg(&root));
     assert!(ok, "{log}");
 
+    // keepalived from the real build stage when the upstream sources are here (its 2.2.7
+    // tarball is byte-identical to the pinned release), else Debian's package.
+    let mirror = work.path().join("mirror");
+    let stage = match fixtures() {
+        Some(up) => {
+            std::fs::create_dir_all(&mirror).expect("mkdir mirror");
+            std::fs::copy(
+                up.join("keepalived_2.2.7.orig.tar.gz"),
+                mirror.join("keepalived-2.2.7.tar.gz"),
+            )
+            .expect("copy fixture");
+            eprintln!("apply_chroot: keepalived from the build stage");
+            true
+        }
+        None => {
+            eprintln!("apply_chroot: keepalived from Debian's package (no upstream fixtures)");
+            false
+        }
+    };
     let cluster = ezimg::cluster::DEFAULT_TOML
         .replace("os = \"el7\"", "os = \"debian12\"")
         .replace(
             "# [roles.slb]",
-            "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"distro\"\n#",
+            &format!(
+                "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"{}\"\n#",
+                if stage { "stage" } else { "distro" }
+            ),
         );
     let cfile = work.path().join("cluster.toml");
     std::fs::write(&cfile, cluster).expect("write cluster");
     let out = work.path().join("out");
-    let o = Command::cargo_bin("ezimg")
-        .expect("binary")
+    let mut build = Command::cargo_bin("ezimg").expect("binary");
+    build
+        .env(
+            "EZIMG_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("stage-cache"),
+        )
         .arg("-c")
         .arg(&cfile)
         .args(["build", "--role", "slb", "--format", "bundle", "--out"])
-        .arg(&out)
-        .output()
-        .expect("ezimg build");
+        .arg(&out);
+    if stage {
+        build.arg("--fetch").arg("--mirror").arg(&mirror);
+    }
+    let o = build.output().expect("ezimg build");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let bdir = root.join("opt/ezimg/bundle");
     std::fs::create_dir_all(&bdir).expect("mkdir");
@@ -121,6 +149,14 @@ fn slb_bundle_applies_in_a_debian12_chroot_and_is_idempotent() {
         .arg("-C")
         .arg(&bdir));
     assert!(ok, "{log}");
+    let arts = root.join("opt/ezimg/artifacts");
+    std::fs::create_dir_all(&arts).expect("mkdir");
+    if stage {
+        for e in std::fs::read_dir(out.join("slb/artifacts")).expect("artifacts folder") {
+            let p = e.expect("entry").path();
+            std::fs::copy(&p, arts.join(p.file_name().expect("name"))).expect("copy artifact");
+        }
+    }
     let secrets = root.join("etc/ezimg/secrets");
     std::fs::create_dir_all(&secrets).expect("mkdir");
     std::fs::write(secrets.join("vrrp_auth_pass"), "t3st&pw\n").expect("write secret");
@@ -159,14 +195,34 @@ fn slb_bundle_applies_in_a_debian12_chroot_and_is_idempotent() {
     assert!(!text.contains("@@EZIMG_SECRET"), "{text}");
     let wants = root.join("etc/systemd/system/multi-user.target.wants");
     assert!(
-        wants.join("keepalived.service").exists(),
-        "keepalived not enabled"
+        // The link is absolute inside the root: check the link itself, not its host target.
+        std::fs::symlink_metadata(wants.join("keepalived.service")).is_ok(),
+        "keepalived not enabled:\n{first}"
     );
+
+    if stage {
+        // The stage-built keepalived runs on the node with the libraries the layer installed.
+        let (ok, v) = sh(Command::new("chroot")
+            .arg(&root)
+            .args(["/ezops/service/keepalived/sbin/keepalived", "--version"]));
+        assert!(ok && v.contains("Keepalived v2.2.7"), "{v}");
+    }
 
     // A damaged bundle is refused.
     std::fs::write(bdir.join("lib/ezimg.sh"), "# tampered\n").expect("tamper");
     let (ok, log) = apply(&root, "slb-01");
     assert!(!ok && log.contains("MANIFEST"), "{log}");
+}
+
+fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("EZIMG_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/upstream")
+        });
+    dir.join("keepalived_2.2.7.orig.tar.gz")
+        .is_file()
+        .then_some(dir)
 }
 
 fn find_file(root: &Path, name: &str) -> Option<PathBuf> {

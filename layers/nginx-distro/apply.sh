@@ -13,10 +13,17 @@ ez_pkg_install nginx nginx-mod-stream
 # Same prefix as the stage build: nginx-config's files and unit do not depend on the source.
 prefix=/ezops/service/nginx
 ez_mkdir "$prefix/conf" "$prefix/logs"
-if [ "$(readlink "$prefix/conf/mime.types")" != /etc/nginx/mime.types ]; then
-    ln -sfn /etc/nginx/mime.types "$prefix/conf/mime.types"
-    ez_changed "linked $prefix/conf/mime.types"
-fi
+# The package's module snippets load `modules/…` relative to the prefix (Debian) or by
+# absolute path (el): link the prefix's modules folder to the package's.
+{% set modules = "/usr/lib/nginx/modules" if os == "debian12" else "/usr/lib64/nginx/modules" %}
+for pair in /etc/nginx/mime.types:"$prefix/conf/mime.types" {{ modules }}:"$prefix/modules"; do
+    target=${pair%%:*}
+    link=${pair#*:}
+    if [ "$(readlink "$link")" != "$target" ]; then
+        ln -sfn "$target" "$link"
+        ez_changed "linked $link"
+    fi
+done
 {% if os == "debian12" %}
 
 # Debian starts the package's own nginx (default site on :80, /run/nginx.pid) on install;

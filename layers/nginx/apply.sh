@@ -9,20 +9,10 @@ ez_pkg_install libgeoip1 libgd3
 ez_pkg_install GeoIP gd
 {% endif %}
 
-prefix=/ezops/service/nginx
-stamp=$prefix/.ezimg-stage.sha256
-tarball=$(ez_artifact nginx-stage)
-sum=$(sha256sum "$tarball" | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
-    ez_mkdir "$prefix"
-    # Never overwrite the configuration the nginx-config layer renders.
-    # --no-overwrite-dir: existing folders (/ezops …) keep their owner and mode.
-    tar -C / -xzf "$tarball" --no-overwrite-dir \
-        --exclude=conf/nginx.conf --exclude=conf/tcp --exclude=conf/vhost --exclude=conf/cert
-    echo "$sum" > "$stamp"
-    ez_changed "nginx stage $sum unpacked into $prefix"
-    # A running nginx keeps the old binary until restarted.
-    if ez_live && systemctl is-active --quiet nginx; then
-        systemctl restart nginx
-    fi
+# Never overwrite the configuration the nginx-config layer renders.
+ez_unpack_stage nginx-stage /ezops/service/nginx \
+    conf/nginx.conf conf/tcp conf/vhost conf/cert
+# A running nginx keeps the old binary until restarted.
+if [ "$EZ_STAGE_CHANGED" = 1 ] && ez_live && systemctl is-active --quiet nginx; then
+    systemctl restart nginx
 fi

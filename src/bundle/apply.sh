@@ -102,13 +102,8 @@ install_file() {
 run_script() {
     local sha=$1 src=$2
     ez_log "running $src"
-    if ! (
-        set -euo pipefail
-        # shellcheck source=lib.sh
-        . "$EZ_BUNDLE/lib/ezimg.sh"
-        # shellcheck disable=SC1090
-        . "$EZ_BUNDLE/blobs/$sha"
-    ) </dev/null; then
+    # A new bash process: inside `if ! ( … )` errexit would be off for the whole script.
+    if ! bash -euo pipefail -c '. "$1/lib/ezimg.sh"; . "$1/blobs/$2"' ezimg-step "$EZ_BUNDLE" "$sha" </dev/null; then
         ez_die "layer $EZ_LAYER: script $src failed"
     fi
 }

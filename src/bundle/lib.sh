@@ -148,6 +148,29 @@ ez_mark() {
 
 ez_sha256() { sha256sum "$1" | cut -d' ' -f1; }
 
+# ez_unpack_stage ARTIFACT PREFIX [EXCLUDE...]: unpack a build stage's output (paths relative to /)
+# unless this very tarball is already unpacked; existing folders keep their owner and mode, and
+# EXCLUDE patterns (configuration other layers render) are never touched. Sets EZ_STAGE_CHANGED
+# to 1 or 0 (not the exit status: set -e is off inside functions tested by `if`).
+ez_unpack_stage() {
+    local name=$1 prefix=$2 tarball sum stamp ex=() p
+    shift 2
+    # shellcheck disable=SC2034 # read by the calling layer script
+    EZ_STAGE_CHANGED=0
+    for p in "$@"; do ex+=("--exclude=$p"); done
+    stamp=$prefix/.ezimg-stage.sha256
+    tarball=$(ez_artifact "$name") || exit 1
+    sum=$(ez_sha256 "$tarball") || exit 1
+    [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && return 0
+    ez_mkdir "$prefix"
+    tar -C / -xzf "$tarball" --no-overwrite-dir ${ex[@]+"${ex[@]}"} ||
+        ez_die "unpacking $name ($tarball) failed"
+    printf '%s\n' "$sum" >"$stamp"
+    ez_changed "$name $sum unpacked into $prefix"
+    # shellcheck disable=SC2034 # read by the calling layer script
+    EZ_STAGE_CHANGED=1
+}
+
 # ez_artifact NAME: print the path of artifact NAME, verified against the bundle's artifacts.list.
 # Looks in $EZ_ARTIFACTS (a directory, or an http(s) base URL fetched into the node's cache) and
 # in /var/cache/ezimg/artifacts (where an image bake leaves them).
