@@ -17,13 +17,8 @@ pub const FIXED_MTIME: u64 = 315_532_800;
 /// The cache root: `$EZIMG_CACHE_DIR`, else `$XDG_CACHE_HOME/ezimg` (the platform cache dir),
 /// the same root the artifact cache uses. Stages live in `<root>/stages/`.
 pub fn default_cache_root() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("EZIMG_CACHE_DIR").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    let base = dirs::cache_dir().context(
-        "no cache directory: set XDG_CACHE_HOME or EZIMG_CACHE_DIR, or pass --cache-dir",
-    )?;
-    Ok(base.join("ezimg"))
+    // One cache root for artifacts and stage outputs.
+    Ok(crate::artifact::Cache::resolve(None)?.root().to_path_buf())
 }
 
 pub fn stages_dir(root: &Path) -> PathBuf {
