@@ -52,6 +52,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Build stages (nginx, keepalived) from pinned sources into cached tarballs
     Stage(StageArgs),
+    /// Build base OS images (debian12) from the host's apt sources, cached
+    Base(crate::base::BaseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +87,8 @@ pub enum Format {
     Kickstart,
     /// A NoCloud seed per node: the three files, a FAT image (CIDATA) and an ISO (cidata)
     CloudInit,
+    /// A qcow2 per role, baked: the base booted once with the bundle applied (debian12)
+    Qcow2,
 }
 
 #[derive(Debug, Args)]

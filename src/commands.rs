@@ -313,6 +313,13 @@ fn build_role(
         }
         eprintln!("built {rel} (sha256 {})", b.sha256);
     }
+    if a.format.contains(&Format::Qcow2) {
+        let rel = format!("{role}/ezimg-{role}.qcow2");
+        crate::image::bake_role(role, &b.bytes, &plans, &staging.path(&rel))?;
+        if only.is_some() {
+            commit.extend([rel.clone(), format!("{rel}.json"), format!("{rel}.sha256")]);
+        }
+    }
     let bref = BundleRef {
         file_name: b.file_name.clone(),
         sha256: b.sha256.clone(),

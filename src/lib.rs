@@ -1,12 +1,14 @@
 //! ezimg: build preconfigured HA Kubernetes appliance nodes.
 
 pub mod artifact;
+pub mod base;
 pub mod bundle;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod data;
 pub mod digest;
+pub mod image;
 pub mod layer;
 pub mod outdir;
 pub mod output;
@@ -16,3 +18,4 @@ pub mod render;
 pub mod role;
 pub mod stage;
 pub mod tomlfile;
+pub mod vm;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Export(a) => ezimg::commands::export(&cli.global, a),
         Command::Import(a) => ezimg::commands::import(a),
         Command::Stage(a) => ezimg::commands::stage(&cli.global, a),
+        Command::Base(a) => ezimg::base::command(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,622 @@
+//! `ezimg base build --os debian12`: a bootable Debian 12 cloud base image made here, from the
+//! host's own apt sources (the one OS whose packages this workplace reaches).
+//!
+//! Steps: mmdebstrap a root (kernel, systemd, cloud-init, openssh-server, GRUB for BIOS,
+//! ifupdown for cloud-init's ENI renderer, cloud-guest-utils so the root grows to the disk on
+//! first boot); fixed config files (fstab by UUID, GRUB on the serial console, cloud-init
+//! datasources, no machine identity); a raw disk with one MBR partition (sfdisk) and the ext4
+//! root made from the tree (`mkfs.ext4 -d`, no mount); `grub-install` from the root onto a loop
+//! device in a private mount namespace (the loop device is detached by a guard on every path);
+//! `qemu-img convert -O qcow2 -c`; sha256 and a JSON manifest of the packages.
+//!
+//! Cached under `<cache>/base/` by a key over every input: the recipe below, the package list,
+//! the host's apt sources and the archive state the host last saw (its `InRelease` files), so
+//! an `apt-get update` that brings new packages makes a new base instead of a stale hit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::sha256_hex;
+use crate::vm::tool;
+
+/// Bump when the recipe changes in a way the inputs below do not show.
+const RECIPE: &str = "debian12-base-v1";
+
+/// Virtual size of the base disk; the root partition fills it and grows with the disk.
+pub const DISK_SIZE: u64 = 4 << 30;
+
+const PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "grub-pc",
+    "cloud-init",
+    "cloud-guest-utils",
+    "openssh-server",
+    "ifupdown",
+    "isc-dhcp-client",
+    "e2fsprogs",
+    "iproute2",
+    "procps",
+    "kmod",
+    "netbase",
+    "sudo",
+    "locales",
+    "curl",
+    "ca-certificates",
+];
+
+/// The OSes a base can be built for here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BaseOs {
+    Debian12,
+}
+
+impl BaseOs {
+    pub fn name(self) -> &'static str {
+        match self {
+            BaseOs::Debian12 => "debian12",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BaseArgs {
+    #[command(subcommand)]
+    pub command: BaseCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BaseCommand {
+    /// Build (or find in the cache) the base qcow2 of an OS, from the host's apt sources
+    Build(BaseBuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BaseBuildArgs {
+    /// Operating system of the base
+    #[arg(long, value_enum, default_value = "debian12")]
+    pub os: BaseOs,
+    /// Also copy the image here (its manifest goes next to it as FILE.json)
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Cache directory (default: $EZIMG_CACHE_DIR, else $XDG_CACHE_HOME/ezimg); bases go to <dir>/base/
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Build even if the cache holds this exact input set
+    #[arg(long)]
+    pub rebuild: bool,
+}
+
+/// What `base build` records next to the image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaseManifest {
+    pub os: String,
+    pub key: String,
+    pub recipe: String,
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    pub virtual_size: u64,
+    pub kernel: String,
+    pub root_uuid: String,
+    pub sources: String,
+    pub packages: BTreeMap<String, String>,
+}
+
+/// A base image in the cache.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub image: PathBuf,
+    pub manifest_path: PathBuf,
+    /// The root's dpkg status file (the bake resolves extra packages against it).
+    pub dpkg_status: PathBuf,
+    pub manifest: BaseManifest,
+    pub cached: bool,
+    pub seconds: f64,
+}
+
+/// `<cache root>/base`.
+pub fn base_dir(cache_root: &Path) -> PathBuf {
+    cache_root.join("base")
+}
+
+pub fn cache_root(explicit: Option<&Path>) -> Result<PathBuf> {
+    match explicit {
+        Some(p) => Ok(p.to_path_buf()),
+        None => crate::stage::default_cache_root(),
+    }
+}
+
+/// The host's apt sources file mmdebstrap is given.
+pub fn host_sources() -> Result<PathBuf> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut v: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sources"))
+            .collect();
+        v.sort();
+        found.extend(v);
+    }
+    let list = Path::new("/etc/apt/sources.list");
+    if list.exists()
+        && std::fs::read_to_string(list)
+            .is_ok_and(|t| t.lines().any(|l| l.trim_start().starts_with("deb ")))
+    {
+        found.push(list.to_path_buf());
+    }
+    found.into_iter().next().context(
+        "no apt sources on this host (/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list)",
+    )
+}
+
+/// The cache key: recipe, OS, packages, sources text, config files and archive state.
+fn cache_key(os: BaseOs, sources: &Path) -> Result<(String, String)> {
+    let src_text = std::fs::read_to_string(sources)
+        .with_context(|| format!("reading {}", sources.display()))?;
+    let mut k = String::new();
+    k.push_str(RECIPE);
+    k.push('\0');
+    k.push_str(os.name());
+    k.push('\0');
+    k.push_str(&PACKAGES.join(","));
+    k.push('\0');
+    k.push_str(&src_text);
+    k.push('\0');
+    for (p, c) in config_files("UUID", "KERNEL") {
+        k.push_str(&format!("{p}\0{}\0", sha256_hex(c.as_bytes())));
+    }
+    let mut releases: Vec<PathBuf> = std::fs::read_dir("/var/lib/apt/lists")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with("InRelease"))
+                .collect()
+        })
+        .unwrap_or_default();
+    releases.sort();
+    for r in releases {
+        if let Ok(b) = std::fs::read(&r) {
+            k.push_str(&format!("{}\0{}\0", r.display(), sha256_hex(&b)));
+        }
+    }
+    Ok((sha256_hex(k.as_bytes()), src_text))
+}
+
+/// A filesystem UUID derived from the key: the same inputs give the same image layout.
+fn uuid_from(key: &str) -> String {
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &key[0..8],
+        &key[8..12],
+        &key[13..16],
+        &key[17..20],
+        &key[20..32]
+    )
+}
+
+/// Files written into the root after mmdebstrap, `UUID` and `KERNEL` filled in.
+fn config_files(uuid: &str, kernel: &str) -> Vec<(&'static str, String)> {
+    let cmdline = "console=tty0 console=ttyS0,115200n8";
+    vec![
+        (
+            "etc/fstab",
+            format!("UUID={uuid} / ext4 errors=remount-ro,discard 0 1\n"),
+        ),
+        ("etc/hostname", "localhost\n".into()),
+        (
+            "etc/hosts",
+            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n".into(),
+        ),
+        (
+            "etc/network/interfaces",
+            "# cloud-init writes the node's interfaces to interfaces.d/50-cloud-init\n\
+             source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n"
+                .into(),
+        ),
+        (
+            "etc/cloud/cloud.cfg.d/01-ezimg.cfg",
+            "# ezimg base: seeds come from a NoCloud disk (CIDATA) or a config drive.\n\
+             datasource_list: [NoCloud, ConfigDrive, None]\n\
+             # C.UTF-8 needs no locale-gen (slow, and a failure without it).\n\
+             locale: C.UTF-8\n"
+                .into(),
+        ),
+        (
+            "etc/default/grub",
+            format!(
+                "# ezimg base: serial console, short timeout (update-grub keeps these)\n\
+                 GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR=Debian\n\
+                 GRUB_CMDLINE_LINUX_DEFAULT=\"\"\nGRUB_CMDLINE_LINUX=\"{cmdline}\"\n\
+                 GRUB_TERMINAL=\"serial console\"\n\
+                 GRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n\
+                 GRUB_DISABLE_OS_PROBER=true\n"
+            ),
+        ),
+        (
+            "boot/grub/grub.cfg",
+            format!(
+                "# ezimg base: fixed GRUB configuration (a kernel upgrade regenerates it with\n\
+                 # update-grub from /etc/default/grub)\n\
+                 serial --unit=0 --speed=115200\nterminal_input serial console\n\
+                 terminal_output serial console\nset default=0\nset timeout=1\n\
+                 insmod part_msdos\ninsmod ext2\n\
+                 search --no-floppy --fs-uuid --set=root {uuid}\n\
+                 menuentry 'Debian GNU/Linux 12 (ezimg base)' {{\n\
+                 \tlinux /boot/vmlinuz-{kernel} root=UUID={uuid} ro {cmdline}\n\
+                 \tinitrd /boot/initrd.img-{kernel}\n}}\n"
+            ),
+        ),
+    ]
+}
+
+fn paths(dir: &Path, os: BaseOs, key: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let stem = format!("{}-{}", os.name(), &key[..16]);
+    (
+        dir.join(format!("{stem}.qcow2")),
+        dir.join(format!("{stem}.json")),
+        dir.join(format!("{stem}.dpkg-status")),
+    )
+}
+
+/// Find the base for `os` in the cache, or build it.
+pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
+    let t0 = Instant::now();
+    let sources = host_sources()?;
+    let (key, src_text) = cache_key(os, &sources)?;
+    let dir = base_dir(cache_root);
+    let (image, manifest_path, status) = paths(&dir, os, &key);
+    if !rebuild && image.exists() && manifest_path.exists() && status.exists() {
+        let manifest: BaseManifest = serde_json::from_slice(
+            &std::fs::read(&manifest_path)
+                .with_context(|| format!("reading {}", manifest_path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        return Ok(Base {
+            image,
+            manifest_path,
+            dpkg_status: status,
+            manifest,
+            cached: true,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    if !tool::is_root() {
+        anyhow::bail!(
+            "building the {} base needs root (mmdebstrap --mode=root, a loop device for GRUB)",
+            os.name()
+        );
+    }
+    tool::require(
+        &[
+            "mmdebstrap",
+            "mkfs.ext4",
+            "sfdisk",
+            "losetup",
+            "partx",
+            "unshare",
+            "qemu-img",
+            "dpkg-query",
+        ],
+        "building a base image",
+    )?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".work-")
+        .tempdir_in(&dir)
+        .with_context(|| format!("creating a work directory in {}", dir.display()))?;
+    let manifest = build_in(os, &key, &src_text, &sources, work.path())?;
+    let w = work.path();
+    // Publish: manifest last, so a present manifest means a complete entry.
+    std::fs::rename(w.join("base.qcow2"), &image)
+        .with_context(|| format!("moving the image to {}", image.display()))?;
+    std::fs::rename(w.join("dpkg-status"), &status)
+        .with_context(|| format!("moving {}", status.display()))?;
+    let mut m = manifest;
+    m.file = image
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    write_public(
+        &manifest_path,
+        &serde_json::to_vec_pretty(&m).context("serializing the manifest")?,
+    )?;
+    Ok(Base {
+        image,
+        manifest_path,
+        dpkg_status: status,
+        manifest: m,
+        cached: false,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Write `bytes` atomically, readable by all (a manifest holds no secret).
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    crate::output::seed_fat::write_atomic(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+/// A loop device, detached when dropped (on every path, errors included).
+struct Loop {
+    dev: String,
+}
+
+impl Loop {
+    fn attach(file: &Path) -> Result<Loop> {
+        let out = tool::run_stdout(
+            Command::new("losetup")
+                .args(["--find", "--show", "--partscan"])
+                .arg(file),
+            "attaching a loop device (losetup)",
+        )?;
+        let dev = out.trim().to_string();
+        if !dev.starts_with("/dev/loop") {
+            anyhow::bail!("losetup printed {dev:?}, not a loop device");
+        }
+        Ok(Loop { dev })
+    }
+
+    /// The first partition's node. Without udev (containers) the kernel may not have scanned
+    /// the table: ask with partx, then wait for devtmpfs.
+    fn part1(&self) -> Result<String> {
+        let p = format!("{}p1", self.dev);
+        if !Path::new(&p).exists() {
+            let _ = tool::run(
+                Command::new("partx").args(["--add", &self.dev]),
+                "reading the partition table (partx)",
+            );
+        }
+        for _ in 0..50 {
+            if Path::new(&p).exists() {
+                return Ok(p);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        anyhow::bail!("{p} did not appear after partx --add {}", self.dev)
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+fn build_in(
+    os: BaseOs,
+    key: &str,
+    src_text: &str,
+    sources: &Path,
+    w: &Path,
+) -> Result<BaseManifest> {
+    let t = Instant::now();
+    let root = w.join("root");
+    eprintln!(
+        "base {}: mmdebstrap from {} ({} packages)…",
+        os.name(),
+        sources.display(),
+        PACKAGES.len()
+    );
+    tool::run(
+        Command::new("mmdebstrap")
+            .args(["--mode=root", "--variant=important", "--format=directory"])
+            .arg(format!("--include={}", PACKAGES.join(",")))
+            .arg("--aptopt=Acquire::Retries \"3\"")
+            .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
+            .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
+            .arg("--dpkgopt=path-exclude=/usr/share/man/*")
+            .args(["bookworm"])
+            .arg(&root)
+            .arg(sources)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "mmdebstrap (the Debian 12 root)",
+    )?;
+    eprintln!("  root ready in {:.0}s", t.elapsed().as_secs_f64());
+
+    // The kernel the root got.
+    let mut kernels: Vec<String> = std::fs::read_dir(root.join("boot"))
+        .context("reading the root's /boot")?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("vmlinuz-")
+                .map(str::to_string)
+        })
+        .collect();
+    kernels.sort();
+    let kernel = kernels
+        .pop()
+        .context("no /boot/vmlinuz-* in the root: linux-image-amd64 did not install")?;
+    if !root.join(format!("boot/initrd.img-{kernel}")).exists() {
+        anyhow::bail!("no /boot/initrd.img-{kernel} in the root");
+    }
+    let uuid = uuid_from(key);
+    for (rel, content) in config_files(&uuid, &kernel) {
+        crate::bundle::write_file(&root.join(rel), content.as_bytes())?;
+    }
+    // No machine identity in a base: each boot makes its own.
+    std::fs::write(root.join("etc/machine-id"), b"").context("truncating /etc/machine-id")?;
+    let _ = std::fs::remove_file(root.join("var/lib/dbus/machine-id"));
+    for e in std::fs::read_dir(root.join("etc/ssh")).context("reading /etc/ssh")? {
+        let p = e.context("reading /etc/ssh")?.path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("ssh_host_"))
+        {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
+
+    let packages = dpkg_versions(&root)?;
+    std::fs::copy(root.join("var/lib/dpkg/status"), w.join("dpkg-status"))
+        .context("copying the root's dpkg status")?;
+
+    // Raw disk: MBR, one bootable Linux partition from 1 MiB, ext4 made from the tree.
+    let raw = w.join("disk.raw");
+    let f = std::fs::File::create(&raw).with_context(|| format!("creating {}", raw.display()))?;
+    f.set_len(DISK_SIZE)
+        .with_context(|| format!("sizing {}", raw.display()))?;
+    drop(f);
+    let label_id = &key[..8];
+    let mut sf = Command::new("sfdisk");
+    sf.args(["--quiet", "--no-reread", "--no-tell-kernel"])
+        .arg(&raw)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = sf.spawn().context("running sfdisk")?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().context("sfdisk stdin")?;
+        write!(
+            stdin,
+            "label: dos\nlabel-id: 0x{label_id}\nstart=2048, type=83, bootable\n"
+        )
+        .context("writing the partition table to sfdisk")?;
+    }
+    let out = child.wait_with_output().context("waiting for sfdisk")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "sfdisk failed ({}):\n{}",
+            out.status,
+            tool::tail_lines(&String::from_utf8_lossy(&out.stderr), 20)
+        );
+    }
+    let part_bytes = DISK_SIZE - (1 << 20);
+    tool::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "ezimg-root", "-U", &uuid])
+            .arg("-E")
+            .arg(format!("offset={},hash_seed={uuid}", 1 << 20))
+            .arg("-d")
+            .arg(&root)
+            .arg(&raw)
+            .arg(format!("{}k", part_bytes / 1024))
+            .env(
+                "E2FSPROGS_FAKE_TIME",
+                crate::bundle::DEFAULT_EPOCH.to_string(),
+            ),
+        "making the ext4 root (mkfs.ext4 -d)",
+    )?;
+    // The root tree is in the filesystem now; free the space before the next steps.
+    std::fs::remove_dir_all(&root).context("removing the root tree")?;
+
+    eprintln!("  installing GRUB…");
+    {
+        let lo = Loop::attach(&raw)?;
+        let part = lo.part1()?;
+        let mnt = w.join("mnt");
+        std::fs::create_dir_all(&mnt).context("creating the mount point")?;
+        // A private mount namespace: the mounts vanish with the process, whatever happens.
+        let script = r#"set -eu
+part=$1; mnt=$2; disk=$3
+mount "$part" "$mnt"
+for d in dev proc sys; do mount --bind "/$d" "$mnt/$d"; done
+chroot "$mnt" grub-install --target=i386-pc --boot-directory=/boot "$disk" 2>&1
+rm -f "$mnt/boot/grub/grubenv.lock"
+"#;
+        tool::run(
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "--fork"])
+                .args(["bash", "-c", script, "grub"])
+                .arg(&part)
+                .arg(&mnt)
+                .arg(&lo.dev),
+            "installing GRUB (grub-install on the loop device)",
+        )?;
+    }
+
+    eprintln!("  compressing…");
+    let qcow = w.join("base.qcow2");
+    tool::qcow2_compress(&raw, "raw", &qcow)?;
+    std::fs::remove_file(&raw).context("removing the raw disk")?;
+    let sha256 = tool::sha256_file(&qcow)?;
+    let size = std::fs::metadata(&qcow)
+        .with_context(|| format!("reading {}", qcow.display()))?
+        .len();
+    Ok(BaseManifest {
+        os: os.name().into(),
+        key: key.into(),
+        recipe: RECIPE.into(),
+        file: String::new(),
+        sha256,
+        size,
+        virtual_size: DISK_SIZE,
+        kernel,
+        root_uuid: uuid,
+        sources: src_text.into(),
+        packages,
+    })
+}
+
+/// Package -> version of the root (`dpkg-query -W`).
+fn dpkg_versions(root: &Path) -> Result<BTreeMap<String, String>> {
+    let text = tool::run_stdout(
+        Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
+            .args(["-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n"]),
+        "listing the root's packages (dpkg-query)",
+    )?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            let (p, v, s) = (it.next()?, it.next()?, it.next()?);
+            s.starts_with("ii").then(|| (p.to_string(), v.to_string()))
+        })
+        .collect())
+}
+
+/// `ezimg base …`.
+pub fn command(a: &BaseArgs) -> Result<()> {
+    match &a.command {
+        BaseCommand::Build(b) => {
+            let root = cache_root(b.cache_dir.as_deref())?;
+            let base = ensure(b.os, &root, b.rebuild)?;
+            let m = &base.manifest;
+            if base.cached {
+                println!("cache hit: base {} ({:.2}s)", m.os, base.seconds);
+            } else {
+                println!("built: base {} ({:.0}s)", m.os, base.seconds);
+            }
+            println!(
+                "  image    {} (sha256 {}, {} MiB, virtual {} GiB, kernel {}, {} packages)",
+                base.image.display(),
+                m.sha256,
+                m.size >> 20,
+                m.virtual_size >> 30,
+                m.kernel,
+                m.packages.len()
+            );
+            println!("  manifest {}", base.manifest_path.display());
+            if let Some(out) = &b.out {
+                if let Some(p) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(p)
+                        .with_context(|| format!("creating {}", p.display()))?;
+                }
+                std::fs::copy(&base.image, out)
+                    .with_context(|| format!("copying the image to {}", out.display()))?;
+                let mut mj = out.as_os_str().to_owned();
+                mj.push(".json");
+                std::fs::copy(&base.manifest_path, &mj).with_context(|| {
+                    format!("copying the manifest to {}", Path::new(&mj).display())
+                })?;
+                println!("  copied to {}", out.display());
+            }
+            Ok(())
+        }
+    }
+}

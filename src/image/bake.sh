@@ -1,0 +1,116 @@
+#!/bin/bash
+# ezimg bake: runs once inside the bake VM (cloud-init runcmd), from the read-only bake disk
+# mounted at $1. Applies the role bundle for one node, resets machine identity and reports
+# `OK ...` or `FAIL <why>` + log and journal tails + `END` on the virtio-serial port
+# ezimg.0, then powers off. The host never guesses: no OK line, no image.
+set -uo pipefail
+
+d=${1:?bake disk mount point}
+port=/dev/virtio-ports/ezimg.0
+log=/var/log/ezimg-bake.log
+
+say() { printf '%s\n' "$*" >"$port"; }
+fail() {
+    {
+        printf 'FAIL %s\n' "$*"
+        echo "--- last lines of $log ---"
+        tail -n 40 "$log" 2>/dev/null
+        echo "--- journal tail ---"
+        journalctl -b --no-pager -n 30 -o short-monotonic 2>/dev/null
+        echo END
+    } >"$port"
+    sync
+    systemctl poweroff --no-block || poweroff -f
+    exit 1
+}
+
+say "BAKE started $(uname -r)"
+exec >>"$log" 2>&1
+# bake.env sets node, bundle_file and bundle_sha.
+# shellcheck source=/dev/null
+. "$d/bake.env" || fail "reading bake.env"
+if [ -z "${node:-}" ] || [ -z "${bundle_file:-}" ] || [ -z "${bundle_sha:-}" ]; then
+    fail "bake.env lacks node, bundle_file or bundle_sha"
+fi
+
+mkdir -p /var/lib/ezimg /opt/ezimg /etc/ezimg /var/cache/ezimg/artifacts
+cp "$d/$bundle_file" "/var/lib/ezimg/$bundle_file" || fail "copying the bundle"
+if [ "$(sha256sum "/var/lib/ezimg/$bundle_file" | cut -d' ' -f1)" != "$bundle_sha" ]; then
+    fail "the bundle on the bake disk does not match sha256 $bundle_sha"
+fi
+# Artifacts stay where ez_artifact looks when no --artifacts is given: a re-apply at first
+# boot finds them without a server.
+if compgen -G "$d/artifacts/*" >/dev/null; then
+    cp "$d"/artifacts/* /var/cache/ezimg/artifacts/ || fail "copying artifacts"
+fi
+
+# The packages the layers install come from a repository on the bake disk; no network.
+apt_dir=/run/ezimg-bake-apt
+if [ -f "$d/debs/Packages" ]; then
+    mkdir -p "$apt_dir/parts"
+    echo "deb [trusted=yes] file:$d/debs ./" >"$apt_dir/sources.list"
+    printf 'Dir::Etc::SourceList "%s";\nDir::Etc::SourceParts "%s";\nAcquire::Languages "none";\n' \
+        "$apt_dir/sources.list" "$apt_dir/parts" >"$apt_dir/apt.conf"
+    export APT_CONFIG=$apt_dir/apt.conf
+    say "STEP package index of the bake disk"
+    apt-get update || fail "apt-get update from the bake disk's package repository"
+fi
+
+dir=/opt/ezimg/bundle-$bundle_sha
+if [ ! -d "$dir" ]; then
+    tmp=$(mktemp -d /opt/ezimg/.unpack.XXXXXX)
+    tar -xzf "/var/lib/ezimg/$bundle_file" -C "$tmp" --no-same-owner || fail "unpacking the bundle"
+    mv "$tmp" "$dir"
+fi
+ln -sfn "$dir" /opt/ezimg/current
+
+# A role image holds no secret: files that take one are applied with a placeholder (so the
+# layer runs as on a node), then removed below; the node's first boot, with its seed's real
+# secrets, installs them again.
+secret_files=()
+made_secrets=()
+while read -r kind _mode sha dest; do
+    [ "$kind" = file ] || continue
+    grep -q '@@EZIMG_SECRET_' "$dir/blobs/$sha" || continue
+    secret_files+=("$dest")
+    # shellcheck disable=SC2013 # names are single words ([a-z0-9_])
+    for n in $(grep -o '@@EZIMG_SECRET_[a-z0-9_]*@@' "$dir/blobs/$sha" | sed 's/^@@EZIMG_SECRET_//; s/@@$//' | sort -u); do
+        if [ ! -e "/etc/ezimg/secrets/$n" ]; then
+            mkdir -p /etc/ezimg/secrets
+            printf 'bakeonly\n' >"/etc/ezimg/secrets/$n"
+            made_secrets+=("$n")
+        fi
+    done
+done <"$dir/nodes/$node/steps"
+
+unset EZIMG_LIVE
+say "STEP apply --node $node"
+first=$("$dir/apply" --node "$node" | tail -n1) || fail "apply --node $node failed"
+say "STEP apply again (must change nothing): $first"
+second=$("$dir/apply" --node "$node" | tail -n1) || fail "second apply --node $node failed"
+
+for f in "${secret_files[@]}"; do rm -f "$f"; done
+for n in "${made_secrets[@]}"; do rm -f "/etc/ezimg/secrets/$n"; done
+rmdir /etc/ezimg/secrets 2>/dev/null || true
+
+# Reset machine identity: every node booted from the image makes its own.
+say "STEP resetting machine identity: $second"
+if [ -n "${APT_CONFIG:-}" ]; then
+    apt-get clean
+    unset APT_CONFIG
+    rm -rf /var/lib/apt/lists/* "$apt_dir"
+fi
+truncate -s 0 /etc/machine-id
+rm -f /var/lib/dbus/machine-id /etc/ssh/ssh_host_*
+echo localhost >/etc/hostname
+cloud-init clean --logs --seed || fail "cloud-init clean"
+journalctl --rotate >/dev/null 2>&1
+journalctl --vacuum-time=1s >/dev/null 2>&1
+rm -rf /var/log/journal/*/*
+find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' \) -delete
+find /var/log -type f -exec truncate -s 0 {} +
+rm -f /root/.bash_history
+fstrim -a >/dev/null 2>&1 || true
+sync
+say "OK first=\"${first}\" second=\"${second}\" secret_files_removed=${#secret_files[@]}"
+systemctl poweroff --no-block || poweroff -f

@@ -1,0 +1,573 @@
+//! The qcow2 bake: `ezimg build --role R --format qcow2`.
+//!
+//! The role's base image (debian12: `ezimg base build`) is booted once under QEMU with no
+//! network, on a qcow2 overlay (the base stays untouched), with two read-only disks ezimg
+//! writes: a NoCloud seed (instance-id `ezimg-bake-<key>`) whose runcmd mounts the second, the
+//! bake disk (ISO 9660: the bundle, the role's artifacts, a package repository with what the
+//! layers install, and `bake.sh`). `bake.sh` runs `apply --node <first node of the role>`
+//! (twice: the second must change nothing), resets machine identity and writes `OK` or
+//! `FAIL <why>` + tails to the virtio-serial marker, then powers off. Only after `OK` is the
+//! overlay converted (`qemu-img convert -O qcow2 -c`), hashed and recorded in a manifest.
+//!
+//! The image stays generic: node-specific files are re-applied at first boot by the node's own
+//! seed (its bootstrap runs the same idempotent `apply` for that node).
+//!
+//! Cached under `<cache>/bake/` by a key over the base, the bundle, the node, the artifacts
+//! and the packages: unchanged inputs are a cache hit and boot no VM.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Os;
+use crate::digest::sha256_hex;
+use crate::plan::NodePlan;
+use crate::vm::{self, Disk, Vm, VmSpec, tool};
+
+const BAKE_SH: &str = include_str!("bake.sh");
+/// Bump when the bake procedure changes in a way the inputs do not show.
+const RECIPE: &str = "bake-v1";
+/// Serial of the bake disk: `/dev/disk/by-id/virtio-ezbake` in the guest.
+const BAKE_DISK_SERIAL: &str = "ezbake";
+
+/// What the bake records next to the image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BakeManifest {
+    pub role: String,
+    pub os: String,
+    pub key: String,
+    pub recipe: String,
+    pub sha256: String,
+    pub size: u64,
+    pub base: BaseRef,
+    pub bundle: Digested,
+    pub node_applied: String,
+    pub layers: Vec<String>,
+    pub artifacts: Vec<Digested>,
+    pub packages: BTreeMap<String, String>,
+    pub apply: String,
+    pub accel: String,
+    pub bake_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaseRef {
+    pub os: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Digested {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// Result of [`bake`].
+#[derive(Debug)]
+pub struct Baked {
+    pub image: PathBuf,
+    pub manifest: BakeManifest,
+    pub cached: bool,
+    pub seconds: f64,
+}
+
+/// `ezimg build --format qcow2` for one role: bake (or take from the cache) and write the image
+/// to `out`, its manifest to `out.json` and a `sha256sum -c` line to `out.sha256`.
+pub fn bake_role(role: &str, bundle: &[u8], plans: &[NodePlan], out: &Path) -> Result<()> {
+    let cache_root = crate::stage::default_cache_root()?;
+    let b = bake(role, bundle, plans, &cache_root)?;
+    if let Some(p) = out.parent() {
+        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    std::fs::copy(&b.image, out)
+        .with_context(|| format!("copying the image to {}", out.display()))?;
+    let name = out
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    crate::bundle::write_file(
+        &with_suffix(out, ".json"),
+        &serde_json::to_vec_pretty(&b.manifest).context("serializing the manifest")?,
+    )?;
+    crate::bundle::write_file(
+        &with_suffix(out, ".sha256"),
+        crate::bundle::sha256_line(&b.manifest.sha256, &name).as_bytes(),
+    )?;
+    if b.cached {
+        eprintln!(
+            "qcow2 {role}: cache hit ({:.2}s), no VM booted: {}",
+            b.seconds,
+            b.image.display()
+        );
+    } else {
+        eprintln!(
+            "qcow2 {role}: baked in {:.0}s ({}): {} (sha256 {})",
+            b.seconds, b.manifest.accel, name, b.manifest.sha256
+        );
+    }
+    Ok(())
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Read one member of the bundle tar.gz.
+fn bundle_member(bundle: &[u8], name: &str) -> Result<Vec<u8>> {
+    let gz = flate2::read::GzDecoder::new(bundle);
+    let mut ar = tar::Archive::new(gz);
+    for e in ar.entries().context("reading the bundle")? {
+        let mut e = e.context("reading the bundle")?;
+        if e.path().context("reading the bundle")?.to_string_lossy() == name {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v)
+                .with_context(|| format!("reading {name} from the bundle"))?;
+            return Ok(v);
+        }
+    }
+    anyhow::bail!("the bundle has no {name}")
+}
+
+/// Packages the node's layer scripts install with `ez_pkg_install` (rendered for its OS).
+pub fn packages_of(plan: &NodePlan) -> Vec<String> {
+    let mut set = BTreeSet::new();
+    for l in plan.applied() {
+        for s in &l.scripts {
+            let text = String::from_utf8_lossy(&s.content).replace("\\\n", " ");
+            for line in text.lines() {
+                let line = line.trim_start();
+                let Some(rest) = line.strip_prefix("ez_pkg_install ") else {
+                    continue;
+                };
+                for w in rest.split_whitespace() {
+                    if w.starts_with('#') || w.starts_with(['|', '&', ';', '>']) {
+                        break;
+                    }
+                    if w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+                    {
+                        set.insert(w.to_string());
+                    }
+                }
+            }
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// Download `pkgs` and what they need beyond the base (resolved against the base's dpkg
+/// status) into `dir`, and index it as a flat repository.
+fn package_repo(
+    pkgs: &[String],
+    base_status: &Path,
+    dir: &Path,
+) -> Result<BTreeMap<String, String>> {
+    std::fs::create_dir_all(dir.join("partial"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    if !pkgs.is_empty() {
+        tool::run(
+            Command::new("apt-get")
+                .args(["-q", "-y", "--no-install-recommends", "--download-only"])
+                .arg(format!("-oDir::State::status={}", base_status.display()))
+                .arg(format!("-oDir::Cache::archives={}", dir.display()))
+                .arg("-oDebug::NoLocking=1")
+                .arg("-oAPT::Sandbox::User=root")
+                .arg("install")
+                .args(pkgs)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            "downloading the role's packages (apt-get --download-only against the base)",
+        )?;
+    }
+    let _ = std::fs::remove_dir_all(dir.join("partial"));
+    let _ = std::fs::remove_file(dir.join("lock"));
+    let packages = tool::run_stdout(
+        Command::new("apt-ftparchive")
+            .args(["packages", "."])
+            .current_dir(dir),
+        "indexing the package repository (apt-ftparchive)",
+    )?;
+    std::fs::write(dir.join("Packages"), &packages).context("writing Packages")?;
+    let release = tool::run_stdout(
+        Command::new("apt-ftparchive")
+            .args(["release", "."])
+            .current_dir(dir),
+        "indexing the package repository (apt-ftparchive release)",
+    )?;
+    std::fs::write(dir.join("Release"), release).context("writing Release")?;
+    let mut versions = BTreeMap::new();
+    let (mut name, mut ver) = (None::<String>, None::<String>);
+    for line in packages.lines().chain(std::iter::once("")) {
+        if let Some(v) = line.strip_prefix("Package: ") {
+            name = Some(v.trim().into());
+        } else if let Some(v) = line.strip_prefix("Version: ") {
+            ver = Some(v.trim().into());
+        } else if line.is_empty()
+            && let (Some(n), Some(v)) = (name.take(), ver.take())
+        {
+            versions.insert(n, v);
+        }
+    }
+    Ok(versions)
+}
+
+/// The image a bake starts from.
+struct BaseImage {
+    image: PathBuf,
+    file: String,
+    sha256: String,
+    /// debian12: the base's dpkg status, to resolve the role's packages offline.
+    dpkg_status: Option<PathBuf>,
+}
+
+/// debian12: the base `ezimg base build` makes (built if missing). el7/el9: the vendor cloud
+/// image pinned in artifacts.lock, only if it is already in the verified cache (it cannot be
+/// fetched from here). Their bake has no package repository: layers that install packages fail
+/// in the guest and say so.
+fn base_for(
+    os: Os,
+    role: &str,
+    cache_root: &Path,
+    acache: &crate::artifact::Cache,
+) -> Result<BaseImage> {
+    let vendor = match os {
+        Os::Debian12 => {
+            let b = crate::base::ensure(crate::base::BaseOs::Debian12, cache_root, false)
+                .context("the debian12 base image")?;
+            return Ok(BaseImage {
+                file: b.manifest.file.clone(),
+                sha256: b.manifest.sha256.clone(),
+                image: b.image,
+                dpkg_status: Some(b.dpkg_status),
+            });
+        }
+        Os::El7 => "centos7-genericcloud",
+        Os::El9 => "rocky9-genericcloud",
+    };
+    let lock = crate::artifact::Lock::discover(None, None)?;
+    let art = lock.find(vendor).with_context(|| {
+        format!(
+            "role {role} ({}): artifacts.lock has no `{vendor}` base image",
+            os.as_str()
+        )
+    })?;
+    match acache.lookup(art) {
+        Some(p) => Ok(BaseImage {
+            file: art.file.clone(),
+            sha256: tool::sha256_file(&p)?,
+            image: p,
+            dpkg_status: None,
+        }),
+        None => anyhow::bail!(
+            "role {role}: baking a qcow2 for {} starts from the vendor cloud image `{vendor}` \
+             ({}), which is not in the cache {} and cannot be downloaded from here: fetch it \
+             where it can be (`ezimg fetch {vendor}`) and carry it over with `ezimg export` / \
+             `ezimg import`, or build debian12 images (`os = \"debian12\"` in the cluster file)",
+            os.as_str(),
+            art.file,
+            acache.root().display()
+        ),
+    }
+}
+
+/// Bake (or find) the image of `role`.
+pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) -> Result<Baked> {
+    let t0 = Instant::now();
+    let plan = plans
+        .first()
+        .with_context(|| format!("role {role} has no node to bake"))?;
+    let bundle_sha = sha256_hex(bundle);
+    let bundle_file = format!("ezimg-{role}-bundle.tar.gz");
+    let artifacts_list = String::from_utf8(bundle_member(bundle, "artifacts.list")?)
+        .context("artifacts.list is not UTF-8")?;
+    let packages = packages_of(plan);
+
+    // Artifacts the node needs, from the verified cache.
+    let wanted = plan.artifacts();
+    let acache = crate::artifact::Cache::new(cache_root.to_path_buf());
+    // A vendor base that is missing is the first thing to say; a debian12 base is built, so
+    // missing artifacts are reported before that (slow) step.
+    let early_base = match plan.os {
+        Os::Debian12 => None,
+        os => Some(base_for(os, role, cache_root, &acache)?),
+    };
+    let mut artifacts: Vec<(Digested, String, PathBuf)> = Vec::new();
+    let mut missing = Vec::new();
+    for line in artifacts_list.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(name), Some(sha), Some(file)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if !wanted.iter().any(|w| w == name) {
+            continue;
+        }
+        let path = sha
+            .parse::<crate::artifact::Sha256Digest>()
+            .ok()
+            .map(|d| acache.sha256_path(&d))
+            .filter(|p| p.exists());
+        match path {
+            Some(p) => artifacts.push((
+                Digested {
+                    name: name.into(),
+                    sha256: sha.into(),
+                },
+                file.into(),
+                p,
+            )),
+            None => missing.push(format!("{name} ({file}, sha256 {sha})")),
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "role {role}: artifacts missing from the cache {}: {} (run `ezimg fetch --role {role}` \
+             or `ezimg import`; the bake VM has no network)",
+            cache_root.display(),
+            missing.join(", ")
+        );
+    }
+
+    let base = match early_base {
+        Some(b) => b,
+        None => base_for(plan.os, role, cache_root, &acache)?,
+    };
+    let mut k = String::new();
+    for part in [
+        RECIPE,
+        BAKE_SH,
+        &base.sha256,
+        &bundle_sha,
+        &plan.hostname,
+        &artifacts_list,
+        &packages.join(","),
+    ] {
+        k.push_str(&sha256_hex(part.as_bytes()));
+        k.push('\n');
+    }
+    let key = sha256_hex(k.as_bytes());
+    let dir = cache_root.join("bake");
+    let image = dir.join(format!("{role}-{}.qcow2", &key[..16]));
+    let manifest_path = with_suffix(&image, ".json");
+    if image.exists() && manifest_path.exists() {
+        let manifest: BakeManifest = serde_json::from_slice(
+            &std::fs::read(&manifest_path)
+                .with_context(|| format!("reading {}", manifest_path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        return Ok(Baked {
+            image,
+            manifest,
+            cached: true,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    tool::require(
+        &["qemu-img", "xorriso", "apt-get", "apt-ftparchive"],
+        "baking a qcow2",
+    )?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".work-")
+        .tempdir_in(&dir)
+        .with_context(|| format!("creating a work directory in {}", dir.display()))?;
+    let w = work.path();
+
+    // The bake disk.
+    let data = w.join("data");
+    std::fs::create_dir_all(data.join("artifacts")).context("creating the bake disk tree")?;
+    std::fs::write(data.join(&bundle_file), bundle).context("writing the bundle")?;
+    for (_, file, src) in &artifacts {
+        std::fs::copy(src, data.join("artifacts").join(file))
+            .with_context(|| format!("copying {} to the bake disk", src.display()))?;
+    }
+    eprintln!(
+        "qcow2 {role}: resolving {} packages against the base…",
+        packages.len()
+    );
+    let pkg_versions = match &base.dpkg_status {
+        Some(status) => package_repo(&packages, status, &data.join("debs"))?,
+        None => BTreeMap::new(),
+    };
+    std::fs::write(data.join("bake.sh"), BAKE_SH).context("writing bake.sh")?;
+    std::fs::write(
+        data.join("bake.env"),
+        format!(
+            "node={}\nbundle_file={}\nbundle_sha={bundle_sha}\n",
+            crate::bundle::shell_quote(&plan.hostname),
+            crate::bundle::shell_quote(&bundle_file)
+        ),
+    )
+    .context("writing bake.env")?;
+    let iso = w.join("bake.iso");
+    tool::run(
+        Command::new("xorriso")
+            .args(["-as", "mkisofs", "-quiet", "-R", "-V", "EZBAKE", "-o"])
+            .arg(&iso)
+            .arg(&data),
+        "writing the bake disk (xorriso)",
+    )?;
+    std::fs::remove_dir_all(&data).context("removing the bake disk tree")?;
+
+    // The bake seed.
+    let seed_id = format!("ezimg-bake-{}", &key[..16]);
+    let user_data = format!(
+        "#cloud-config\n\
+         runcmd:\n  - [bash, -c, 'mkdir -p /run/ezbake && mount -o ro /dev/disk/by-id/virtio-{BAKE_DISK_SERIAL} /run/ezbake && exec bash /run/ezbake/bake.sh /run/ezbake; echo \"FAIL cannot mount the bake disk\" >/dev/virtio-ports/{port}; echo END >/dev/virtio-ports/{port}; poweroff']\n",
+        port = vm::MARKER_PORT
+    );
+    let meta_data = format!("instance-id: {seed_id}\nlocal-hostname: ezimg-bake\n");
+    let seed = w.join("seed.img");
+    crate::output::seed_fat::write(
+        &[
+            ("user-data", user_data.as_bytes()),
+            ("meta-data", meta_data.as_bytes()),
+        ],
+        &seed,
+    )?;
+
+    let disk = w.join("disk.qcow2");
+    vm::overlay(&base.image, &disk, None)?;
+    let mut spec = VmSpec::new(&format!("ezimg-bake-{role}"), w);
+    spec.mem_mib = 2048;
+    spec.disks = vec![
+        Disk::qcow2(&disk),
+        Disk::raw_ro(&seed, "cidata"),
+        Disk::raw_ro(&iso, BAKE_DISK_SERIAL),
+    ];
+    let timeout = Duration::from_secs(
+        std::env::var("EZIMG_BAKE_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3600),
+    );
+    let t_vm = Instant::now();
+    let mut guest = Vm::start(&spec)?;
+    eprintln!(
+        "qcow2 {role}: baking in a VM ({}, no network; console {})…",
+        guest.accel,
+        guest.serial_log().display()
+    );
+    let verdict = guest
+        .wait_for(timeout, |l| {
+            if l.starts_with("STEP") || l.starts_with("BAKE") {
+                eprintln!("qcow2 {role}: guest: {l}");
+            }
+            l.starts_with("OK") || l.starts_with("FAIL")
+        })
+        .with_context(|| format!("baking role {role}"))?;
+    if let Some(why) = verdict.strip_prefix("FAIL") {
+        let mut detail = Vec::new();
+        for l in guest.drain(Duration::from_secs(3)) {
+            if l == "END" {
+                break;
+            }
+            detail.push(l);
+        }
+        anyhow::bail!(
+            "role {role}: the bake failed in the guest:{why}\n{}",
+            detail.join("\n")
+        );
+    }
+    let accel = guest.accel.to_string();
+    guest
+        .wait_exit(Duration::from_secs(300))
+        .with_context(|| format!("baking role {role}: waiting for power-off"))?;
+    drop(guest);
+    let bake_seconds = t_vm.elapsed().as_secs_f64();
+    eprintln!("qcow2 {role}: guest says {verdict}; compressing…");
+
+    let tmp_img = w.join("image.qcow2");
+    tool::qcow2_compress(&disk, "qcow2", &tmp_img)?;
+    let sha256 = tool::sha256_file(&tmp_img)?;
+    let size = std::fs::metadata(&tmp_img)
+        .with_context(|| format!("reading {}", tmp_img.display()))?
+        .len();
+    let manifest = BakeManifest {
+        role: role.into(),
+        os: plan.os.as_str().into(),
+        key: key.clone(),
+        recipe: RECIPE.into(),
+        sha256,
+        size,
+        base: BaseRef {
+            os: plan.os.as_str().into(),
+            file: base.file.clone(),
+            sha256: base.sha256.clone(),
+        },
+        bundle: Digested {
+            name: bundle_file,
+            sha256: bundle_sha,
+        },
+        node_applied: plan.hostname.clone(),
+        layers: plan.applied().map(|l| l.name.clone()).collect(),
+        artifacts: artifacts.into_iter().map(|(d, _, _)| d).collect(),
+        packages: pkg_versions,
+        apply: verdict.trim_start_matches("OK").trim().into(),
+        accel,
+        bake_seconds,
+    };
+    std::fs::rename(&tmp_img, &image)
+        .with_context(|| format!("moving the image to {}", image.display()))?;
+    crate::base::write_public(
+        &manifest_path,
+        &serde_json::to_vec_pretty(&manifest).context("serializing the manifest")?,
+    )?;
+    Ok(Baked {
+        image,
+        manifest,
+        cached: false,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_come_from_the_rendered_debian_scripts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("cluster.toml");
+        let text = crate::cluster::DEFAULT_TOML
+            .replace("os = \"el7\"", "os = \"debian12\"")
+            .replace(
+                "# [roles.slb]",
+                "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"distro\"\n#",
+            );
+        std::fs::write(&f, text).expect("write");
+        let loaded = crate::cluster::load(Some(&f)).expect("cluster");
+        let tree = crate::data::DataTree::load(None).expect("data");
+        let catalog = crate::plan::Catalog::load(&tree).expect("catalog");
+        let node = loaded.cluster.nodes_of("slb").next().expect("an slb node");
+        let plan = crate::plan::plan_node(&catalog, &loaded, node).expect("plan");
+        let pkgs = packages_of(&plan);
+        for want in [
+            "nginx",
+            "libnginx-mod-stream",
+            "keepalived",
+            "chrony",
+            "gcc",
+            "ipvsadm",
+        ] {
+            assert!(pkgs.iter().any(|p| p == want), "{want} missing: {pkgs:?}");
+        }
+        // el names never leak into a debian12 plan (templates render per OS).
+        for not in ["epel-release", "nginx-mod-stream", "conntrack-tools"] {
+            assert!(!pkgs.iter().any(|p| p == not), "{not} present: {pkgs:?}");
+        }
+    }
+
+    #[test]
+    fn user_data_and_script_are_sane() {
+        assert!(BAKE_SH.contains("virtio-ports/ezimg.0"));
+        assert!(BAKE_SH.contains("cloud-init clean --logs --seed"));
+        assert!(BAKE_SH.contains("unset EZIMG_LIVE"));
+    }
+}

@@ -1,0 +1,512 @@
+//! A small QEMU runner shared by the image bake, `tests/vm_*.rs` and `vm-tests/`.
+//!
+//! - Accelerator: KVM when `/dev/kvm` works *and* a probe guest reaches its first instruction
+//!   under it within a few seconds, else TCG (`EZIMG_VM_ACCEL=kvm|tcg` forces one).
+//! - Disks are virtio; the serial console goes to a file (`serial.log`) for diagnosis only.
+//! - The guest reports through a virtio-serial port named `ezimg.0` (in the guest:
+//!   `/dev/virtio-ports/ezimg.0`), backed by a host Unix socket the runner connects to: results
+//!   are read from there, never guessed from a console or a timeout (as cloud-hypervisor's
+//!   tests report "booted" to a host listener).
+//! - Networking is either none (`-nic none`) or QEMU socket netdevs on a multicast group bound
+//!   to 127.0.0.1: guests only see each other, never the host's network. No user-mode (slirp)
+//!   networking, bridges or taps.
+//! - The QEMU process is killed when the [`Vm`] is dropped.
+
+pub mod tool;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+/// Name of the guest's marker port (`/dev/virtio-ports/ezimg.0`).
+pub const MARKER_PORT: &str = "ezimg.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    fn args(self, cpus: u32) -> Vec<String> {
+        match self {
+            // The host CPU minus the MSR this machine's KVM refuses.
+            Accel::Kvm => vec![
+                "-accel".into(),
+                "kvm".into(),
+                "-cpu".into(),
+                "host,-arch-capabilities".into(),
+            ],
+            Accel::Tcg => {
+                let mut v = vec!["-accel".into()];
+                v.push(if cpus > 1 {
+                    "tcg,thread=multi".into()
+                } else {
+                    "tcg".into()
+                });
+                v.extend(["-cpu".into(), "max".into()]);
+                v
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+/// A 512-byte boot sector: print "EZ" on COM1, then halt. Proves that a KVM guest executes.
+fn probe_boot_sector() -> Vec<u8> {
+    let mut s = vec![
+        0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xb0, b'E', 0xee, // mov al, 'E'; out dx, al
+        0xb0, b'Z', 0xee, // mov al, 'Z'; out dx, al
+        0xb0, b'\n', 0xee, // mov al, '\n'; out dx, al
+        0xfa, 0xf4, // cli; hlt
+        0xeb, 0xfd, // jmp $-3
+    ];
+    s.resize(510, 0);
+    s.extend([0x55, 0xaa]);
+    s
+}
+
+/// Does a KVM guest run here? Boots the probe sector with a short timeout.
+fn probe_kvm() -> Result<()> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .context("opening /dev/kvm")?;
+    let dir = tempfile::tempdir().context("creating a probe directory")?;
+    let disk = dir.path().join("probe.img");
+    std::fs::write(&disk, probe_boot_sector()).context("writing the probe disk")?;
+    let log = dir.path().join("serial.log");
+    let mut child = Command::new(QEMU)
+        .args(Accel::Kvm.args(1))
+        .args([
+            "-machine",
+            "pc",
+            "-m",
+            "32",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args(["-display", "none", "-nic", "none", "-no-reboot"])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=ide", disk.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the KVM probe")?;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let ok = loop {
+        if std::fs::read(&log).is_ok_and(|b| b.windows(2).any(|w| w == b"EZ")) {
+            break true;
+        }
+        if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let out = child.wait_with_output();
+    if ok {
+        return Ok(());
+    }
+    let err = out
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    anyhow::bail!(
+        "the KVM probe guest did not run within 8 s: {}",
+        tool::tail_lines(&err, 5)
+    )
+}
+
+/// The accelerator to use: `EZIMG_VM_ACCEL` (`kvm`, `tcg`, `auto`), else probed once.
+///
+/// `auto` takes KVM only if the probe runs *and* `EZIMG_VM_KVM=1`: on this project's build
+/// machine KVM guests hang while booting Linux (an MSR error with `-cpu host`, a silent hang
+/// without), which the probe cannot see, so TCG is the safe default.
+pub fn accel() -> Accel {
+    static ACCEL: OnceLock<Accel> = OnceLock::new();
+    *ACCEL.get_or_init(|| {
+        match std::env::var("EZIMG_VM_ACCEL").as_deref() {
+            Ok("kvm") => return Accel::Kvm,
+            Ok("tcg") => return Accel::Tcg,
+            _ => {}
+        }
+        if std::env::var("EZIMG_VM_KVM").as_deref() != Ok("1") {
+            return Accel::Tcg;
+        }
+        match probe_kvm() {
+            Ok(()) => Accel::Kvm,
+            Err(e) => {
+                eprintln!("ezimg: KVM unusable ({e:#}); using TCG (slow)");
+                Accel::Tcg
+            }
+        }
+    })
+}
+
+/// One virtio disk.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// `qcow2` or `raw`.
+    pub format: String,
+    pub readonly: bool,
+    /// Shows in the guest as `/dev/disk/by-id/virtio-<serial>`.
+    pub serial: Option<String>,
+}
+
+impl Disk {
+    pub fn qcow2(path: impl Into<PathBuf>) -> Disk {
+        Disk {
+            path: path.into(),
+            format: "qcow2".into(),
+            readonly: false,
+            serial: None,
+        }
+    }
+    pub fn raw_ro(path: impl Into<PathBuf>, serial: &str) -> Disk {
+        Disk {
+            path: path.into(),
+            format: "raw".into(),
+            readonly: true,
+            serial: Some(serial.into()),
+        }
+    }
+}
+
+/// A NIC on a loopback multicast "wire": every guest with the same group and port sees the
+/// others, nothing else.
+#[derive(Debug, Clone)]
+pub struct McastNic {
+    /// e.g. `230.0.0.1`
+    pub group: String,
+    pub port: u16,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub name: String,
+    pub mem_mib: u32,
+    pub cpus: u32,
+    pub disks: Vec<Disk>,
+    /// Empty: no network at all (`-nic none`).
+    pub nics: Vec<McastNic>,
+    /// Where `serial.log` and the marker socket go.
+    pub dir: PathBuf,
+}
+
+impl VmSpec {
+    pub fn new(name: &str, dir: &Path) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            mem_mib: 1536,
+            cpus: 2,
+            disks: Vec::new(),
+            nics: Vec::new(),
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+/// A running guest. Dropping it kills QEMU.
+pub struct Vm {
+    pub name: String,
+    pub accel: Accel,
+    child: Child,
+    serial_log: PathBuf,
+    lines: Receiver<String>,
+    writer: UnixStream,
+    _sock_dir: tempfile::TempDir,
+    started: Instant,
+}
+
+impl Vm {
+    /// Start QEMU for `spec` and connect to the guest's marker port.
+    pub fn start(spec: &VmSpec) -> Result<Vm> {
+        tool::require(&[QEMU], "running a VM")?;
+        std::fs::create_dir_all(&spec.dir)
+            .with_context(|| format!("creating {}", spec.dir.display()))?;
+        // Unix socket paths are limited to 108 bytes: keep the socket in a short temp dir.
+        let sock_dir = tempfile::Builder::new()
+            .prefix("ezvm")
+            .tempdir()
+            .context("creating the marker socket directory")?;
+        let sock = sock_dir.path().join("m.sock");
+        let serial_log = spec.dir.join("serial.log");
+        let accel = accel();
+        let mut cmd = Command::new(QEMU);
+        cmd.args(["-name", &spec.name])
+            .args(["-machine", "pc"])
+            .args(accel.args(spec.cpus))
+            .args(["-m", &spec.mem_mib.to_string()])
+            .args(["-smp", &spec.cpus.to_string()])
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            .arg("-no-reboot")
+            .args(["-device", "virtio-rng-pci"])
+            .arg("-chardev")
+            .arg(format!("file,id=con0,path={}", serial_log.display()))
+            .args(["-serial", "chardev:con0"])
+            .args(["-device", "virtio-serial-pci,id=vser0"])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=ez0,path={},server=on,wait=off",
+                sock.display()
+            ))
+            .arg("-device")
+            .arg(format!(
+                "virtserialport,bus=vser0.0,chardev=ez0,name={MARKER_PORT}"
+            ));
+        for (i, d) in spec.disks.iter().enumerate() {
+            let mut v = format!(
+                "file={},format={},if=none,id=d{i},cache=unsafe",
+                d.path.display(),
+                d.format
+            );
+            if d.readonly {
+                v.push_str(",readonly=on");
+            } else {
+                v.push_str(",discard=unmap");
+            }
+            cmd.arg("-drive").arg(v);
+            let mut dev = format!("virtio-blk-pci,drive=d{i}");
+            if i == 0 {
+                dev.push_str(",bootindex=0");
+            }
+            if let Some(s) = &d.serial {
+                dev.push_str(&format!(",serial={s}"));
+            }
+            cmd.arg("-device").arg(dev);
+        }
+        if spec.nics.is_empty() {
+            cmd.args(["-nic", "none"]);
+        }
+        for (i, n) in spec.nics.iter().enumerate() {
+            if !n.group.starts_with("230.") && !n.group.starts_with("239.") {
+                anyhow::bail!("multicast group {} is not a local-scope group", n.group);
+            }
+            cmd.arg("-netdev").arg(format!(
+                "socket,id=n{i},mcast={}:{},localaddr=127.0.0.1",
+                n.group, n.port
+            ));
+            cmd.arg("-device")
+                .arg(format!("virtio-net-pci,netdev=n{i},mac={}", n.mac));
+        }
+        let qemu_err = spec.dir.join("qemu.stderr");
+        let err_file = std::fs::File::create(&qemu_err)
+            .with_context(|| format!("creating {}", qemu_err.display()))?;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .spawn()
+            .with_context(|| format!("starting {QEMU} for {}", spec.name))?;
+        // QEMU creates the socket while starting up.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let stream = loop {
+            match UnixStream::connect(&sock) {
+                Ok(s) => break s,
+                Err(e) => {
+                    if let Ok(Some(st)) = child.try_wait() {
+                        anyhow::bail!(
+                            "{QEMU} for {} exited at once ({st}):\n{}",
+                            spec.name,
+                            tool::tail_lines(
+                                &std::fs::read_to_string(&qemu_err).unwrap_or_default(),
+                                20
+                            )
+                        );
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e).with_context(|| {
+                            format!("connecting to the marker socket {}", sock.display())
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let writer = stream.try_clone().context("cloning the marker socket")?;
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Vm {
+            name: spec.name.clone(),
+            accel,
+            child,
+            serial_log,
+            lines: rx,
+            writer,
+            _sock_dir: sock_dir,
+            started: Instant::now(),
+        })
+    }
+
+    /// Send one line to the guest's port (an agent reading `/dev/virtio-ports/ezimg.0`).
+    pub fn send(&mut self, line: &str) -> Result<()> {
+        use std::io::Write;
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| self.writer.flush())
+            .with_context(|| format!("{}: writing to the guest's port", self.name))
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The last `n` lines of the serial console.
+    pub fn serial_tail(&self, n: usize) -> String {
+        let text = std::fs::read(&self.serial_log).unwrap_or_default();
+        tool::tail_lines(&String::from_utf8_lossy(&text), n)
+    }
+
+    pub fn serial_log(&self) -> &Path {
+        &self.serial_log
+    }
+
+    /// The next line the guest writes to its marker port, within `timeout`. Fails (with the
+    /// console's tail) if QEMU exits or the time runs out first.
+    pub fn next_line(&mut self, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                anyhow::bail!(
+                    "{}: no word from the guest within {}s ({}); console tail:\n{}",
+                    self.name,
+                    timeout.as_secs(),
+                    self.accel,
+                    self.serial_tail(25)
+                );
+            }
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(500)))
+            {
+                Ok(l) => return Ok(l),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {}
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                // Lines written just before exiting may still be queued.
+                if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
+                    return Ok(l);
+                }
+                anyhow::bail!(
+                    "{}: QEMU exited ({st}) before the guest reported; console tail:\n{}",
+                    self.name,
+                    self.serial_tail(25)
+                );
+            }
+        }
+    }
+
+    /// Wait for the first marker line for which `pick` returns true (other lines are skipped).
+    pub fn wait_for(&mut self, timeout: Duration, pick: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = self.next_line(left.max(Duration::from_millis(1)))?;
+            if pick(&l) {
+                return Ok(l);
+            }
+        }
+    }
+
+    /// Lines already queued or arriving within `quiet` of each other.
+    pub fn drain(&mut self, quiet: Duration) -> Vec<String> {
+        let mut v = Vec::new();
+        while let Ok(l) = self.lines.recv_timeout(quiet) {
+            v.push(l);
+        }
+        v
+    }
+
+    /// Wait for QEMU to exit (the guest powered off); kill it after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().context("waiting for QEMU")? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                anyhow::bail!(
+                    "{}: the guest did not power off within {}s; console tail:\n{}",
+                    self.name,
+                    timeout.as_secs(),
+                    self.serial_tail(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A qcow2 overlay on `base` (left untouched), at least `min_size` bytes.
+pub fn overlay(base: &Path, dst: &Path, min_size: Option<u64>) -> Result<()> {
+    let base_abs =
+        std::fs::canonicalize(base).with_context(|| format!("resolving {}", base.display()))?;
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(&base_abs)
+        .arg(dst);
+    if let Some(sz) = min_size {
+        let vs = tool::virtual_size(&base_abs)?;
+        cmd.arg(vs.max(sz).to_string());
+    }
+    tool::run(&mut cmd, "creating a disk overlay (qemu-img create)")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_sector_is_a_boot_sector() {
+        let s = probe_boot_sector();
+        assert_eq!(s.len(), 512);
+        assert_eq!(&s[510..], &[0x55, 0xaa]);
+    }
+}
