@@ -273,11 +273,7 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
     let dir = base_dir(cache_root);
     let (image, manifest_path, status) = paths(&dir, os, &key);
     if !rebuild && image.exists() && manifest_path.exists() && status.exists() {
-        let manifest: BaseManifest = serde_json::from_slice(
-            &std::fs::read(&manifest_path)
-                .with_context(|| format!("reading {}", manifest_path.display()))?,
-        )
-        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        let manifest: BaseManifest = tool::read_json(&manifest_path)?;
         return Ok(Base {
             image,
             manifest_path,

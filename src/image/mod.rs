@@ -356,11 +356,7 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
     let image = dir.join(format!("{role}-{}.qcow2", &key[..16]));
     let manifest_path = with_suffix(&image, ".json");
     if image.exists() && manifest_path.exists() {
-        let manifest: BakeManifest = serde_json::from_slice(
-            &std::fs::read(&manifest_path)
-                .with_context(|| format!("reading {}", manifest_path.display()))?,
-        )
-        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+        let manifest: BakeManifest = tool::read_json(&manifest_path)?;
         return Ok(Baked {
             image,
             manifest,

@@ -137,3 +137,9 @@ pub fn virtual_size(path: &Path) -> Result<u64> {
         .and_then(serde_json::Value::as_u64)
         .with_context(|| format!("qemu-img info {}: no virtual-size", path.display()))
 }
+
+/// Read and parse a JSON file (cache manifests).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
