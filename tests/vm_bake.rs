@@ -13,30 +13,10 @@ mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 use ezimg::vm::{Disk, Vm, VmSpec, tool};
-
-fn gate() -> bool {
-    if std::env::var("EZIMG_VM_TESTS").as_deref() != Ok("1") {
-        eprintln!(
-            "SKIP vm_bake: set EZIMG_VM_TESTS=1 to bake and boot a debian12 slb image (root, many minutes)"
-        );
-        return false;
-    }
-    if !tool::is_root() {
-        eprintln!("SKIP vm_bake: needs root (mmdebstrap, loop device)");
-        return false;
-    }
-    true
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("EZIMG_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ezimg-vm-cache"))
-}
 
 fn debian_cluster(dir: &Path) -> PathBuf {
     let cluster = ezimg::cluster::DEFAULT_TOML
@@ -50,36 +30,9 @@ fn debian_cluster(dir: &Path) -> PathBuf {
     f
 }
 
-fn build(data: Option<&Path>, cluster: &Path, out: &Path, args: &[&str]) -> (bool, String, f64) {
-    let t = Instant::now();
-    let mut cmd = Command::cargo_bin("ezimg").expect("binary");
-    if let Some(d) = data {
-        cmd.arg("--data").arg(d);
-    }
-    let o = cmd
-        .arg("-c")
-        .arg(cluster)
-        .arg("build")
-        .args(args)
-        .arg("--out")
-        .arg(out)
-        .env("EZIMG_CACHE_DIR", cache_dir())
-        .output()
-        .expect("ezimg build");
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        t.elapsed().as_secs_f64(),
-    )
-}
-
 #[test]
 fn slb_bakes_offline_is_cached_and_boots_tuned() {
-    if !gate() {
+    if !harness::gate("vm_bake", "bake and boot a debian12 slb image") {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -88,7 +41,7 @@ fn slb_bakes_offline_is_cached_and_boots_tuned() {
     let data = harness::test_data_dir(work.path());
     let data = data.as_deref();
 
-    let (ok, log, cold) = build(
+    let (ok, log, cold) = harness::ezimg_build(
         data,
         &cluster,
         &out,
@@ -112,7 +65,7 @@ fn slb_bakes_offline_is_cached_and_boots_tuned() {
         "manifest digest"
     );
 
-    let (ok, log2, warm) = build(
+    let (ok, log2, warm) = harness::ezimg_build(
         data,
         &cluster,
         &out,
@@ -123,7 +76,7 @@ fn slb_bakes_offline_is_cached_and_boots_tuned() {
     assert!(warm < 30.0, "warm build took {warm}s");
 
     // Boot the image as slb-01 would, without network, and read what it carries.
-    let (ok, log3, _) = build(
+    let (ok, log3, _) = harness::ezimg_build(
         data,
         &cluster,
         &out,

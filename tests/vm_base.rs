@@ -7,38 +7,21 @@
 //! built base is reused); else the cache lives under target/.
 
 use std::path::PathBuf;
+#[path = "../vm-tests/harness.rs"]
+mod harness;
+
 use std::process::Command;
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
-use ezimg::vm::{Disk, Vm, VmSpec, tool};
-
-fn gate() -> bool {
-    if std::env::var("EZIMG_VM_TESTS").as_deref() != Ok("1") {
-        eprintln!(
-            "SKIP vm_base: set EZIMG_VM_TESTS=1 to build and boot the debian12 base (root, minutes)"
-        );
-        return false;
-    }
-    if !tool::is_root() {
-        eprintln!("SKIP vm_base: needs root (mmdebstrap, loop device)");
-        return false;
-    }
-    true
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("EZIMG_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ezimg-vm-cache"))
-}
+use ezimg::vm::{Disk, Vm, VmSpec};
 
 #[test]
 fn debian12_base_boots_with_a_nocloud_seed_and_grows_its_root() {
-    if !gate() {
+    if !harness::gate("vm_base", "build and boot the debian12 base") {
         return;
     }
-    let cache = cache_dir();
+    let cache = harness::cache_dir();
     let o = Command::cargo_bin("ezimg")
         .expect("binary")
         .args(["base", "build", "--os", "debian12"])

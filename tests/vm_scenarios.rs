@@ -12,29 +12,9 @@
 mod harness;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use harness::{Guest, Wire, seed_dir};
-
-fn gate(name: &str) -> bool {
-    if std::env::var("EZIMG_VM_TESTS").as_deref() != Ok("1") {
-        eprintln!("SKIP {name}: set EZIMG_VM_TESTS=1 to boot baked images (root, many minutes)");
-        return false;
-    }
-    if !ezimg::vm::tool::is_root() {
-        eprintln!("SKIP {name}: needs root");
-        return false;
-    }
-    true
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("EZIMG_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ezimg-vm-cache"))
-}
 
 /// MAC of a node on the test wire: its seed matches the NIC by it and names it `ens33`.
 fn mac_of(ip_last: u8) -> String {
@@ -68,43 +48,22 @@ fn cluster(dir: &Path) -> PathBuf {
     f
 }
 
-fn ezimg_build(data: Option<&Path>, cluster: &Path, out: &Path, args: &[&str]) {
-    let mut cmd = Command::cargo_bin("ezimg").expect("binary");
-    if let Some(d) = data {
-        cmd.arg("--data").arg(d);
-    }
-    let o = cmd
-        .arg("-c")
-        .arg(cluster)
-        .arg("build")
-        .args(args)
-        .arg("--out")
-        .arg(out)
-        .env("EZIMG_CACHE_DIR", cache_dir())
-        .output()
-        .expect("ezimg build");
-    assert!(
-        o.status.success(),
-        "ezimg build {args:?}:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 #[test]
 fn a_slb_boots_tuned_from_its_baked_image_and_seed() {
-    if !gate("vm_scenarios::a") {
+    if !harness::gate("vm_scenarios::a", "boot baked images") {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
     let c = cluster(work.path());
     let out = work.path().join("out");
     let data = harness::test_data_dir(work.path());
-    ezimg_build(
+    let (ok, log, _) = harness::ezimg_build(
         data.as_deref(),
         &c,
         &out,
         &["--role", "slb", "--format", "qcow2,cloud-init"],
     );
+    assert!(ok, "ezimg build:\n{log}");
     let image = out.join("slb/ezimg-slb.qcow2");
     let wire = Wire::new();
     let mac = mac_of(211);

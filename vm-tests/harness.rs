@@ -69,6 +69,60 @@ pub struct Guest {
 }
 
 /// Where a node's seed files are in an `ezimg build` output: `<out>/<role>/<node>/seed/`.
+/// VM tests run only with EZIMG_VM_TESTS=1 and as root; otherwise say why and skip.
+pub fn gate(test: &str, what: &str) -> bool {
+    if std::env::var("EZIMG_VM_TESTS").as_deref() != Ok("1") {
+        eprintln!("SKIP {test}: set EZIMG_VM_TESTS=1 to {what} (root, minutes)");
+        return false;
+    }
+    if !ezimg::vm::tool::is_root() {
+        eprintln!("SKIP {test}: needs root (mmdebstrap, loop devices, QEMU)");
+        return false;
+    }
+    true
+}
+
+/// The ezimg cache the VM tests share (bases and bakes are big: reuse them across runs).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("EZIMG_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ezimg-vm-cache"))
+}
+
+/// `ezimg [--data D] -c CLUSTER build ARGS --out OUT` on the shared cache: (ok, output, seconds).
+pub fn ezimg_build(
+    data: Option<&Path>,
+    cluster: &Path,
+    out: &Path,
+    args: &[&str],
+) -> (bool, String, f64) {
+    use assert_cmd::cargo::CommandCargoExt;
+    let t = std::time::Instant::now();
+    let mut cmd = std::process::Command::cargo_bin("ezimg").expect("binary");
+    if let Some(d) = data {
+        cmd.arg("--data").arg(d);
+    }
+    let o = cmd
+        .arg("-c")
+        .arg(cluster)
+        .arg("build")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .env("EZIMG_CACHE_DIR", cache_dir())
+        .output()
+        .expect("ezimg build");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        t.elapsed().as_secs_f64(),
+    )
+}
+
 pub fn seed_dir(out: &Path, role: &str, node: &str) -> PathBuf {
     out.join(role).join(node).join("seed")
 }
