@@ -2,7 +2,9 @@
 # The test command: install everything the suite needs on a fresh Debian 12 machine (apt
 # packages, a Python venv with pykickstart and cloud-init's schema checker), then run it all.
 # Tests that need ../shared (upstream source tarballs, the seeds) skip with a printed reason
-# when it is absent; under CI=true, missing tools are failures, not skips.
+# when it is absent; under CI=true, missing tools are failures, not skips. The VM tests
+# (tests/vm_*.rs: real QEMU guests, ~25 minutes under TCG) run too; EZIMG_VM_TESTS=0 skips
+# them (plain `cargo test` skips them unless EZIMG_VM_TESTS=1), and they say so.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -36,6 +38,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root rm -f /usr/sbin/policy-rc.d
 fi
 bash scripts/test-deps.sh
+# The VM tests run unless EZIMG_VM_TESTS=0; they also need QEMU and the image tools.
+export EZIMG_VM_TESTS=${EZIMG_VM_TESTS:-1}
+if [ "$EZIMG_VM_TESTS" = 1 ]; then
+    bash scripts/vm-deps.sh
+fi
 
 if [ -z "${EZIMG_FIXTURES:-}" ] && [ -d "$root/../shared/fixtures/upstream" ]; then
     EZIMG_FIXTURES=$(cd "$root/../shared/fixtures/upstream" && pwd)

@@ -9,11 +9,14 @@ pub struct Staging {
     out: PathBuf,
     dir: PathBuf,
     done: bool,
+    /// `out` did not exist before: a failed build removes it again (if still empty).
+    made_out: bool,
 }
 
 impl Staging {
     /// Create `out` if needed and a fresh staging folder in it (same filesystem: renames are atomic).
     pub fn new(out: &Path) -> Result<Self> {
+        let made_out = !out.exists();
         std::fs::create_dir_all(out)
             .with_context(|| format!("creating output directory {}", out.display()))?;
         let dir = tempfile::Builder::new()
@@ -25,6 +28,7 @@ impl Staging {
             out: out.to_path_buf(),
             dir,
             done: false,
+            made_out,
         })
     }
 
@@ -71,6 +75,10 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if !self.done {
             let _ = std::fs::remove_dir_all(&self.dir);
+            if self.made_out {
+                // Only if empty: nothing else may have been put there meanwhile.
+                let _ = std::fs::remove_dir(&self.out);
+            }
         }
     }
 }

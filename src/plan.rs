@@ -226,16 +226,30 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
         units: vec![],
         artifacts: vec![],
     };
+    let at = format!("{}/{}/layer.toml", tree.origin, layer.dir());
+    let chosen = match &m.when {
+        Some(expr) => Some(render::eval_bool(&at, expr, ctx)?),
+        None => None,
+    };
     if let Some(reason) = m.skip.get(&os) {
+        // A role parameter that picks this layer asked for something this OS cannot do (e.g.
+        // containerd_source = "distro" on el7): refuse rather than build a node without it.
+        if chosen == Some(true) {
+            anyhow::bail!(
+                "{at}: `{}` selects layer {}, which does nothing on {os}: {reason}",
+                m.when.as_deref().unwrap_or_default(),
+                layer.name
+            );
+        }
         lp.skipped = Some(format!("not on {os}: {reason}"));
         return Ok(lp);
     }
-    if let Some(expr) = &m.when {
-        let at = format!("{}/{}/layer.toml", tree.origin, layer.dir());
-        if !render::eval_bool(&at, expr, ctx)? {
-            lp.skipped = Some(format!("condition `{expr}` is false"));
-            return Ok(lp);
-        }
+    if chosen == Some(false) {
+        lp.skipped = Some(format!(
+            "condition `{}` is false",
+            m.when.as_deref().unwrap_or_default()
+        ));
+        return Ok(lp);
     }
     let dir = layer.dir();
     let load = |src: &str, template: bool| -> Result<Vec<u8>> {

@@ -411,6 +411,19 @@ fn template_error_names_file_and_line_and_leaves_out_untouched() {
         .map(|e| e.expect("e").file_name())
         .collect();
     assert_eq!(left.len(), 1, "staging left behind: {left:?}");
+    // An --out that did not exist is not left behind, empty, either.
+    let fresh = d.path().join("fresh-out");
+    let o = run(ezimg()
+        .arg("--data")
+        .arg(&data)
+        .args(["build", "--role", "slb", "--out"])
+        .arg(&fresh));
+    assert!(!o.ok);
+    assert!(
+        !fresh.exists(),
+        "a failed build created {}",
+        fresh.display()
+    );
 }
 
 #[test]
@@ -494,4 +507,49 @@ fn bundle_runtime_and_bootstrap_pass_bash_n_and_shellcheck() {
             );
         }
     }
+}
+
+#[test]
+fn containerd_source_distro_swaps_nerdctl_for_the_package_and_is_refused_where_impossible() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let text = default_cluster().replace(
+        "# [roles.worker]\n# containerd_source = \"distro\"",
+        "[roles.worker]\ncontainerd_source = \"distro\"",
+    );
+    assert!(
+        text.contains("\n[roles.worker]\n"),
+        "default cluster changed"
+    );
+    let debian = write(
+        d.path(),
+        "debian.toml",
+        &text.replace("os = \"el7\"", "os = \"debian12\""),
+    );
+    let o = run(ezimg()
+        .args(["plan", "--node", "worker-01", "--json", "-c"])
+        .arg(&debian));
+    assert!(o.ok, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("plan --json");
+    let skipped = |name: &str| -> bool {
+        v[0]["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("no layer {name}"))["skipped"]
+            .is_string()
+    };
+    assert!(!skipped("containerd-distro") && !skipped("containerd"));
+    assert!(skipped("nerdctl") && skipped("docker-alias"));
+    // el7 has no containerd of its own: a clear error naming the layer and why.
+    let el7 = write(d.path(), "el7.toml", &text);
+    let o = run(ezimg()
+        .args(["plan", "--node", "worker-01", "-c"])
+        .arg(&el7));
+    assert!(!o.ok, "{}", o.stdout);
+    assert!(
+        o.stderr.contains("containerd-distro") && o.stderr.contains("does nothing on el7"),
+        "{}",
+        o.stderr
+    );
 }

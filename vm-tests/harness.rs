@@ -26,9 +26,7 @@ use ezimg::vm::{Disk, McastNic, Vm, VmSpec};
 /// The agent, started by vendor-data's bootcmd on every boot. `--no-block` matters: bootcmd
 /// runs inside cloud-init.service, which sysinit.target waits for, and a transient unit is
 /// ordered after sysinit.target, so waiting for it to start would deadlock the boot.
-pub const VENDOR_DATA: &str = r#"#cloud-config
-bootcmd:
-  - |
+pub const AGENT_BOOTCMD: &str = r#"  - |
     cat >/run/ezimg-agent.sh <<'AGENT'
     #!/bin/bash
     exec 3<>/dev/virtio-ports/ezimg.0
@@ -43,6 +41,52 @@ bootcmd:
     AGENT
     systemd-run --no-block --unit=ezimg-agent --collect bash /run/ezimg-agent.sh
 "#;
+
+/// A stand-in for kube-apiserver on a master: a TCP listener on 6443 that answers every
+/// connection with `<hostname> <peer address>` (the peer is the slb that proxied it) and closes.
+pub const API_STANDIN_BOOTCMD: &str = r#"  - |
+    cat >/run/api-standin.py <<'PY'
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 6443))
+    s.listen(64)
+    while True:
+        c, peer = s.accept()
+        c.sendall(("%s %s\n" % (socket.gethostname(), peer[0])).encode())
+        c.close()
+    PY
+    systemd-run --no-block --unit=api-standin --collect python3 /run/api-standin.py
+"#;
+
+/// The NoCloud vendor-data of a test guest: the agent, plus `extra` bootcmd entries.
+pub fn vendor_data(extra: &[&str]) -> String {
+    let mut v = String::from("#cloud-config\nbootcmd:\n");
+    v.push_str(AGENT_BOOTCMD);
+    for e in extra {
+        v.push_str(e);
+    }
+    v
+}
+
+/// How to boot one guest.
+#[derive(Debug, Clone)]
+pub struct BootOpts {
+    pub mem_mib: u32,
+    pub cpus: u32,
+    /// Extra vendor-data bootcmd entries (e.g. [`API_STANDIN_BOOTCMD`]).
+    pub bootcmd: Vec<&'static str>,
+}
+
+impl Default for BootOpts {
+    fn default() -> BootOpts {
+        BootOpts {
+            mem_mib: 1536,
+            cpus: 2,
+            bootcmd: Vec::new(),
+        }
+    }
+}
 
 /// A private wire: a multicast group on loopback, port chosen per test run.
 #[derive(Debug, Clone)]
@@ -137,6 +181,18 @@ impl Guest {
         seed: &Path,
         wire: Option<(&Wire, &str)>,
     ) -> Result<Guest> {
+        Guest::boot_with(work, node, image, seed, wire, &BootOpts::default())
+    }
+
+    /// [`Guest::boot`] with memory, CPUs and extra bootcmd entries; the guest may reboot.
+    pub fn boot_with(
+        work: &Path,
+        node: &str,
+        image: &Path,
+        seed: &Path,
+        wire: Option<(&Wire, &str)>,
+        opts: &BootOpts,
+    ) -> Result<Guest> {
         let dir = work.join(node);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let disk = dir.join("disk.qcow2");
@@ -151,12 +207,14 @@ impl Guest {
                 ));
             }
         }
-        files.push(("vendor-data", VENDOR_DATA.as_bytes().to_vec()));
+        files.push(("vendor-data", vendor_data(&opts.bootcmd).into_bytes()));
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (*n, c.as_slice())).collect();
         let seed_img = dir.join("seed.img");
         ezimg::output::seed_fat::write(&refs, &seed_img)?;
         let mut spec = VmSpec::new(node, &dir);
-        spec.mem_mib = 1536;
+        spec.mem_mib = opts.mem_mib;
+        spec.cpus = opts.cpus;
+        spec.allow_reboot = true;
         spec.disks = vec![Disk::qcow2(&disk), Disk::raw_ro(&seed_img, "cidata")];
         if let Some((w, mac)) = wire {
             spec.nics.push(McastNic {
@@ -213,13 +271,88 @@ impl Guest {
     }
 }
 
+/// The nodes booted: (hostname, role, last octet of its address).
+pub const NODES: [(&str, &str, u8); 6] = [
+    ("ops", "ops", 201),
+    ("slb-01", "slb", 211),
+    ("slb-02", "slb", 212),
+    ("master-01", "master", 221),
+    ("master-02", "master", 222),
+    ("worker-01", "worker", 231),
+];
+/// MAC of a node on the test wire: its seed matches the NIC by it and names it `ens33`.
+pub fn mac_of(ip_last: u8) -> String {
+    format!("52:54:00:00:02:{ip_last:02x}")
+}
+
+/// The seed's cluster on debian12 with only the booted nodes (each with a MAC), nginx from
+/// the distribution, keepalived from its stage when `keepalived_stage`, containerd from the
+/// distribution (nerdctl-full cannot be fetched here).
+pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
+    let d = ezimg::cluster::DEFAULT_TOML;
+    let head = &d[..d
+        .find("# Nodes:")
+        .expect("a nodes section in the default cluster")];
+    let mut text = head.replace("os = \"el7\"", "os = \"debian12\"");
+    for (host, role, last) in NODES {
+        text.push_str(&format!(
+            "[[node]]\nhostname = \"{host}\"\nrole = \"{role}\"\nip = \"192.168.2.{last}\"\nmac = \"{}\"\n\n",
+            mac_of(last)
+        ));
+    }
+    text.push_str(&format!(
+        "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"{}\"\n\n",
+        if keepalived_stage { "stage" } else { "distro" }
+    ));
+    for role in ["ops", "master", "worker"] {
+        text.push_str(&format!(
+            "[roles.{role}]\ncontainerd_source = \"distro\"\n\n"
+        ));
+    }
+    let f = dir.join("cluster.toml");
+    std::fs::write(&f, text).expect("write cluster");
+    f
+}
+
+/// The cluster file and the extra `ezimg build` arguments the VM tests share (so that
+/// `vm_bake`'s slb image is a cache hit for `vm_scenarios`): keepalived from the real build
+/// stage when its upstream source is here (`--fetch --mirror`), else Debian's package.
+pub fn scenario_inputs(work: &Path) -> (PathBuf, Vec<String>) {
+    let fixtures = upstream_fixtures();
+    let mut args = Vec::new();
+    if let Some(up) = &fixtures {
+        let mirror = work.join("mirror");
+        std::fs::create_dir_all(&mirror).expect("mkdir mirror");
+        std::fs::copy(
+            up.join("keepalived_2.2.7.orig.tar.gz"),
+            mirror.join("keepalived-2.2.7.tar.gz"),
+        )
+        .expect("copy fixture");
+        args.extend([
+            "--fetch".into(),
+            "--mirror".into(),
+            mirror.to_string_lossy().into_owned(),
+        ]);
+    }
+    eprintln!(
+        "vm tests: keepalived from {}; nginx from Debian's package (the nginx 1.23.0 stage's \
+         sources and modules cannot be fetched here)",
+        if fixtures.is_some() {
+            "the keepalived 2.2.7 build stage"
+        } else {
+            "Debian's package (no upstream fixtures: set EZIMG_FIXTURES)"
+        }
+    );
+    (cluster(work, fixtures.is_some()), args)
+}
+
 /// The data tree the VM tests use.
 ///
-/// By default: a copy of the repository's layers, roles and kickstart templates in which the
-/// slb role keeps only its tuning layers (swap, /ezops, sshd, limits, sysctl). A bake of it
-/// takes about 2 minutes under TCG instead of 20+ (no package installs), and it avoids layers
-/// that cannot work in an offline guest. `EZIMG_VM_FULL_ROLES=1` uses the embedded roles as
-/// they are (`None`).
+/// By default: a copy of the repository's layers, roles, kickstart templates and stages in
+/// which every role leaves out `base-packages`, the seed's ~150-package toolbox (compilers,
+/// -dev packages, editors): unpacking it under TCG takes 20 minutes of a bake and proves
+/// nothing the other package-installing layers (chrony, ipvs, nginx, keepalived, containerd)
+/// do not. `EZIMG_VM_FULL_ROLES=1` uses the embedded roles as they are (`None`).
 pub fn test_data_dir(work: &Path) -> Option<PathBuf> {
     if std::env::var("EZIMG_VM_FULL_ROLES").as_deref() == Ok("1") {
         return None;
@@ -231,20 +364,34 @@ pub fn test_data_dir(work: &Path) -> Option<PathBuf> {
             copy_dir(&src.join(d), &dst.join(d));
         }
     }
-    let slb = dst.join("roles/slb.toml");
-    let text = std::fs::read_to_string(&slb).expect("roles/slb.toml");
-    let start = text
-        .find("layers = [")
-        .expect("a layers list in roles/slb.toml");
-    let end = start + text[start..].find(']').expect("end of the layers list") + 1;
-    let tuned = "layers = [\"firewalld-off\", \"selinux-off\", \"swap-off\", \"ezops-dirs\", \
-                 \"sshd-usedns\", \"limits\", \"kernel-ml\", \"sysctl\"]";
-    std::fs::write(&slb, format!("{}{tuned}{}", &text[..start], &text[end..]))
-        .expect("write roles/slb.toml");
+    for e in std::fs::read_dir(dst.join("roles")).expect("roles") {
+        let p = e.expect("entry").path();
+        let text = std::fs::read_to_string(&p).expect("role file");
+        let cut = text.replace("    \"base-packages\",\n", "");
+        assert_ne!(
+            cut,
+            text,
+            "{}: no base-packages line to leave out",
+            p.display()
+        );
+        std::fs::write(&p, cut).expect("write role file");
+    }
     Some(dst)
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
+/// The upstream source tarballs (`../shared/fixtures/upstream` or `$EZIMG_FIXTURES`), if here.
+pub fn upstream_fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("EZIMG_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/upstream")
+        });
+    dir.join("keepalived_2.2.7.orig.tar.gz")
+        .is_file()
+        .then_some(dir)
+}
+
+pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).expect("mkdir");
     for e in std::fs::read_dir(src).expect("read_dir") {
         let e = e.expect("entry");

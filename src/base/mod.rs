@@ -272,6 +272,10 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
     let (key, src_text) = cache_key(os, &sources)?;
     let dir = base_dir(cache_root);
     let (image, manifest_path, status) = paths(&dir, os, &key);
+    let _lock = tool::lock_exclusive(
+        &dir.join(format!(".{}-{}.lock", os.name(), &key[..16.min(key.len())])),
+        &format!("building the same {} base", os.name()),
+    )?;
     if !rebuild && image.exists() && manifest_path.exists() && status.exists() {
         let manifest: BaseManifest = tool::read_json(&manifest_path)?;
         return Ok(Base {

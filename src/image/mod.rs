@@ -308,11 +308,20 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
         if !wanted.iter().any(|w| w == name) {
             continue;
         }
-        let path = sha
+        let mut path = sha
             .parse::<crate::artifact::Sha256Digest>()
             .ok()
             .map(|d| acache.sha256_path(&d))
             .filter(|p| p.exists());
+        // Stage outputs (`<stage>-stage-<key16>.tar.gz`) live in the stage cache.
+        if path.is_none()
+            && let Some(key16) = file
+                .strip_prefix(&format!("{name}-"))
+                .and_then(|f| f.strip_suffix(".tar.gz"))
+            && name.ends_with(crate::pins::STAGE_SUFFIX)
+        {
+            path = crate::stage::cache::find_output(cache_root, key16, sha)?;
+        }
         match path {
             Some(p) => artifacts.push((
                 Digested {
@@ -355,6 +364,10 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
     let dir = cache_root.join("bake");
     let image = dir.join(format!("{role}-{}.qcow2", &key[..16]));
     let manifest_path = with_suffix(&image, ".json");
+    let _lock = tool::lock_exclusive(
+        &dir.join(format!(".{role}-{}.lock", &key[..16])),
+        &format!("baking the same {role} image"),
+    )?;
     if image.exists() && manifest_path.exists() {
         let manifest: BakeManifest = tool::read_json(&manifest_path)?;
         return Ok(Baked {
@@ -452,8 +465,11 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
     );
     let verdict = guest
         .wait_for(timeout, |l| {
-            if l.starts_with("STEP") || l.starts_with("BAKE") {
-                eprintln!("qcow2 {role}: guest: {l}");
+            if l.starts_with("STEP") || l.starts_with("BAKE") || l.starts_with("CHANGED") {
+                eprintln!(
+                    "qcow2 {role}: guest {:>4.0}s: {l}",
+                    t_vm.elapsed().as_secs_f64()
+                );
             }
             l.starts_with("OK") || l.starts_with("FAIL")
         })
@@ -564,6 +580,6 @@ mod tests {
     fn user_data_and_script_are_sane() {
         assert!(BAKE_SH.contains("virtio-ports/ezimg.0"));
         assert!(BAKE_SH.contains("cloud-init clean --logs --seed"));
-        assert!(BAKE_SH.contains("unset EZIMG_LIVE"));
+        assert!(BAKE_SH.contains("export EZIMG_LIVE=0"));
     }
 }

@@ -327,3 +327,32 @@ pub fn lookup(root: &Path, key: &str) -> Result<Option<(PathBuf, Manifest)>> {
     }
     Ok(Some((tpath, m)))
 }
+
+/// The cached output whose tarball has `sha256`, among entries whose key starts with
+/// `key_prefix` (bundles name stage outputs `<stage>-stage-<key[..16]>.tar.gz`). Verified like
+/// [`lookup`].
+pub fn find_output(root: &Path, key_prefix: &str, sha256: &str) -> Result<Option<PathBuf>> {
+    let dir = stages_dir(root);
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Ok(None);
+    };
+    let mut keys: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|k| k.starts_with(key_prefix))
+                .map(str::to_string)
+        })
+        .collect();
+    keys.sort();
+    for key in keys {
+        if let Some((path, m)) = lookup(root, &key)?
+            && m.output.sha256 == sha256
+        {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}

@@ -214,6 +214,8 @@ pub struct VmSpec {
     pub nics: Vec<McastNic>,
     /// Where `serial.log` and the marker socket go.
     pub dir: PathBuf,
+    /// Let a guest reboot (QEMU resets it); by default a reboot ends QEMU like a power-off.
+    pub allow_reboot: bool,
 }
 
 impl VmSpec {
@@ -225,6 +227,7 @@ impl VmSpec {
             disks: Vec::new(),
             nics: Vec::new(),
             dir: dir.to_path_buf(),
+            allow_reboot: false,
         }
     }
 }
@@ -262,7 +265,6 @@ impl Vm {
             .args(["-m", &spec.mem_mib.to_string()])
             .args(["-smp", &spec.cpus.to_string()])
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .arg("-no-reboot")
             .args(["-device", "virtio-rng-pci"])
             .arg("-chardev")
             .arg(format!("file,id=con0,path={}", serial_log.display()))
@@ -277,6 +279,9 @@ impl Vm {
             .arg(format!(
                 "virtserialport,bus=vser0.0,chardev=ez0,name={MARKER_PORT}"
             ));
+        if !spec.allow_reboot {
+            cmd.arg("-no-reboot");
+        }
         for (i, d) in spec.disks.iter().enumerate() {
             let mut v = format!(
                 "file={},format={},if=none,id=d{i},cache=unsafe",
