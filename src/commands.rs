@@ -438,30 +438,40 @@ fn run_bakes(bakes: &[PendingBake]) -> Result<()> {
             .with_context(|| format!("EZIMG_BAKE_JOBS={v:?}: expected a positive number"))?,
         Err(_) => cores.clamp(1, 2),
     };
-    for chunk in bakes.chunks(jobs) {
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|b| {
-                    s.spawn(move || {
-                        crate::image::bake_role(&b.role, &b.bundle, &b.plans, &b.dest)
-                            .with_context(|| format!("building role {}", b.role))
-                    })
+    // A queue, not fixed pairs: a cache hit (no VM) frees its slot at once.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..jobs.min(bakes.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut errs = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(b) = bakes.get(i) else { break };
+                        if let Err(e) =
+                            crate::image::bake_role(&b.role, &b.bundle, &b.plans, &b.dest)
+                        {
+                            errs.push(e.context(format!("building role {}", b.role)));
+                            // Fail fast: start no further bake.
+                            next.store(bakes.len(), std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    errs
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a bake thread panicked")))
-                })
-                .collect()
-        });
-        for r in results {
-            r?;
-        }
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| vec![anyhow::anyhow!("a bake thread panicked")])
+            })
+            .collect()
+    });
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub fn completions(a: &CompletionsArgs) -> Result<()> {

@@ -54,7 +54,8 @@ done
 kv sysctl_checked "$n"
 kv sysctl_missing "${missing[*]}"
 kv sysctl_bad "${bad[*]}"
-kv limits "$(runuser -l root -c 'echo $(ulimit -Sn)/$(ulimit -Hn)/$(ulimit -u)/$(ulimit -l)')"
+# A PAM session of an ordinary user: limits.conf's `*` lines do not apply to root.
+kv limits "$(runuser -s /bin/bash nobody -c 'echo $(ulimit -Sn)/$(ulimit -Hn)/$(ulimit -u)/$(ulimit -l)')"
 mods=""
 for m in ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh nf_conntrack br_netfilter overlay; do
     grep -q "^$m " /proc/modules && mods="$mods$m,"
@@ -109,7 +110,7 @@ fn assert_tuned(host: &str, role: &str, last: u8, r: &BTreeMap<String, String>) 
     assert_eq!(
         get("limits"),
         "655350/655350/655350/unlimited",
-        "nofile soft/hard, nproc, memlock: {ctx}"
+        "nofile soft/hard, nproc, memlock of a PAM session: {ctx}"
     );
     for m in ["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"] {
         assert!(get("modules").contains(&format!("{m},")), "{m}: {ctx}");

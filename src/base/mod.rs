@@ -117,6 +117,9 @@ pub struct Base {
     pub manifest_path: PathBuf,
     /// The root's dpkg status file (the bake resolves extra packages against it).
     pub dpkg_status: PathBuf,
+    /// Its kernel and initrd (the bake boots them directly, with `systemd.run=`).
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
     pub manifest: BaseManifest,
     pub cached: bool,
     pub seconds: f64,
@@ -189,6 +192,9 @@ fn cache_key(os: BaseOs, sources: &Path) -> Result<(String, String)> {
     Ok((sha256_hex(k.as_bytes()), src_text))
 }
 
+/// The bake entry point in the base (relative to the root), run by `systemd.run=`.
+pub const BAKE_BOOT: &str = "usr/lib/ezimg/bake-boot";
+
 /// A filesystem UUID derived from the key: the same inputs give the same image layout.
 fn uuid_from(key: &str) -> String {
     format!(
@@ -229,6 +235,27 @@ fn config_files(uuid: &str, kernel: &str) -> Vec<(&'static str, String)> {
                 .into(),
         ),
         (
+            BAKE_BOOT,
+            format!(
+                "#!/bin/bash\n\
+                 # ezimg base: the bake's entry point. `ezimg build --format qcow2` boots this\n\
+                 # image's kernel with systemd.run=/{BAKE_BOOT}: systemd brings up basic.target\n\
+                 # and runs only this (no cloud-init, no multi-user.target); bake.sh powers off.\n\
+                 set -u\n\
+                 dev=/dev/disk/by-id/virtio-ezbake\n\
+                 port=/dev/virtio-ports/ezimg.0\n\
+                 for _ in $(seq 300); do [ -e \"$dev\" ] && [ -e \"$port\" ] && break; sleep 0.2; done\n\
+                 mkdir -p /run/ezbake\n\
+                 if ! mount -o ro \"$dev\" /run/ezbake; then\n\
+                 \techo \"FAIL cannot mount the bake disk $dev\" >\"$port\"\n\
+                 \techo END >\"$port\"\n\
+                 \tsystemctl poweroff --no-block || poweroff -f\n\
+                 \texit 1\n\
+                 fi\n\
+                 exec /bin/bash /run/ezbake/bake.sh /run/ezbake\n"
+            ),
+        ),
+        (
             "etc/default/grub",
             format!(
                 "# ezimg base: serial console, short timeout (update-grub keeps these)\n\
@@ -265,6 +292,14 @@ fn paths(dir: &Path, os: BaseOs, key: &str) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// The base's kernel and initrd, kept beside it so the bake can boot them directly.
+fn boot_paths(image: &Path) -> (PathBuf, PathBuf) {
+    (
+        image.with_extension("vmlinuz"),
+        image.with_extension("initrd"),
+    )
+}
+
 /// Find the base for `os` in the cache, or build it.
 pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
     let t0 = Instant::now();
@@ -276,12 +311,21 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
         &dir.join(format!(".{}-{}.lock", os.name(), &key[..16.min(key.len())])),
         &format!("building the same {} base", os.name()),
     )?;
-    if !rebuild && image.exists() && manifest_path.exists() && status.exists() {
+    let (kernel, initrd) = boot_paths(&image);
+    if !rebuild
+        && image.exists()
+        && manifest_path.exists()
+        && status.exists()
+        && kernel.exists()
+        && initrd.exists()
+    {
         let manifest: BaseManifest = tool::read_json(&manifest_path)?;
         return Ok(Base {
             image,
             manifest_path,
             dpkg_status: status,
+            kernel,
+            initrd,
             manifest,
             cached: true,
             seconds: t0.elapsed().as_secs_f64(),
@@ -318,6 +362,9 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
         .with_context(|| format!("moving the image to {}", image.display()))?;
     std::fs::rename(w.join("dpkg-status"), &status)
         .with_context(|| format!("moving {}", status.display()))?;
+    for (from, to) in [("vmlinuz", &kernel), ("initrd", &initrd)] {
+        std::fs::rename(w.join(from), to).with_context(|| format!("moving {}", to.display()))?;
+    }
     let mut m = manifest;
     m.file = image
         .file_name()
@@ -331,6 +378,8 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
         image,
         manifest_path,
         dpkg_status: status,
+        kernel,
+        initrd,
         manifest: m,
         cached: false,
         seconds: t0.elapsed().as_secs_f64(),
@@ -444,6 +493,22 @@ fn build_in(
     for (rel, content) in config_files(&uuid, &kernel) {
         crate::bundle::write_file(&root.join(rel), content.as_bytes())?;
     }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let p = root.join(BAKE_BOOT);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", p.display()))?;
+    }
+    std::fs::copy(
+        root.join(format!("boot/vmlinuz-{kernel}")),
+        w.join("vmlinuz"),
+    )
+    .context("copying the root's kernel")?;
+    std::fs::copy(
+        root.join(format!("boot/initrd.img-{kernel}")),
+        w.join("initrd"),
+    )
+    .context("copying the root's initrd")?;
     // No machine identity in a base: each boot makes its own.
     std::fs::write(root.join("etc/machine-id"), b"").context("truncating /etc/machine-id")?;
     let _ = std::fs::remove_file(root.join("var/lib/dbus/machine-id"));
@@ -617,6 +682,42 @@ pub fn command(a: &BaseArgs) -> Result<()> {
                 println!("  copied to {}", out.display());
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bake_entry_point_is_valid_bash() {
+        let files = config_files("UUID", "KERNEL");
+        let (_, script) = files
+            .iter()
+            .find(|(p, _)| *p == BAKE_BOOT)
+            .expect("the bake entry point is a config file");
+        assert!(script.starts_with("#!/bin/bash\n"));
+        assert!(script.contains("exec /bin/bash /run/ezbake/bake.sh /run/ezbake"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("bake-boot");
+        std::fs::write(&f, script).expect("write");
+        let st = Command::new("bash")
+            .arg("-n")
+            .arg(&f)
+            .status()
+            .expect("bash");
+        assert!(st.success(), "bash -n failed:\n{script}");
+        if tool::have("shellcheck") {
+            let o = Command::new("shellcheck")
+                .arg(&f)
+                .output()
+                .expect("shellcheck");
+            assert!(
+                o.status.success(),
+                "{}\n{script}",
+                String::from_utf8_lossy(&o.stdout)
+            );
         }
     }
 }

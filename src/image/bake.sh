@@ -1,8 +1,9 @@
 #!/bin/bash
-# ezimg bake: runs once inside the bake VM (cloud-init runcmd), from the read-only bake disk
-# mounted at $1. Applies the role bundle for one node, resets machine identity and reports
-# `OK ...` or `FAIL <why>` + log and journal tails + `END` on the virtio-serial port
-# ezimg.0, then powers off. The host never guesses: no OK line, no image.
+# ezimg bake: runs once inside the bake VM (from the base's bake entry point, or a vendor
+# image's cloud-init runcmd), from the read-only bake disk mounted at $1. Applies the role
+# bundle for one node, resets machine identity and reports `OK ...` or `FAIL <why>` + log and
+# journal tails + `END` on the virtio-serial port ezimg.0, then powers off. The host never
+# guesses: no OK line, no image.
 set -uo pipefail
 
 d=${1:?bake disk mount point}

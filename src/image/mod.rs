@@ -1,10 +1,12 @@
 //! The qcow2 bake: `ezimg build --role R --format qcow2`.
 //!
 //! The role's base image (debian12: `ezimg base build`) is booted once under QEMU with no
-//! network, on a qcow2 overlay (the base stays untouched), with two read-only disks ezimg
-//! writes: a NoCloud seed (instance-id `ezimg-bake-<key>`) whose runcmd mounts the second, the
-//! bake disk (ISO 9660: the bundle, the role's artifacts, a package repository with what the
-//! layers install, and `bake.sh`). `bake.sh` runs `apply --node <first node of the role>`
+//! network, on a qcow2 overlay (the base stays untouched), with a read-only bake disk ezimg
+//! writes (ISO 9660: the bundle, the role's artifacts, a package repository with what the
+//! layers install, and `bake.sh`). ezimg's own base boots its kernel directly with
+//! `systemd.run=` into its bake entry point (no bootloader, no cloud-init, no
+//! multi-user.target); a vendor base boots normally with a NoCloud bake seed whose runcmd mounts
+//! the bake disk. `bake.sh` runs `apply --node <first node of the role>` as an image root
 //! (twice: the second must change nothing), resets machine identity and writes `OK` or
 //! `FAIL <why>` + tails to the virtio-serial marker, then powers off. Only after `OK` is the
 //! overlay converted (`qemu-img convert -O qcow2 -c`), hashed and recorded in a manifest.
@@ -31,7 +33,7 @@ use crate::vm::{self, Disk, Vm, VmSpec, tool};
 
 const BAKE_SH: &str = include_str!("bake.sh");
 /// Bump when the bake procedure changes in a way the inputs do not show.
-const RECIPE: &str = "bake-v1";
+const RECIPE: &str = "bake-v2";
 /// Serial of the bake disk: `/dev/disk/by-id/virtio-ezbake` in the guest.
 const BAKE_DISK_SERIAL: &str = "ezbake";
 
@@ -225,6 +227,9 @@ struct BaseImage {
     sha256: String,
     /// debian12: the base's dpkg status, to resolve the role's packages offline.
     dpkg_status: Option<PathBuf>,
+    /// debian12: the base's kernel, initrd and root UUID: the bake boots straight into its
+    /// entry point (`systemd.run=`), skipping the bootloader, cloud-init and multi-user.target.
+    direct: Option<(PathBuf, PathBuf, String)>,
 }
 
 /// debian12: the base `ezimg base build` makes (built if missing). el7/el9: the vendor cloud
@@ -246,6 +251,7 @@ fn base_for(
                 sha256: b.manifest.sha256.clone(),
                 image: b.image,
                 dpkg_status: Some(b.dpkg_status),
+                direct: Some((b.kernel, b.initrd, b.manifest.root_uuid.clone())),
             });
         }
         Os::El7 => "centos7-genericcloud",
@@ -264,6 +270,7 @@ fn base_for(
             sha256: tool::sha256_file(&p)?,
             image: p,
             dpkg_status: None,
+            direct: None,
         }),
         None => anyhow::bail!(
             "role {role}: baking a qcow2 for {} starts from the vendor cloud image `{vendor}` \
@@ -424,32 +431,48 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
     )?;
     std::fs::remove_dir_all(&data).context("removing the bake disk tree")?;
 
-    // The bake seed.
-    let seed_id = format!("ezimg-bake-{}", &key[..16]);
-    let user_data = format!(
-        "#cloud-config\n\
-         runcmd:\n  - [bash, -c, 'mkdir -p /run/ezbake && mount -o ro /dev/disk/by-id/virtio-{BAKE_DISK_SERIAL} /run/ezbake && exec bash /run/ezbake/bake.sh /run/ezbake; echo \"FAIL cannot mount the bake disk\" >/dev/virtio-ports/{port}; echo END >/dev/virtio-ports/{port}; poweroff']\n",
-        port = vm::MARKER_PORT
-    );
-    let meta_data = format!("instance-id: {seed_id}\nlocal-hostname: ezimg-bake\n");
-    let seed = w.join("seed.img");
-    crate::output::seed_fat::write(
-        &[
-            ("user-data", user_data.as_bytes()),
-            ("meta-data", meta_data.as_bytes()),
-        ],
-        &seed,
-    )?;
-
     let disk = w.join("disk.qcow2");
     vm::overlay(&base.image, &disk, None)?;
     let mut spec = VmSpec::new(&format!("ezimg-bake-{role}"), w);
     spec.mem_mib = 2048;
-    spec.disks = vec![
-        Disk::qcow2(&disk),
-        Disk::raw_ro(&seed, "cidata"),
-        Disk::raw_ro(&iso, BAKE_DISK_SERIAL),
-    ];
+    match &base.direct {
+        // ezimg's own base: its kernel straight into the bake entry point.
+        Some((kernel, initrd, uuid)) => {
+            spec.direct_kernel = Some(vm::DirectKernel {
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+                cmdline: format!(
+                    "root=UUID={uuid} rw console=ttyS0,115200n8 systemd.run=/{} \
+                     systemd.run_failure_action=poweroff-force",
+                    crate::base::BAKE_BOOT
+                ),
+            });
+            spec.disks = vec![Disk::qcow2(&disk), Disk::raw_ro(&iso, BAKE_DISK_SERIAL)];
+        }
+        // A vendor image: through its bootloader and cloud-init, with a bake seed.
+        None => {
+            let seed_id = format!("ezimg-bake-{}", &key[..16]);
+            let user_data = format!(
+                "#cloud-config\n\
+                 runcmd:\n  - [bash, -c, 'mkdir -p /run/ezbake && mount -o ro /dev/disk/by-id/virtio-{BAKE_DISK_SERIAL} /run/ezbake && exec bash /run/ezbake/bake.sh /run/ezbake; echo \"FAIL cannot mount the bake disk\" >/dev/virtio-ports/{port}; echo END >/dev/virtio-ports/{port}; poweroff']\n",
+                port = vm::MARKER_PORT
+            );
+            let meta_data = format!("instance-id: {seed_id}\nlocal-hostname: ezimg-bake\n");
+            let seed = w.join("seed.img");
+            crate::output::seed_fat::write(
+                &[
+                    ("user-data", user_data.as_bytes()),
+                    ("meta-data", meta_data.as_bytes()),
+                ],
+                &seed,
+            )?;
+            spec.disks = vec![
+                Disk::qcow2(&disk),
+                Disk::raw_ro(&seed, "cidata"),
+                Disk::raw_ro(&iso, BAKE_DISK_SERIAL),
+            ];
+        }
+    }
     let timeout = Duration::from_secs(
         std::env::var("EZIMG_BAKE_TIMEOUT")
             .ok()

@@ -216,6 +216,16 @@ pub struct VmSpec {
     pub dir: PathBuf,
     /// Let a guest reboot (QEMU resets it); by default a reboot ends QEMU like a power-off.
     pub allow_reboot: bool,
+    /// Boot this kernel and initrd with this command line instead of the disk's bootloader.
+    pub direct_kernel: Option<DirectKernel>,
+}
+
+/// `-kernel`, `-initrd`, `-append`.
+#[derive(Debug, Clone)]
+pub struct DirectKernel {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
 }
 
 impl VmSpec {
@@ -228,6 +238,7 @@ impl VmSpec {
             nics: Vec::new(),
             dir: dir.to_path_buf(),
             allow_reboot: false,
+            direct_kernel: None,
         }
     }
 }
@@ -281,6 +292,13 @@ impl Vm {
             ));
         if !spec.allow_reboot {
             cmd.arg("-no-reboot");
+        }
+        if let Some(k) = &spec.direct_kernel {
+            cmd.arg("-kernel")
+                .arg(&k.kernel)
+                .arg("-initrd")
+                .arg(&k.initrd)
+                .args(["-append", &k.cmdline]);
         }
         for (i, d) in spec.disks.iter().enumerate() {
             let mut v = format!(
