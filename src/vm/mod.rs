@@ -249,6 +249,7 @@ pub struct Vm {
     pub accel: Accel,
     child: Child,
     serial_log: PathBuf,
+    qemu_err: PathBuf,
     lines: Receiver<String>,
     writer: UnixStream,
     _sock_dir: tempfile::TempDir,
@@ -313,7 +314,8 @@ impl Vm {
             }
             cmd.arg("-drive").arg(v);
             let mut dev = format!("virtio-blk-pci,drive=d{i}");
-            if i == 0 {
+            // With -kernel, QEMU's linuxboot ROM holds boot index 0.
+            if i == 0 && spec.direct_kernel.is_none() {
                 dev.push_str(",bootindex=0");
             }
             if let Some(s) = &d.serial {
@@ -386,6 +388,7 @@ impl Vm {
             accel,
             child,
             serial_log,
+            qemu_err,
             lines: rx,
             writer,
             _sock_dir: sock_dir,
@@ -446,8 +449,12 @@ impl Vm {
                     return Ok(l);
                 }
                 anyhow::bail!(
-                    "{}: QEMU exited ({st}) before the guest reported; console tail:\n{}",
+                    "{}: QEMU exited ({st}) before the guest reported; QEMU said:\n{}\nconsole tail:\n{}",
                     self.name,
+                    tool::tail_lines(
+                        &std::fs::read_to_string(&self.qemu_err).unwrap_or_default(),
+                        10
+                    ),
                     self.serial_tail(25)
                 );
             }
