@@ -234,7 +234,8 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
     if let Some(reason) = m.skip.get(&os) {
         // A role parameter that picks this layer asked for something this OS cannot do (e.g.
         // containerd_source = "distro" on el7): refuse rather than build a node without it.
-        if chosen == Some(true) {
+        // Cluster-wide settings for other OSes (yum_mirror on Debian) are just skipped.
+        if chosen == Some(true) && m.when.as_deref().is_some_and(|w| w.contains("params.")) {
             anyhow::bail!(
                 "{at}: `{}` selects layer {}, which does nothing on {os}: {reason}",
                 m.when.as_deref().unwrap_or_default(),
