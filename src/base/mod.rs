@@ -350,11 +350,7 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
         ],
         "building a base image",
     )?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let work = tempfile::Builder::new()
-        .prefix(".work-")
-        .tempdir_in(&dir)
-        .with_context(|| format!("creating a work directory in {}", dir.display()))?;
+    let work = tool::work_dir(&dir)?;
     let manifest = build_in(os, &key, &src_text, &sources, work.path())?;
     let w = work.path();
     // Publish: manifest last, so a present manifest means a complete entry.

@@ -388,11 +388,7 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
         &["qemu-img", "xorriso", "apt-get", "apt-ftparchive"],
         "baking a qcow2",
     )?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let work = tempfile::Builder::new()
-        .prefix(".work-")
-        .tempdir_in(&dir)
-        .with_context(|| format!("creating a work directory in {}", dir.display()))?;
+    let work = tool::work_dir(&dir)?;
     let w = work.path();
 
     // The bake disk.

@@ -173,3 +173,13 @@ pub fn lock_exclusive(path: &Path, what: &str) -> Result<std::fs::File> {
     }
     Ok(f)
 }
+
+/// A fresh `.work-*` folder inside the cache folder `dir` (created if missing): same
+/// filesystem as the entries it becomes, so publishing them is a rename. Removed on drop.
+pub fn work_dir(dir: &Path) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    tempfile::Builder::new()
+        .prefix(".work-")
+        .tempdir_in(dir)
+        .with_context(|| format!("creating a work directory in {}", dir.display()))
+}
