@@ -28,6 +28,10 @@ pub struct Global {
     /// Directory holding layers/, roles/ and kickstart/ to use instead of the embedded ones
     #[arg(long, global = true, env = "EZIMG_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// The cluster's secret store (default: beside the cluster file, `cluster.toml` ->
+    /// `cluster.secrets/`; for the embedded default cluster `./ezk8s.secrets/`)
+    #[arg(long, global = true, env = "EZIMG_SECRETS", value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +58,41 @@ pub enum Command {
     Stage(StageArgs),
     /// Build base OS images (debian12) from the host's apt sources, cached
     Base(crate::base::BaseArgs),
+    /// The cluster's secret store: CAs, service-account key, bootstrap token, VRRP password
+    Secrets(SecretsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    pub command: SecretsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create the store (fails if one exists: a new CA would split a running cluster)
+    Init,
+    /// Say where the store is and what it holds (fingerprints and hashes, never a secret)
+    Show,
+    /// Replace the bootstrap token or the VRRP password
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RotateWhat {
+    /// The kubeadm bootstrap token nodes join with
+    Token,
+    /// keepalived's VRRP PASS authentication
+    VrrpPassword,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[arg(value_enum)]
+    pub what: RotateWhat,
+    /// Use this value instead of a random one (read it from a file with `--value "$(cat F)"`)
+    #[arg(long, value_name = "VALUE")]
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Args)]

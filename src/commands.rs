@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 use crate::artifact::mirror::Mirror;
 use crate::artifact::{Cache, FetchOptions, Lock};
 use crate::bundle::{self, ArtifactPin, Bundle};
-use crate::cli::{BuildArgs, CompletionsArgs, Format, Global, InitArgs, PlanArgs};
+use crate::cli::{
+    BuildArgs, CompletionsArgs, Format, Global, InitArgs, PlanArgs, RotateWhat, SecretsArgs,
+    SecretsCommand,
+};
 use crate::cluster::Os;
 use crate::cluster::{self, Loaded, Severity};
 use crate::data::DataTree;
@@ -16,6 +19,7 @@ use crate::outdir::Staging;
 use crate::output::{BundleRef, NodeInput, cloudinit, kickstart, seed_fat, seed_iso};
 use crate::pins;
 use crate::plan::{self, Catalog, NodePlan};
+use crate::secrets::{self, Store};
 
 /// Everything a command works from, loaded and validated once.
 pub struct Inputs {
@@ -71,11 +75,43 @@ pub fn init(a: &InitArgs) -> Result<()> {
         );
     }
     bundle::write_file(&a.out, cluster::DEFAULT_TOML.as_bytes())?;
+    ignore_store(&a.out)?;
     eprintln!(
         "wrote {}: edit it, then run `ezimg check -c {}`",
         a.out.display(),
         a.out.display()
     );
+    Ok(())
+}
+
+/// Keep the secret store that will sit beside `cluster_file` out of git: add its line to the
+/// `.gitignore` of that folder unless it is there.
+fn ignore_store(cluster_file: &std::path::Path) -> Result<()> {
+    let loaded = cluster::Loaded {
+        cluster: cluster::parse(cluster::DEFAULT_TOML, "<embedded default cluster>")?,
+        path: Some(cluster_file.to_path_buf()),
+        text: String::new(),
+    };
+    let store = secrets::locate(None, &loaded);
+    let line = secrets::gitignore_line(&store);
+    let gi = cluster_file.with_file_name(".gitignore");
+    let old = match std::fs::read_to_string(&gi) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", gi.display())),
+    };
+    if old.lines().any(|l| l.trim() == line) {
+        return Ok(());
+    }
+    let mut new = old;
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str(&format!(
+        "# the cluster's secret store (ezimg secrets): never commit it\n{line}\n"
+    ));
+    std::fs::write(&gi, new).with_context(|| format!("writing {}", gi.display()))?;
+    eprintln!("added {line} to {}", gi.display());
     Ok(())
 }
 
@@ -206,19 +242,98 @@ pub fn artifact_pins(catalog: &Catalog, lock: &Lock) -> Result<BTreeMap<String, 
     Ok(pins::resolve(lock, &cache, None, Os::Debian12, &names, None)?.pins)
 }
 
-/// Secrets a node's files use, with their values from the cluster file.
-pub fn node_secrets(loaded: &Loaded, p: &NodePlan) -> BTreeMap<String, String> {
+/// Secrets a node's files use, with their values from the store: a node gets exactly the
+/// secrets its own files name (a worker never receives a CA key).
+pub fn node_secrets(store: &Store, p: &NodePlan) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for f in p.applied().flat_map(|l| l.files.iter()) {
         for s in &f.secrets {
-            let value = match s.as_str() {
-                "vrrp_auth_pass" => loaded.cluster.vrrp.auth_pass.clone(),
-                _ => continue,
-            };
-            out.insert(s.clone(), value);
+            let value = store.get(s).with_context(|| {
+                format!("secret {s:?} of {} is not in the secret store", f.dest)
+            })?;
+            out.insert(s.clone(), value.to_string());
         }
     }
-    out
+    Ok(out)
+}
+
+/// Open the cluster's store for a build, creating it on the first build (said loudly).
+pub fn build_store(g: &Global, loaded: &Loaded) -> Result<Store> {
+    let dir = secrets::locate(g.secrets.as_deref(), loaded);
+    let (store, created) = secrets::open(&dir, loaded, secrets::IfMissing::Create)?;
+    if created {
+        eprintln!(
+            "created secret store {} (cluster CA, front-proxy and etcd CAs, service-account key, \
+             bootstrap token, VRRP password): back it up and keep it out of version control; \
+             every later build of this cluster needs it",
+            dir.display()
+        );
+    }
+    Ok(store)
+}
+
+pub fn secrets(g: &Global, a: &SecretsArgs) -> Result<()> {
+    let loaded = cluster::load(g.cluster.as_deref())?;
+    let dir = secrets::locate(g.secrets.as_deref(), &loaded);
+    match &a.command {
+        SecretsCommand::Init => {
+            if dir.exists() {
+                anyhow::bail!(
+                    "{} already exists: a cluster's CA is made once (`ezimg secrets rotate` \
+                     replaces the token or the VRRP password)",
+                    dir.display()
+                );
+            }
+            secrets::create(&dir, &loaded)?;
+            secrets::load(&dir, &loaded)?;
+            println!("created secret store {}", dir.display());
+            println!(
+                "  back it up; keep it out of version control ({})",
+                secrets::gitignore_line(&dir)
+            );
+        }
+        SecretsCommand::Show => {
+            let store = secrets::load(&dir, &loaded)?;
+            println!(
+                "secret store {} (cluster {})",
+                dir.display(),
+                loaded.cluster.name
+            );
+            println!("  cluster CA public key: {}", store.ca_cert_hash());
+            for (name, src) in secrets::SECRETS {
+                let where_ = match src {
+                    secrets::Source::File(f) => dir.join(f).display().to_string(),
+                    secrets::Source::CaCertHash => "derived from pki/ca.key".into(),
+                };
+                println!("  {name:<24} {where_}");
+            }
+        }
+        SecretsCommand::Rotate(r) => {
+            let store = secrets::load(&dir, &loaded)?;
+            let what = match r.what {
+                RotateWhat::Token => secrets::Rotate::Token,
+                RotateWhat::VrrpPassword => secrets::Rotate::VrrpPassword,
+            };
+            secrets::rotate(&store, what, r.value.as_deref())?;
+            secrets::load(&dir, &loaded)?;
+            match what {
+                secrets::Rotate::Token => println!(
+                    "new bootstrap token in {}: rebuild the seeds/kickstarts of nodes that have \
+                     not joined yet; a running cluster learns it with \
+                     `kubeadm token create \"$(cat {})\" --ttl 0` on a master (joined nodes are \
+                     unaffected)",
+                    dir.join("bootstrap-token").display(),
+                    dir.join("bootstrap-token").display()
+                ),
+                secrets::Rotate::VrrpPassword => println!(
+                    "new VRRP password in {}: rebuild the slb seeds/kickstarts and re-apply them \
+                     on every slb node together (peers with different passwords ignore each other)",
+                    dir.join("vrrp-auth-pass").display()
+                ),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What every role of one `ezimg build` shares.
@@ -228,6 +343,7 @@ struct BuildCtx<'a> {
     lock: &'a Lock,
     args: &'a BuildArgs,
     staging: &'a Staging,
+    store: &'a Store,
 }
 
 /// Render the requested outputs for the selected nodes into the staging folder.
@@ -252,6 +368,7 @@ fn build_role(
         lock,
         args: a,
         staging,
+        store,
     } = *cx;
     let c = &inputs.loaded.cluster;
     let role_nodes: Vec<_> = c.nodes_of(role).collect();
@@ -349,7 +466,7 @@ fn build_role(
             node,
             plan: p,
             bundle: &bref,
-            secrets: node_secrets(&inputs.loaded, p),
+            secrets: node_secrets(store, p)?,
             artifacts_from: a.artifacts_from.clone(),
         };
         let dir = format!("{role}/{}", node.hostname);
@@ -404,6 +521,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
         (vec![r.to_string()], None)
     };
     let lock = Lock::discover(None, g.data.as_deref())?;
+    let store = build_store(g, &inputs.loaded)?;
     let staging = Staging::new(&a.out)?;
     let mut commit = Vec::new();
     let cx = BuildCtx {
@@ -412,6 +530,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
         lock: &lock,
         args: a,
         staging: &staging,
+        store: &store,
     };
     let mut bakes = Vec::new();
     for role in &roles {

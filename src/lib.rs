@@ -16,6 +16,7 @@ pub mod pins;
 pub mod plan;
 pub mod render;
 pub mod role;
+pub mod secrets;
 pub mod stage;
 pub mod tomlfile;
 pub mod vm;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Import(a) => ezimg::commands::import(a),
         Command::Stage(a) => ezimg::commands::stage(&cli.global, a),
         Command::Base(a) => ezimg::base::command(a),
+        Command::Secrets(a) => ezimg::commands::secrets(&cli.global, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

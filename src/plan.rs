@@ -161,6 +161,30 @@ fn node_json(n: &Node) -> serde_json::Value {
            "disks": n.disks})
 }
 
+/// `kubernetes.*` of the template context. The CA hash is a secret placeholder: it is public,
+/// but delivered with the node's seed so bundles and role images do not depend on the store.
+fn kubernetes_json(cluster: &Cluster) -> serde_json::Value {
+    let k = &cluster.kubernetes;
+    let vip = cluster.vrrp.vip.to_string();
+    let masters: Vec<&Node> = cluster.nodes_of("master").collect();
+    let mut sans = vec![vip.clone()];
+    sans.extend(masters.iter().map(|m| m.ip.to_string()));
+    sans.extend(masters.iter().map(|m| m.hostname.clone()));
+    sans.extend(["127.0.0.1".to_string(), "localhost".to_string()]);
+    json!({
+        "version": k.version,
+        "image_repository": k.image_repository,
+        "dns_domain": k.dns_domain,
+        "calico_version": k.calico_version,
+        "api_port": crate::cluster::API_PORT,
+        "control_plane_endpoint": format!("{vip}:{}", crate::cluster::API_PORT),
+        "cri_socket": "unix:///run/containerd/containerd.sock",
+        "cert_sans": sans,
+        "init_node": masters.first().map(|m| m.hostname.clone()),
+        "ca_cert_hash": render::secret_placeholder("kube_ca_cert_hash"),
+    })
+}
+
 /// The template context for `node`: cluster (no secrets), node, role params, peers.
 pub fn context(cluster: &Cluster, node: &Node, params: &toml::Table) -> Result<minijinja::Value> {
     let net = &cluster.network;
@@ -210,6 +234,7 @@ pub fn context(cluster: &Cluster, node: &Node, params: &toml::Table) -> Result<m
         "masters": cluster.nodes_of("master").map(node_json).collect::<Vec<_>>(),
         "slbs": slbs.iter().map(|n| node_json(n)).collect::<Vec<_>>(),
         "vrrp_node": vrrp_node,
+        "kubernetes": kubernetes_json(cluster),
     });
     Ok(minijinja::Value::from(minijinja::value::Serde(ctx)))
 }

@@ -10,28 +10,27 @@ use crate::data::DataTree;
 pub const SECRET_PREFIX: &str = "@@EZIMG_SECRET_";
 pub const SECRET_SUFFIX: &str = "@@";
 
-/// Secret names templates may ask for.
-pub const SECRETS: [&str; 1] = ["vrrp_auth_pass"];
-
 pub fn secret_placeholder(name: &str) -> String {
     format!("{SECRET_PREFIX}{name}{SECRET_SUFFIX}")
 }
 
 fn secret(name: String) -> Result<String, minijinja::Error> {
-    if SECRETS.contains(&name.as_str()) {
+    if crate::secrets::is_known(&name) {
         Ok(secret_placeholder(&name))
     } else {
         Err(minijinja::Error::new(
             minijinja::ErrorKind::InvalidOperation,
-            format!("unknown secret {name:?} (known: {})", SECRETS.join(", ")),
+            format!(
+                "unknown secret {name:?} (known: {})",
+                crate::secrets::names().collect::<Vec<_>>().join(", ")
+            ),
         ))
     }
 }
 
 /// Secret names whose placeholders occur in `text`.
 pub fn secrets_used(text: &[u8]) -> Vec<String> {
-    SECRETS
-        .iter()
+    crate::secrets::names()
         .filter(|s| {
             let p = secret_placeholder(s);
             text.windows(p.len()).any(|w| w == p.as_bytes())

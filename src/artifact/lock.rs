@@ -6,13 +6,18 @@
 //! [[artifact]]
 //! name = "nginx"                  # what layers name in `[[artifact]] name = …`
 //! version = "1.23.0"
-//! kind = "source"                 # rpm | tarball | source | image | zip
+//! kind = "source"                 # rpm | tarball | source | image | zip | binary | manifest
 //! file = "nginx-1.23.0.tar.gz"    # file name in mirrors and on the node
 //! urls = ["https://…/nginx-1.23.0.tar.gz"]   # tried in order
 //! sha256 = "<64 hex>"             # and/or sha512 = "<128 hex>"
 //! size = 1234                     # optional; checked when present
 //! verified = true                 # false: no public digest (trust on first use)
 //! mirror_path = "a/b/file"        # optional path under `--mirror` (default: `file`)
+//!
+//! [[image]]                       # a container image the cluster runs
+//! reference = "registry.k8s.io/pause:3.9"
+//! digest = "sha256:<64 hex>"      # optional
+//! used_by = "kubeadm"
 //! ```
 
 use std::collections::BTreeSet;
@@ -35,6 +40,24 @@ pub enum Kind {
     Source,
     Image,
     Zip,
+    /// A single executable (kubeadm, kubelet, kubectl).
+    Binary,
+    /// A YAML manifest applied to the cluster (Calico's tigera-operator).
+    Manifest,
+}
+
+/// A container image the cluster runs, by reference (and digest where one is published).
+/// Recorded so an air-gapped site can mirror exactly these; nodes pull them through containerd.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePin {
+    /// `repository:tag` as upstream publishes it.
+    pub reference: String,
+    /// `sha256:<hex>` of the manifest list, when published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// What runs it (`kubeadm`, `calico`).
+    pub used_by: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +66,8 @@ struct RawLock {
     lock_version: u32,
     #[serde(default, rename = "artifact")]
     artifacts: Vec<toml::Spanned<RawArtifact>>,
+    #[serde(default, rename = "image")]
+    images: Vec<toml::Spanned<ImagePin>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +141,8 @@ pub struct Lock {
     /// The exact text (exported next to the cache entries).
     pub text: String,
     pub artifacts: Vec<Artifact>,
+    /// The container images the cluster needs (`[[image]]`).
+    pub images: Vec<ImagePin>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -247,11 +274,30 @@ impl Lock {
                 line,
             });
         }
+        let mut images = Vec::new();
+        for sp in raw.images {
+            let (line, _) = line_col(text, sp.span().start);
+            let i = sp.into_inner();
+            let at = format!("{origin}:{line}: image {:?}", i.reference);
+            let (repo, tag) = i.reference.rsplit_once(':').unwrap_or(("", ""));
+            if repo.is_empty() || tag.is_empty() || tag.contains('/') {
+                bail!("{at}: field `reference`: expected repository:tag");
+            }
+            if let Some(d) = &i.digest
+                && !(d.len() == 71
+                    && d.starts_with("sha256:")
+                    && d[7..].bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                bail!("{at}: field `digest`: expected sha256:<64 hex>");
+            }
+            images.push(i);
+        }
         Ok(Lock {
             origin: origin.to_string(),
             path: None,
             text: text.to_string(),
             artifacts,
+            images,
         })
     }
 

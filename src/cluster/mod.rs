@@ -98,8 +98,10 @@ pub struct Network {
 pub struct Vrrp {
     pub vip: Ipv4Addr,
     pub router_id: u32,
-    /// A secret: never rendered into shared outputs (see `plan::SECRET_*`).
-    pub auth_pass: String,
+    /// Optional: seeds the secret store's VRRP password when the store is created (a secret
+    /// belongs in the store; see `secrets`). Never rendered into shared outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_pass: Option<String>,
     #[serde(default = "default_advert_int")]
     pub advert_int: u32,
     #[serde(default = "default_vrrp_mode")]
@@ -157,9 +159,58 @@ pub struct Cluster {
     pub vrrp: Vrrp,
     #[serde(rename = "node")]
     pub nodes: Vec<Node>,
+    /// Kubernetes versions and endpoints (defaults: seed 001).
+    #[serde(default)]
+    pub kubernetes: Kubernetes,
     /// Per-role parameter overrides (`[roles.slb] lb = "haproxy"`).
     #[serde(default)]
     pub roles: BTreeMap<String, toml::Table>,
+}
+
+/// The `[kubernetes]` table: what kubeadm installs (seed 001: v1.29.3, Calico v3.27.0).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kubernetes {
+    /// kubeadm's `kubernetesVersion`; the binaries in artifacts.lock must match it.
+    #[serde(default = "default_k8s_version")]
+    pub version: String,
+    /// Where control-plane images come from (seed 001: the Aliyun copy of registry.k8s.io).
+    #[serde(default = "default_image_repository")]
+    pub image_repository: String,
+    #[serde(default = "default_dns_domain")]
+    pub dns_domain: String,
+    /// Calico release the first master applies (tigera-operator + custom-resources).
+    #[serde(default = "default_calico_version")]
+    pub calico_version: String,
+}
+
+impl Default for Kubernetes {
+    fn default() -> Self {
+        Kubernetes {
+            version: default_k8s_version(),
+            image_repository: default_image_repository(),
+            dns_domain: default_dns_domain(),
+            calico_version: default_calico_version(),
+        }
+    }
+}
+
+/// The release whose binaries artifacts.lock pins.
+pub const K8S_VERSION: &str = "v1.29.3";
+/// kube-apiserver's port behind the VIP and on every master.
+pub const API_PORT: u16 = 6443;
+
+fn default_k8s_version() -> String {
+    K8S_VERSION.into()
+}
+fn default_image_repository() -> String {
+    "registry.cn-hangzhou.aliyuncs.com/google_containers".into()
+}
+fn default_dns_domain() -> String {
+    "cluster.local".into()
+}
+fn default_calico_version() -> String {
+    "v3.27.0".into()
 }
 
 fn default_os() -> Os {

@@ -149,9 +149,13 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
             "must be 1-255 (VRRP virtual_router_id)",
         );
     }
-    if v.auth_pass.is_empty() {
+    if let Some(pass) = &v.auth_pass
+        && pass.is_empty()
+    {
         cx.error("vrrp.auth_pass", "auth_pass", "must not be empty");
-    } else if v.auth_pass.chars().count() > 8 {
+    } else if let Some(pass) = &v.auth_pass
+        && pass.chars().count() > 8
+    {
         cx.error(
             "vrrp.auth_pass",
             "auth_pass",
@@ -297,6 +301,49 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
             "only one slb node: the VIP has no failover",
         );
     }
+    if slbs == 0 && masters > 0 {
+        // kubeadm's controlPlaneEndpoint is VIP:6443; with no slb nothing holds the VIP, and
+        // every join would wait for an endpoint that never answers.
+        cx.error(
+            "vrrp.vip",
+            "vip",
+            "no slb node holds the VIP, which is the control-plane endpoint (vip:6443) every \
+             master and worker joins through: add slb nodes",
+        );
+    }
+    let k = &c.kubernetes;
+    let v = k.version.strip_prefix('v').unwrap_or("");
+    if v.split('.').count() != 3
+        || !v
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        cx.error("kubernetes.version", &k.version, "must look like v1.29.3");
+    } else if k.version != super::K8S_VERSION {
+        cx.warn(
+            "kubernetes.version",
+            &k.version,
+            format!(
+                "artifacts.lock pins the {} binaries; give a lock (--data DIR) with matching \
+                 kubeadm, kubelet and kubectl pins",
+                super::K8S_VERSION
+            ),
+        );
+    }
+    if k.image_repository.is_empty() || k.image_repository.contains(char::is_whitespace) {
+        cx.error(
+            "kubernetes.image_repository",
+            "image_repository",
+            "must be a registry path such as registry.k8s.io",
+        );
+    }
+    if !valid_dns_domain(&k.dns_domain) {
+        cx.error(
+            "kubernetes.dns_domain",
+            "dns_domain",
+            "must be a DNS domain such as cluster.local",
+        );
+    }
     if slbs > 10 {
         // Priorities step down by 10 from 100: more would reach the floor and tie.
         cx.error(
@@ -307,4 +354,17 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
     }
     cx.out.sort_by_key(|d| d.severity);
     cx.out
+}
+
+fn valid_dns_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }

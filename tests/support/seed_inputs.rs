@@ -16,6 +16,9 @@ use ezimg::plan::{self, Catalog, NodePlan};
 
 pub struct Fixture {
     pub loaded: Loaded,
+    /// The cluster's secret store, made for this fixture (kept alive with it).
+    pub store: ezimg::secrets::Store,
+    pub store_dir: tempfile::TempDir,
     pub plans: Vec<NodePlan>,
     pub secrets: Vec<BTreeMap<String, String>>,
     pub bundles: BTreeMap<String, BundleRef>,
@@ -51,9 +54,21 @@ impl Fixture {
                 },
             );
         }
-        let secrets = plans.iter().map(|p| node_secrets(&loaded, p)).collect();
+        let store_dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = ezimg::secrets::open(
+            &store_dir.path().join("cluster.secrets"),
+            &loaded,
+            ezimg::secrets::IfMissing::Create,
+        )
+        .expect("secret store");
+        let secrets = plans
+            .iter()
+            .map(|p| node_secrets(&store, p).expect("node secrets"))
+            .collect();
         Fixture {
             loaded,
+            store,
+            store_dir,
             plans,
             secrets,
             bundles,

@@ -1,0 +1,478 @@
+//! The cluster's secret store: every secret a node needs, generated once, kept beside the
+//! cluster file, and read by every build.
+//!
+//! Why a store and not generation per build: a cluster's CA must never change under a running
+//! cluster (nodes built later would not join, or would split it), and outputs must stay
+//! byte-reproducible for the same inputs. So secrets are inputs like the cluster file: made once
+//! (`ezimg secrets init`, or the first `build`), rotated only on request, and a store that is
+//! damaged or incomplete is an error — never silently regenerated.
+//!
+//! Layout (directory 0700, files 0600), kubeadm's own file names under `pki/` so an operator
+//! recognises them:
+//!
+//! ```text
+//! store.toml                 format, cluster name, creation date (no secret)
+//! pki/ca.crt pki/ca.key      cluster CA            (kubeadm: "kubernetes")
+//! pki/front-proxy-ca.*       front-proxy CA
+//! pki/etcd/ca.*              etcd CA
+//! pki/sa.key pki/sa.pub      service-account signing key pair
+//! bootstrap-token            [a-z0-9]{6}.[a-z0-9]{16}
+//! vrrp-auth-pass             keepalived PASS authentication (at most 8 characters)
+//! ```
+//!
+//! Keys are ECDSA P-256 made by rcgen from the OS CSPRNG (kubeadm and the API server accept
+//! ECDSA CAs and service-account keys). Templates name secrets with `secret("name")`; the
+//! values reach a node only through its own seed or kickstart (see `render` and `bundle`).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    PublicKeyData,
+};
+
+use crate::cluster::Loaded;
+use crate::digest::sha256_hex;
+
+/// What a secret is and where its value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A file of the store, relative to it.
+    File(&'static str),
+    /// `sha256:<hex>` of the cluster CA's SubjectPublicKeyInfo (kubeadm's `caCertHashes`).
+    /// Not secret, but delivered like one so that bundles and role images do not depend on
+    /// the store: re-keying a cluster needs new seeds, not new images.
+    CaCertHash,
+}
+
+/// Every secret name templates may use (`secret("name")`), with its source.
+pub const SECRETS: [(&str, Source); 11] = [
+    ("vrrp_auth_pass", Source::File("vrrp-auth-pass")),
+    ("kube_bootstrap_token", Source::File("bootstrap-token")),
+    ("kube_ca_cert_hash", Source::CaCertHash),
+    ("kube_ca_crt", Source::File("pki/ca.crt")),
+    ("kube_ca_key", Source::File("pki/ca.key")),
+    ("kube_sa_key", Source::File("pki/sa.key")),
+    ("kube_sa_pub", Source::File("pki/sa.pub")),
+    (
+        "kube_front_proxy_ca_crt",
+        Source::File("pki/front-proxy-ca.crt"),
+    ),
+    (
+        "kube_front_proxy_ca_key",
+        Source::File("pki/front-proxy-ca.key"),
+    ),
+    ("kube_etcd_ca_crt", Source::File("pki/etcd/ca.crt")),
+    ("kube_etcd_ca_key", Source::File("pki/etcd/ca.key")),
+];
+
+/// Names of every secret templates may use.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    SECRETS.iter().map(|(n, _)| *n)
+}
+
+pub fn is_known(name: &str) -> bool {
+    names().any(|n| n == name)
+}
+
+const STORE_TOML: &str = "store.toml";
+const FORMAT: u32 = 1;
+/// CA lifetime, as kubeadm's own CAs: ten years.
+const CA_DAYS: i64 = 3650;
+
+/// Which store a command uses: `--secrets DIR`, else beside the cluster file
+/// (`cluster.toml` → `cluster.secrets/`), else (the embedded default cluster) `./<name>.secrets/`.
+pub fn locate(flag: Option<&Path>, loaded: &Loaded) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match &loaded.path {
+        Some(p) => {
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "cluster".into());
+            p.with_file_name(format!("{stem}.secrets"))
+        }
+        None => PathBuf::from(format!("{}.secrets", loaded.cluster.name)),
+    }
+}
+
+/// A loaded, checked store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub dir: PathBuf,
+    files: BTreeMap<&'static str, String>,
+    ca_cert_hash: String,
+}
+
+/// How `open` treats a store that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    Create,
+    Fail,
+}
+
+/// Open the store at `dir`; with `IfMissing::Create`, make it when the directory does not exist
+/// at all (never when it exists but is incomplete). Returns the store and whether it was created.
+pub fn open(dir: &Path, loaded: &Loaded, if_missing: IfMissing) -> Result<(Store, bool)> {
+    if !dir.exists() {
+        if if_missing == IfMissing::Fail {
+            anyhow::bail!(
+                "no secret store at {} (create it with `ezimg secrets init`; if this cluster \
+                 already runs, restore the store from its backup instead: a new CA would split it)",
+                dir.display()
+            );
+        }
+        let created = create(dir, loaded)?;
+        return Ok((load(dir, loaded)?, created));
+    }
+    Ok((load(dir, loaded)?, false))
+}
+
+/// Create a new store at `dir`: written in a temporary folder beside it and renamed into place,
+/// so a killed run leaves nothing that looks like a store, and two builds racing to create it
+/// end with one store (the loser loads the winner's). Returns false when another process won.
+pub fn create(dir: &Path, loaded: &Loaded) -> Result<bool> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".ezimg-secrets.")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temporary folder in {}", parent.display()))?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", tmp.path().display()))?;
+    let c = &loaded.cluster;
+    let now = time::OffsetDateTime::now_utc();
+    for (file, cn) in [
+        ("pki/ca", "kubernetes"),
+        ("pki/front-proxy-ca", "front-proxy-ca"),
+        ("pki/etcd/ca", "etcd-ca"),
+    ] {
+        let (crt, key) = new_ca(cn, now)?;
+        write_secret(&tmp.path().join(format!("{file}.crt")), &crt)?;
+        write_secret(&tmp.path().join(format!("{file}.key")), &key)?;
+    }
+    let sa = KeyPair::generate().context("generating the service-account key")?;
+    write_secret(&tmp.path().join("pki/sa.key"), &sa.serialize_pem())?;
+    write_secret(&tmp.path().join("pki/sa.pub"), &sa.public_key_pem())?;
+    write_secret(&tmp.path().join("bootstrap-token"), &new_token()?)?;
+    // A password the cluster file still sets seeds the store once; otherwise a random one.
+    let pass = match &c.vrrp.auth_pass {
+        Some(p) => p.clone(),
+        None => random_string(8)?,
+    };
+    write_secret(&tmp.path().join("vrrp-auth-pass"), &pass)?;
+    let meta = format!(
+        "# ezimg secret store: back this folder up; never commit it.\nformat = {FORMAT}\n\
+         cluster = {:?}\ncreated = {:?}\n",
+        c.name,
+        now.date().to_string()
+    );
+    write_secret(&tmp.path().join(STORE_TOML), &meta)?;
+    let staged = tmp.keep();
+    match std::fs::rename(&staged, dir) {
+        Ok(()) => Ok(true),
+        Err(_) if dir.join(STORE_TOML).exists() => {
+            // Another build created it first: use theirs, drop ours.
+            let _ = std::fs::remove_dir_all(&staged);
+            Ok(false)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staged);
+            Err(e).with_context(|| format!("moving the new secret store to {}", dir.display()))
+        }
+    }
+}
+
+fn new_ca(cn: &str, now: time::OffsetDateTime) -> Result<(String, String)> {
+    let key = KeyPair::generate().with_context(|| format!("generating the {cn} key"))?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // kubeadm's CA usages: digitalSignature, keyEncipherment, keyCertSign.
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    // A little slack for nodes whose clock is behind at first boot.
+    p.not_before = now - time::Duration::hours(1);
+    p.not_after = now + time::Duration::days(CA_DAYS);
+    let cert = p
+        .self_signed(&key)
+        .with_context(|| format!("signing the {cn} certificate"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Random bytes from the OS CSPRNG mapped onto `[a-z0-9]` without modulo bias.
+fn random_string(n: usize) -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        let mut buf = [0u8; 64];
+        getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("OS random source: {e}"))?;
+        for b in buf {
+            // 252 = 7 * 36: bytes above it would favour the first letters.
+            if b < 252 && out.len() < n {
+                out.push(ALPHABET[(b % 36) as usize] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A kubeadm bootstrap token: `[a-z0-9]{6}.[a-z0-9]{16}`.
+pub fn new_token() -> Result<String> {
+    Ok(format!("{}.{}", random_string(6)?, random_string(16)?))
+}
+
+pub fn is_token(s: &str) -> bool {
+    let ok = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    matches!(s.split_once('.'), Some((a, b)) if ok(a, 6) && ok(b, 16))
+}
+
+/// Write `content` to `path` with mode 0600 from the first byte (parents 0700).
+fn write_secret(path: &Path, content: &str) -> Result<()> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", p.display()))?;
+    }
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(content.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))
+}
+
+/// Replace one file of an existing store atomically (temporary file, then rename).
+fn replace_secret(dir: &Path, file: &str, content: &str) -> Result<()> {
+    let dest = dir.join(file);
+    let tmp = dir.join(format!(".{file}.new"));
+    write_secret(&tmp, content)?;
+    std::fs::rename(&tmp, &dest).with_context(|| format!("replacing {}", dest.display()))
+}
+
+fn pem_body(text: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)? + begin.len();
+    let stop = text[start..].find(&end)? + start;
+    let b64: String = text[start..stop].split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// The store file that holds secret `name`.
+fn file_of(name: &str) -> Option<&'static str> {
+    SECRETS.iter().find_map(|(s, src)| match src {
+        Source::File(f) if *s == name => Some(*f),
+        _ => None,
+    })
+}
+
+/// Load and check the store at `dir` for the cluster `loaded`.
+pub fn load(dir: &Path, loaded: &Loaded) -> Result<Store> {
+    let at = dir.display();
+    let meta = std::fs::metadata(dir).with_context(|| format!("secret store {at}"))?;
+    if !meta.is_dir() {
+        anyhow::bail!("secret store {at} is not a directory");
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "secret store {at} is accessible to other users (mode {:o}): `chmod -R go= {at}`",
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let meta_path = dir.join(STORE_TOML);
+    let meta_text = std::fs::read_to_string(&meta_path).with_context(|| {
+        format!(
+            "secret store {at} is incomplete: cannot read {STORE_TOML} (restore the store from \
+             its backup; it is never regenerated, a new CA would split the cluster)"
+        )
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        format: u32,
+        cluster: String,
+    }
+    let m: Meta = crate::tomlfile::parse(&meta_text, &meta_path.display().to_string())?;
+    if m.format != FORMAT {
+        anyhow::bail!(
+            "{}: format {} is not {FORMAT} (made by another ezimg version)",
+            meta_path.display(),
+            m.format
+        );
+    }
+    if m.cluster != loaded.cluster.name {
+        anyhow::bail!(
+            "secret store {at} belongs to cluster {:?}, not {:?} (use --secrets to name the \
+             right store)",
+            m.cluster,
+            loaded.cluster.name
+        );
+    }
+    let mut files = BTreeMap::new();
+    for (name, src) in SECRETS {
+        let Source::File(file) = src else { continue };
+        let path = dir.join(file);
+        let v = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "secret store {at} is incomplete: cannot read {file} (restore it from the \
+                 store's backup; ezimg never regenerates part of a store)"
+            )
+        })?;
+        files.insert(name, v);
+    }
+    let token = files["kube_bootstrap_token"].trim_end().to_string();
+    if !is_token(&token) {
+        anyhow::bail!(
+            "{}: not a bootstrap token of the form [a-z0-9]{{6}}.[a-z0-9]{{16}} \
+             (`ezimg secrets rotate token` makes a new one)",
+            dir.join("bootstrap-token").display()
+        );
+    }
+    files.insert("kube_bootstrap_token", token);
+    let pass = files["vrrp_auth_pass"].trim_end_matches('\n').to_string();
+    if pass.is_empty() || pass.chars().count() > 8 || pass.contains(['\n', '\r']) {
+        anyhow::bail!(
+            "{}: the VRRP password must be 1 to 8 characters on one line (keepalived truncates \
+             longer ones silently)",
+            dir.join("vrrp-auth-pass").display()
+        );
+    }
+    if let Some(p) = &loaded.cluster.vrrp.auth_pass
+        && *p != pass
+    {
+        anyhow::bail!(
+            "{}: vrrp.auth_pass differs from the secret store's ({}): the store is the source; \
+             remove the line, or `ezimg secrets rotate vrrp-password --value …` to change it",
+            loaded.origin(),
+            dir.join("vrrp-auth-pass").display()
+        );
+    }
+    files.insert("vrrp_auth_pass", pass);
+    // Each CA key must belong to its certificate: the cert embeds the key's SPKI verbatim.
+    let mut ca_cert_hash = String::new();
+    for (crt, key) in [
+        ("kube_ca_crt", "kube_ca_key"),
+        ("kube_front_proxy_ca_crt", "kube_front_proxy_ca_key"),
+        ("kube_etcd_ca_crt", "kube_etcd_ca_key"),
+    ] {
+        let file = |n: &'static str| file_of(n).unwrap_or(n);
+        let kp = KeyPair::from_pem(&files[key]).map_err(|e| {
+            anyhow::anyhow!("{}: not a private key: {e}", dir.join(file(key)).display())
+        })?;
+        let spki = kp.subject_public_key_info();
+        let der = pem_body(&files[crt], "CERTIFICATE")
+            .with_context(|| format!("{}: not a PEM certificate", dir.join(file(crt)).display()))?;
+        if !der.windows(spki.len()).any(|w| w == spki.as_slice()) {
+            anyhow::bail!(
+                "{} does not belong to {}: restore both from the store's backup",
+                dir.join(file(key)).display(),
+                dir.join(file(crt)).display()
+            );
+        }
+        if crt == "kube_ca_crt" {
+            ca_cert_hash = format!("sha256:{}", sha256_hex(&spki));
+        }
+    }
+    KeyPair::from_pem(&files["kube_sa_key"]).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a private key: {e}",
+            dir.join("pki/sa.key").display()
+        )
+    })?;
+    Ok(Store {
+        dir: dir.to_path_buf(),
+        files,
+        ca_cert_hash,
+    })
+}
+
+impl Store {
+    /// The value of secret `name`, if the store has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match SECRETS.iter().find(|(n, _)| *n == name)?.1 {
+            Source::CaCertHash => Some(&self.ca_cert_hash),
+            Source::File(_) => self.files.get(name).map(String::as_str),
+        }
+    }
+
+    /// `sha256:<hex>` of the cluster CA's public key, as `kubeadm join` pins it.
+    pub fn ca_cert_hash(&self) -> &str {
+        &self.ca_cert_hash
+    }
+
+    /// The cluster CA certificate (public).
+    pub fn ca_cert_pem(&self) -> &str {
+        &self.files["kube_ca_crt"]
+    }
+}
+
+/// What `rotate` replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotate {
+    Token,
+    VrrpPassword,
+}
+
+/// Replace the bootstrap token or the VRRP password (with `value`, or a random one). The CAs
+/// and the service-account key are never rotated here: that is a cluster-wide operation
+/// (`kubeadm certs`), not a build input change.
+pub fn rotate(store: &Store, what: Rotate, value: Option<&str>) -> Result<()> {
+    match what {
+        Rotate::Token => {
+            let v = match value {
+                Some(v) if is_token(v) => v.to_string(),
+                Some(_) => anyhow::bail!(
+                    "--value: not a bootstrap token of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}"
+                ),
+                None => new_token()?,
+            };
+            replace_secret(&store.dir, "bootstrap-token", &v)
+        }
+        Rotate::VrrpPassword => {
+            let v = match value {
+                Some(v) if !v.is_empty() && v.chars().count() <= 8 && !v.contains(['\n', '\r']) => {
+                    v.to_string()
+                }
+                Some(_) => anyhow::bail!(
+                    "--value: the VRRP password must be 1 to 8 characters on one line \
+                     (keepalived truncates longer ones silently)"
+                ),
+                None => random_string(8)?,
+            };
+            replace_secret(&store.dir, "vrrp-auth-pass", &v)
+        }
+    }
+}
+
+/// A line for `.gitignore` beside the cluster file that keeps the store out of commits.
+pub fn gitignore_line(store_dir: &Path) -> String {
+    let name = store_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cluster.secrets".into());
+    format!("/{name}/")
+}
