@@ -167,6 +167,10 @@ pub struct BuildArgs {
     /// With --fetch: accept pins marked `verified = false` in artifacts.lock
     #[arg(long, requires = "fetch")]
     pub allow_unverified: bool,
+    /// Write the outputs even when some artifact is missing or has no digest (each node then
+    /// stops before changing anything, naming what is missing); without it such a build fails
+    #[arg(long, env = "EZIMG_ALLOW_INCOMPLETE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_incomplete: bool,
 }
 
 #[derive(Debug, Args)]

@@ -121,9 +121,11 @@ pub fn check(g: &Global) -> Result<()> {
     let c = &inputs.loaded.cluster;
     // Planning every node proves every template renders and every layer resolves.
     let mut skipped = 0usize;
+    let mut applied_layers = std::collections::BTreeSet::new();
     for node in &c.nodes {
         let p = plan::plan_node(&catalog, &inputs.loaded, node)?;
         skipped += p.layers.iter().filter(|l| l.skipped.is_some()).count();
+        applied_layers.extend(p.applied().map(|l| l.name.clone()));
     }
     println!("{}: ok", inputs.loaded.origin());
     println!(
@@ -157,6 +159,23 @@ pub fn check(g: &Global) -> Result<()> {
         inputs.tree.origin,
         catalog.layers.len()
     );
+    // Seed flags a layer leaves out on purpose: said here so no departure is silent.
+    for name in &applied_layers {
+        let Some(layer) = catalog.layers.get(name) else {
+            continue;
+        };
+        for d in &layer.manifest.dropped_flags {
+            let seed = if d.seed.is_empty() {
+                String::new()
+            } else {
+                format!(" (seed {})", d.seed)
+            };
+            println!(
+                "  seed flag left out by layer {name}: {} {}{seed}: {}",
+                d.component, d.flag, d.reason
+            );
+        }
+    }
     Ok(())
 }
 
@@ -355,12 +374,70 @@ struct PendingBake {
     dest: std::path::PathBuf,
 }
 
+/// What a node of `role` could not get: artifacts with no digest, stage outputs not built, files
+/// neither in the cache nor fetched. Files found in the cache join `resolved.files`, so the
+/// build exports them beside the bundle.
+fn missing_artifacts(
+    role: &str,
+    lock: &Lock,
+    cache: &Cache,
+    a: &BuildArgs,
+    resolved: &mut pins::Resolved,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, pin) in &resolved.pins {
+        if resolved.files.contains_key(name) {
+            continue;
+        }
+        let stage = name.ends_with(pins::STAGE_SUFFIX);
+        let Some(_) = &pin.sha256 else {
+            out.push((
+                name.clone(),
+                if stage {
+                    format!(
+                        "the build stage's output is not built (`ezimg build --role {role} \
+                         --fetch` compiles it)"
+                    )
+                } else {
+                    format!(
+                        "no digest pinned, upstream publishes none (`ezimg lock {name}` on a \
+                         machine that reaches it, or `--mirror`)"
+                    )
+                },
+            ));
+            continue;
+        };
+        if let Some(p) = lock.find(name).and_then(|art| cache.lookup(art)) {
+            resolved.files.insert(name.clone(), p);
+            continue;
+        }
+        // The operator serves artifacts from elsewhere: the node fetches and verifies them.
+        if a.artifacts_from
+            .as_deref()
+            .is_some_and(|f| f.starts_with("http"))
+        {
+            continue;
+        }
+        out.push((
+            name.clone(),
+            format!(
+                "{} is not in the verified cache (`ezimg fetch {name}`, or `build --fetch \
+                 [--mirror URL|DIR]`)",
+                pin.file
+            ),
+        ));
+    }
+    out
+}
+
 fn build_role(
     cx: &BuildCtx,
     role: &str,
     only: Option<&str>,
     commit: &mut Vec<String>,
     bakes: &mut Vec<PendingBake>,
+    incomplete: &mut BTreeMap<(String, String), Vec<String>>,
+    built: &mut Vec<String>,
 ) -> Result<()> {
     let BuildCtx {
         inputs,
@@ -400,22 +477,9 @@ fn build_role(
         &needed,
         getter.as_ref(),
     )?;
-    let unpinned: Vec<&String> = resolved
-        .pins
-        .iter()
-        .filter(|(_, p)| p.sha256.is_none())
-        .map(|(n, _)| n)
-        .collect();
-    if !unpinned.is_empty() {
-        eprintln!(
-            "warning: role {role}: artifacts without a digest yet: {} (nodes refuse them; \
-             `ezimg lock` pins unverified ones, `build --fetch` builds stages)",
-            unpinned
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    let mut resolved = resolved;
+    for key in missing_artifacts(role, lock, &cache, a, &mut resolved) {
+        incomplete.entry(key).or_default().push(role.to_string());
     }
     if !resolved.files.is_empty() {
         let rel = format!("{role}/artifacts");
@@ -437,7 +501,7 @@ fn build_role(
             commit.push(rel.clone());
             commit.push(format!("{rel}.sha256"));
         }
-        eprintln!("built {rel} (sha256 {})", b.sha256);
+        built.push(format!("built {rel} (sha256 {})", b.sha256));
     }
     if a.format.contains(&Format::Qcow2) {
         let rel = format!("{role}/ezimg-{role}.qcow2");
@@ -533,13 +597,46 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
         store: &store,
     };
     let mut bakes = Vec::new();
+    let mut incomplete = BTreeMap::new();
+    let mut built = Vec::new();
     for role in &roles {
-        build_role(&cx, role, only, &mut commit, &mut bakes)
-            .with_context(|| format!("building role {role}"))?;
+        build_role(
+            &cx,
+            role,
+            only,
+            &mut commit,
+            &mut bakes,
+            &mut incomplete,
+            &mut built,
+        )
+        .with_context(|| format!("building role {role}"))?;
+    }
+    // Outputs that would fail on the node are not written unless asked for (and then said).
+    if !incomplete.is_empty() {
+        let list = incomplete
+            .iter()
+            .map(|((name, why), roles)| format!("{name} (roles {}): {why}", roles.join(", ")))
+            .collect::<Vec<_>>()
+            .join("\n  ");
+        if !a.allow_incomplete {
+            anyhow::bail!(
+                "{} artifact(s) the nodes need are missing; nothing was written:\n  {list}\n\
+                 (--allow-incomplete writes the outputs anyway: each node then stops before \
+                 changing anything, naming what is missing)",
+                incomplete.len()
+            );
+        }
+        eprintln!(
+            "INCOMPLETE (--allow-incomplete): these nodes will refuse to install, before \
+             changing anything, until:\n  {list}"
+        );
     }
     run_bakes(&bakes)?;
     commit.retain(|rel| staging.path(rel).exists());
     staging.commit(&commit)?;
+    for b in built {
+        eprintln!("{b}");
+    }
     eprintln!("outputs in {}", a.out.display());
     Ok(())
 }

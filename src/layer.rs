@@ -29,6 +29,29 @@ pub struct FileSpec {
     /// Subset of the layer's targets this file is for (all when empty).
     #[serde(default)]
     pub os: Vec<Os>,
+    /// A schema the rendered file must satisfy, checked at plan time (so `check`, `plan` and
+    /// `build` all refuse a file the node's tool would reject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<FileCheck>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileCheck {
+    /// A kubeadm v1beta3 configuration (`kubeadm::parse` + `kubeadm::check`).
+    Kubeadm,
+}
+
+/// A flag a seed asks for that the layer deliberately leaves out, and why (`ezimg check`
+/// lists them, so a departure from the seeds is never silent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DroppedFlag {
+    pub component: String,
+    pub flag: String,
+    #[serde(default)]
+    pub seed: String,
+    pub reason: String,
 }
 
 /// A step script, run by `apply` after the layer's files are installed.
@@ -70,6 +93,10 @@ pub struct ArtifactSpec {
     pub name: String,
     #[serde(default)]
     pub os: Vec<Os>,
+    /// Optional minijinja expression: the artifact is needed only when it is true (e.g. the
+    /// CNI plugins only where containerd does not bring its own).
+    #[serde(default)]
+    pub when: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +122,8 @@ pub struct Manifest {
     pub units: Vec<UnitSpec>,
     #[serde(default, rename = "artifact")]
     pub artifacts: Vec<ArtifactSpec>,
+    #[serde(default, rename = "dropped_flag")]
+    pub dropped_flags: Vec<DroppedFlag>,
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod data;
 pub mod digest;
 pub mod image;
+pub mod kubeadm;
 pub mod layer;
 pub mod outdir;
 pub mod output;

@@ -299,7 +299,11 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
         })
     };
     for f in m.files.iter().filter(|f| for_os(&f.os, os)) {
-        push_file(f.dest.clone(), &f.mode, load(&f.src, f.template)?);
+        let content = load(&f.src, f.template)?;
+        if let Some(check) = f.check {
+            check_file(check, &format!("{dir}/{}", f.src), &content)?;
+        }
+        push_file(f.dest.clone(), &f.mode, content);
     }
     for u in m.units.iter().filter(|u| for_os(&u.os, os)) {
         let name = u.unit_name();
@@ -321,13 +325,31 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
             content,
         });
     }
-    lp.artifacts = m
-        .artifacts
-        .iter()
-        .filter(|a| for_os(&a.os, os))
-        .map(|a| a.name.clone())
-        .collect();
+    lp.artifacts.clear();
+    for a in m.artifacts.iter().filter(|a| for_os(&a.os, os)) {
+        let wanted = match &a.when {
+            Some(expr) => render::eval_bool(&format!("{at} artifact {}", a.name), expr, ctx)?,
+            None => true,
+        };
+        if wanted {
+            lp.artifacts.push(a.name.clone());
+        }
+    }
     Ok(lp)
+}
+
+/// Check a rendered file against the schema its layer names (`[[file]] check`).
+fn check_file(check: layer::FileCheck, origin: &str, content: &[u8]) -> Result<()> {
+    match check {
+        layer::FileCheck::Kubeadm => {
+            let text = std::str::from_utf8(content)
+                .with_context(|| format!("{origin}: rendered kubeadm config is not UTF-8"))?;
+            let docs = crate::kubeadm::parse(text, origin)
+                .with_context(|| format!("{origin}: rendered kubeadm config"))?;
+            crate::kubeadm::check(&docs, origin)
+                .with_context(|| format!("{origin}: rendered kubeadm config"))
+        }
+    }
 }
 
 /// Resolve the plan of one node.

@@ -9,6 +9,10 @@ fn ezimg() -> Command {
     let mut c = Command::cargo_bin("ezimg").expect("binary built");
     c.env_remove("EZIMG_CLUSTER").env_remove("EZIMG_DATA");
     c.env_remove("SOURCE_DATE_EPOCH");
+    // These tests are about rendering: the artifacts (kernel RPMs, nerdctl-full, Kubernetes
+    // binaries) cannot be fetched here. tests/secrets.rs and the incomplete-build test check
+    // the refusal itself.
+    c.env("EZIMG_ALLOW_INCOMPLETE", "1");
     c
 }
 
@@ -552,4 +556,54 @@ fn containerd_source_distro_swaps_nerdctl_for_the_package_and_is_refused_where_i
         "{}",
         o.stderr
     );
+}
+
+/// The default cluster on a machine that cannot reach the artifact hosts: `build` refuses,
+/// naming every missing artifact and its fix, and writes nothing; `--allow-incomplete` writes
+/// the outputs and says plainly what the nodes will refuse.
+#[test]
+fn build_refuses_outputs_that_cannot_install_a_node() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let out = d.path().join("out");
+    let cache = d.path().join("cache");
+    let o = run(ezimg()
+        .env_remove("EZIMG_ALLOW_INCOMPLETE")
+        .env("EZIMG_CACHE_DIR", &cache)
+        .env("EZIMG_SECRETS", d.path().join("s"))
+        .args(["build", "--all", "--out"])
+        .arg(&out));
+    assert!(!o.ok, "build wrote outputs that cannot install a node");
+    for needle in [
+        "nothing was written",
+        "kernel-ml (roles ops, slb, master, worker): no digest pinned",
+        "`ezimg lock kernel-ml`",
+        "nerdctl-full (roles ops, master, worker)",
+        "`ezimg fetch nerdctl-full`",
+        "nginx-stage (roles slb): the build stage's output is not built",
+        "--allow-incomplete",
+    ] {
+        assert!(
+            o.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            o.stderr
+        );
+    }
+    assert!(
+        !o.stderr.contains("built "),
+        "claims to have built:\n{}",
+        o.stderr
+    );
+    assert!(!out.exists(), "a refused build wrote {}", out.display());
+    let o = run(ezimg()
+        .env("EZIMG_CACHE_DIR", &cache)
+        .env("EZIMG_SECRETS", d.path().join("s"))
+        .args(["build", "--all", "--out"])
+        .arg(&out));
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("INCOMPLETE") && o.stderr.contains("kernel-ml"),
+        "{}",
+        o.stderr
+    );
+    assert!(out.join("master/master-01/ks.cfg").exists());
 }

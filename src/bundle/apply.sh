@@ -108,6 +108,24 @@ run_script() {
     fi
 }
 
+# Preflight: every artifact this bundle pins must have a digest and be at hand (verified, or
+# fetched and verified) before anything changes, so a node never stops halfway through the
+# layers. Failures are collected and named together.
+missing=()
+while read -r -u 4 name sha file; do
+    [ -n "${name:-}" ] || continue
+    if [ "$sha" = - ]; then
+        missing+=("$name ($file): no digest pinned (built with --allow-incomplete)")
+    elif ! err=$( (ez_artifact "$name" >/dev/null) 2>&1); then
+        missing+=("$name ($file): ${err##*error: }")
+    fi
+done 4<"$EZ_BUNDLE/artifacts.list"
+if [ "${#missing[@]}" -gt 0 ]; then
+    ez_log "error: nothing was changed: ${#missing[@]} artifact(s) missing or unverified:"
+    for m in "${missing[@]}"; do ez_log "  $m"; done
+    exit 1
+fi
+
 units_reloaded=0
 EZ_LAYER=""
 EZ_LAYER_CHANGED=0
