@@ -129,7 +129,11 @@ fn seeds_validate_with_cloud_init() {
 #[test]
 fn contract_files_and_secrets() {
     let fx = Fixture::new(Os::El7, None);
-    let pass = fx.store.get("vrrp_auth_pass").expect("store password").to_string();
+    let pass = fx
+        .store
+        .get("vrrp_auth_pass")
+        .expect("store password")
+        .to_string();
     let mut with_secret = Vec::new();
     for input in fx.inputs() {
         let ud = cloudinit::user_data(&input).expect("user-data");

@@ -75,7 +75,11 @@ fn every_node_validates_on_el7_and_el9() {
             } else {
                 assert!(ks.contains("timesource --ntp-server=ntp1.aliyun.com\n"));
             }
-            let pass = fx.store.get("vrrp_auth_pass").expect("store password").to_string();
+            let pass = fx
+                .store
+                .get("vrrp_auth_pass")
+                .expect("store password")
+                .to_string();
             if ks.contains(pass.as_str()) {
                 with_secret.push(input.node.role.clone());
                 assert!(

@@ -817,7 +817,12 @@ fn no_rendered_file_holds_the_vrrp_password() {
     for os in Os::ALL {
         for variant in SLB_VARIANTS {
             let loaded = cluster_for(os, variant);
-            let pass = loaded.cluster.vrrp.auth_pass.clone().expect("default password");
+            let pass = loaded
+                .cluster
+                .vrrp
+                .auth_pass
+                .clone()
+                .expect("default password");
             assert_eq!(
                 pass, "k8spass",
                 "the default cluster's password is the seed's"

@@ -22,7 +22,7 @@ mod harness;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use harness::{API_STANDIN_BOOTCMD, BootOpts, Guest, NODES, Wire, mac_of, seed_dir};
+use harness::{BootOpts, Guest, NODES, Wire, mac_of, seed_dir};
 
 const VIP: &str = "192.168.2.100";
 /// From `systemctl stop nginx` on the VRRP master to the VIP on the backup: the check script
@@ -183,13 +183,14 @@ fn wait_vip(slbs: &mut [Guest], want: [bool; 2], bound: Duration, what: &str) ->
     );
 }
 
-/// From `client`: connect to VIP:6443 and return the answer (`<master> <proxying slb>`).
+/// From `client`: ask the (stand-in) API server behind VIP:6443 who answered, over TLS:
+/// `<master> <proxying slb>`.
 fn through_vip(client: &mut Guest) -> String {
     let out = client
         .check(&format!(
-            "timeout 20 bash -c 'exec 3<>/dev/tcp/{VIP}/6443 && cat <&3'"
+            "curl -sSk --max-time 20 https://{VIP}:6443/ezimg-standin/whoami"
         ))
-        .unwrap_or_else(|e| panic!("connection to {VIP}:6443: {e:#}"));
+        .unwrap_or_else(|e| panic!("https://{VIP}:6443: {e:#}"));
     out.trim().to_string()
 }
 
@@ -199,7 +200,7 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let data = harness::test_data_dir(work.path());
+    let data = Some(harness::test_data_dir(work.path()));
 
     let (c, mut args) = harness::scenario_inputs(work.path());
     args.splice(
@@ -212,22 +213,20 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
     assert!(ok, "ezimg build:\n{log}");
     eprintln!("vm_scenarios: images and seeds built in {secs:.0}s\n{log}");
 
-    // Boot the cluster: all guests at once on one wire.
+    // Boot the cluster on one wire: every guest but master-01 at once. As soon as slb-01 is
+    // up, its nginx is stopped (the VIP moves to slb-02); only then master-01 powers on, so
+    // every join (they all need master-01's init) runs while slb-01 is down: the joins must
+    // complete through slb-02.
     let wire = Wire::new();
     let t0 = Instant::now();
-    let mut guests: BTreeMap<&str, Guest> = BTreeMap::new();
-    for (host, role, last) in NODES {
+    let boot = |host: &str, role: &str, last: u8| {
         let opts = BootOpts {
             mem_mib: if role == "slb" { 1024 } else { 896 },
             cpus: if role == "slb" { 2 } else { 1 },
-            bootcmd: if role == "master" {
-                vec![API_STANDIN_BOOTCMD]
-            } else {
-                Vec::new()
-            },
+            bootcmd: Vec::new(),
         };
         let image = out.join(role).join(format!("ezimg-{role}.qcow2"));
-        let g = Guest::boot_with(
+        Guest::boot_with(
             work.path(),
             host,
             &image,
@@ -235,25 +234,65 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
             Some((&wire, &mac_of(last))),
             &opts,
         )
-        .unwrap_or_else(|e| panic!("booting {host}: {e:#}"));
-        guests.insert(host, g);
+        .unwrap_or_else(|e| panic!("booting {host}: {e:#}"))
+    };
+    let mut guests: BTreeMap<&str, Guest> = BTreeMap::new();
+    for (host, role, last) in NODES {
+        if host != "master-01" {
+            guests.insert(host, boot(host, role, last));
+        }
     }
-    for (host, g) in guests.iter_mut() {
+    let ready = |g: &mut Guest, t0: Instant| {
         let status = g
             .wait_ready(Duration::from_secs(1800))
             .unwrap_or_else(|e| panic!("{e:#}"));
         eprintln!(
-            "vm_scenarios: {host} ready after {:.0}s ({}): {status}",
+            "vm_scenarios: {} ready after {:.0}s ({}): {status}",
+            g.name,
             t0.elapsed().as_secs_f64(),
             g.vm.accel
         );
-        assert!(status.contains("done"), "{host}: cloud-init {status}");
+        assert!(status.contains("done"), "{}: cloud-init {status}", g.name);
+    };
+    let mut slb1 = guests.remove("slb-01").expect("slb-01");
+    let mut slb2 = guests.remove("slb-02").expect("slb-02");
+    ready(&mut slb1, t0);
+    ready(&mut slb2, t0);
+    let mut slbs = [slb1, slb2];
+    wait_vip(
+        &mut slbs,
+        [true, false],
+        Duration::from_secs(60),
+        "at start",
+    );
+    slbs[0]
+        .check("systemctl stop nginx")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let took = wait_vip(
+        &mut slbs,
+        [false, true],
+        FAILOVER_BOUND,
+        "nginx stopped on slb-01 before the joins",
+    );
+    eprintln!(
+        "vm_scenarios (join): nginx stopped on slb-01, VIP on slb-02 after {:.1}s; powering on \
+         master-01",
+        took.as_secs_f64()
+    );
+    let t_m1 = Instant::now();
+    guests.insert("master-01", boot("master-01", "master", 221));
+    for g in guests.values_mut() {
+        ready(g, t0);
     }
 
     // (a) every role boots tuned.
     let mut before = BTreeMap::new();
     for (host, role, last) in NODES {
-        let g = guests.get_mut(host).expect("guest");
+        let g = match host {
+            "slb-01" => &mut slbs[0],
+            "slb-02" => &mut slbs[1],
+            _ => guests.get_mut(host).expect("guest"),
+        };
         let r = report(g);
         assert_tuned(host, role, last, &r);
         eprintln!(
@@ -264,11 +303,26 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
         before.insert(host, r);
     }
 
+    // The self-join: first-boot units on every master and worker, through the VIP (held by
+    // slb-02 while slb-01's nginx is down).
+    let joined = joins::wait_all(&mut guests, t_m1);
+    eprintln!(
+        "vm_scenarios (join): all {} nodes joined {:.0}s after master-01 powered on",
+        joined.len(),
+        t_m1.elapsed().as_secs_f64()
+    );
+    let store = c.with_file_name("cluster.secrets");
+    joins::check(&mut guests, &store, &["192.168.2.212"]);
+
+    // Restore slb-01 for (b): nginx, then keepalived (stopped by the check script); it preempts.
+    slbs[0]
+        .check("systemctl start nginx && systemctl start keepalived")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    wait_vip(&mut slbs, [true, false], PREEMPT_BOUND, "slb-01 restored");
+
     // (b) the slb pair.
-    let mut slb1 = guests.remove("slb-01").expect("slb-01");
-    let mut slb2 = guests.remove("slb-02").expect("slb-02");
     let mut ops = guests.remove("ops").expect("ops");
-    for g in [&mut slb1, &mut slb2] {
+    for g in slbs.iter_mut() {
         let which = g
             .check(
                 "echo \"$(readlink -f \"$(command -v nginx)\") $(nginx -v 2>&1) listening: \
@@ -279,7 +333,6 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
         eprintln!("vm_scenarios (b): {}: {}", g.name, which.trim());
         assert!(which.contains("listening: 1"), "{}: {which}", g.name);
     }
-    let mut slbs = [slb1, slb2];
     let took = wait_vip(
         &mut slbs,
         [true, false],
@@ -350,11 +403,21 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
     let answer = through_vip(&mut ops);
     assert!(answer.ends_with(" 192.168.2.211"), "{answer:?}");
 
-    // (c) slb-01 reboots.
+    // (c) slb-01, master-02 and worker-01 reboot together.
+    let joined_before: BTreeMap<&str, String> = ["master-02", "worker-01"]
+        .into_iter()
+        .map(|h| (h, joins::state(guests.get_mut(h).expect("guest"))))
+        .collect();
     let t = Instant::now();
-    slbs[0]
-        .check("systemd-run --on-active=1 --collect systemctl reboot")
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let reboot = "systemd-run --on-active=1 --collect systemctl reboot";
+    slbs[0].check(reboot).unwrap_or_else(|e| panic!("{e:#}"));
+    for h in ["master-02", "worker-01"] {
+        guests
+            .get_mut(h)
+            .expect("guest")
+            .check(reboot)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
     let status = slbs[0]
         .wait_ready(Duration::from_secs(900))
         .unwrap_or_else(|e| panic!("slb-01 after reboot: {e:#}"));
@@ -372,6 +435,26 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
         );
     }
     assert_tuned("slb-01", "slb", 211, &after);
+    for (h, role, last) in [("master-02", "master", 222u8), ("worker-01", "worker", 231)] {
+        let g = guests.get_mut(h).expect("guest");
+        g.wait_ready(Duration::from_secs(900))
+            .unwrap_or_else(|e| panic!("{h} after reboot: {e:#}"));
+        let r = report(g);
+        assert_ne!(r["boot_id"], before[h]["boot_id"], "{h} did not reboot");
+        assert_tuned(h, role, last, &r);
+        // Give a wrongly re-armed join unit time to start before looking.
+        std::thread::sleep(Duration::from_secs(15));
+        let now = joins::state(g);
+        assert_eq!(now, joined_before[h], "{h}: the join ran again after a reboot");
+    }
+    let m1 = guests.get_mut("master-01").expect("master-01");
+    let n = m1
+        .check("wc -l </var/log/ezimg-apiserver-standin.joins")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(n.trim(), "3", "a rebooted node joined again");
+    eprintln!(
+        "vm_scenarios (c): master-02 and worker-01 rebooted: tuned, joined once, nothing re-ran"
+    );
     let took = wait_vip(&mut slbs, [true, false], PREEMPT_BOUND, "slb-01 rebooted");
     let answer = through_vip(&mut ops);
     eprintln!(
@@ -380,4 +463,206 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
         took.as_secs_f64()
     );
     assert!(answer.ends_with(" 192.168.2.211"), "{answer:?}");
+}
+
+/// The self-join half of the scenario: first-boot `ezimg-join.service` on every master and
+/// worker, checked through the (stand-in) API server's records on master-01.
+mod joins {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::{Guest, VIP};
+
+    /// Nodes that join, in node order.
+    pub const JOINERS: [&str; 4] = ["master-01", "master-02", "master-03", "worker-01"];
+    /// From master-01's power-on to every node joined: a TCG guest boots and applies its seed
+    /// in 3-6 minutes, then master-02 and master-03 join one at a time.
+    const BOUND: Duration = Duration::from_secs(2400);
+
+    fn join_status(g: &mut Guest) -> String {
+        g.run(
+            "if [ -e /var/lib/ezimg/join.done ]; then echo DONE; fi; \
+             cat /var/lib/ezimg/join.json 2>/dev/null || echo '(no join.json yet)'",
+            Duration::from_secs(120),
+        )
+        .map(|(_, o)| o)
+        .unwrap_or_else(|e| format!("(agent: {e:#})"))
+    }
+
+    /// Wait until every joiner has its done-marker; seconds after `t0` each was seen done.
+    pub fn wait_all(guests: &mut BTreeMap<&str, Guest>, t0: Instant) -> BTreeMap<String, f64> {
+        let mut done = BTreeMap::new();
+        let mut last = BTreeMap::new();
+        while done.len() < JOINERS.len() {
+            for host in JOINERS {
+                if done.contains_key(host) {
+                    continue;
+                }
+                let g = guests.get_mut(host).expect("joiner booted");
+                let s = join_status(g);
+                if s.starts_with("DONE") {
+                    let secs = t0.elapsed().as_secs_f64();
+                    eprintln!("vm_scenarios (join): {host} joined ({secs:.0}s): {}", s.trim());
+                    done.insert(host.to_string(), secs);
+                } else if last.get(host) != Some(&s) {
+                    eprintln!("vm_scenarios (join): {host}: {}", s.trim());
+                    last.insert(host.to_string(), s);
+                }
+            }
+            if done.len() < JOINERS.len() {
+                if t0.elapsed() > BOUND {
+                    let mut why = String::new();
+                    for host in JOINERS.iter().filter(|h| !done.contains_key(**h)) {
+                        let g = guests.get_mut(host).expect("joiner");
+                        let j = g
+                            .run(
+                                "cat /var/lib/ezimg/join.json; journalctl -u ezimg-join \
+                                 --no-pager -n 60; tail -n 30 /var/log/ezimg-kubeadm-standin.log",
+                                Duration::from_secs(120),
+                            )
+                            .map(|(_, o)| o)
+                            .unwrap_or_default();
+                        why.push_str(&format!("--- {host}:\n{j}\n"));
+                    }
+                    panic!(
+                        "not every node joined within {}s of master-01's power-on:\n{why}",
+                        BOUND.as_secs()
+                    );
+                }
+                std::thread::sleep(Duration::from_secs(10));
+            }
+        }
+        done
+    }
+
+    /// JSON lines of a stand-in record on master-01 (read from its own file: it is the primary).
+    fn record(g: &mut Guest, name: &str) -> Vec<serde_json::Value> {
+        let out = g
+            .check(&format!(
+                "cat /var/log/ezimg-apiserver-standin.{name} 2>/dev/null || true"
+            ))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {l:?}: {e}")))
+            .collect()
+    }
+
+    /// What the joins must show: master-01 initialised exactly once; the others joined through
+    /// the VIP proxied by one of `peers`; master-03 started only after master-02 had joined;
+    /// workers got no CA key and no pre-placed PKI; the served certificate verifies against the
+    /// cluster CA for the VIP.
+    pub fn check(guests: &mut BTreeMap<&str, Guest>, store: &Path, peers: &[&str]) {
+        let m1 = guests.get_mut("master-01").expect("master-01");
+        let inits = m1
+            .check("grep -c 'init node=' /var/log/ezimg-kubeadm-standin.log || true")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(inits.trim(), "1", "master-01 must initialise exactly once");
+        let joins = record(m1, "joins");
+        let discoveries = record(m1, "discoveries");
+        let applied = record(m1, "applied");
+        eprintln!("vm_scenarios (join): joins recorded by master-01: {joins:#?}");
+        let by_node: BTreeMap<String, &serde_json::Value> = joins
+            .iter()
+            .map(|j| (j["node"].as_str().unwrap_or("").to_string(), j))
+            .collect();
+        assert_eq!(
+            by_node.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["master-02", "master-03", "worker-01"],
+            "each node joins exactly once: {joins:#?}"
+        );
+        assert_eq!(joins.len(), 3, "a node joined twice: {joins:#?}");
+        for (node, j) in &by_node {
+            assert_eq!(
+                j["control_plane"].as_bool(),
+                Some(node.starts_with("master")),
+                "{node}: {j}"
+            );
+            let peer = j["peer"].as_str().unwrap_or("");
+            assert!(
+                peers.contains(&peer),
+                "{node} joined through {peer}, not through the slb holding the VIP ({peers:?}): {j}"
+            );
+        }
+        // One control-plane join at a time: master-03's discovery began after master-02's
+        // join was recorded (both times from master-01's clock).
+        let joined_m2 = by_node["master-02"]["recorded_at"]
+            .as_f64()
+            .expect("recorded_at");
+        let first_m3 = discoveries
+            .iter()
+            .filter(|d| d["node"] == "master-03")
+            .filter_map(|d| d["recorded_at"].as_f64())
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            first_m3.is_finite() && first_m3 >= joined_m2,
+            "master-03 began its join ({first_m3}) before master-02's was recorded \
+             ({joined_m2}): {discoveries:#?}"
+        );
+        eprintln!(
+            "vm_scenarios (join): master-03 began discovery {:.1}s after master-02 joined",
+            first_m3 - joined_m2
+        );
+        // Calico: the operator, then the cluster's custom resources with its pod CIDR.
+        let files: Vec<String> = applied
+            .iter()
+            .filter_map(|a| a["file"].as_str().map(String::from))
+            .collect();
+        assert!(
+            files.iter().any(|f| f.contains("tigera-operator"))
+                && files.iter().any(|f| f.contains("custom-resources")),
+            "Calico not applied: {applied:#?}"
+        );
+        let cr_file = files
+            .iter()
+            .find(|f| f.contains("custom-resources"))
+            .expect("custom resources")
+            .clone();
+        let cr = m1
+            .check(&format!("cat '{cr_file}'"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            cr.contains("10.244.0.0/16"),
+            "the pod CIDR is not in Calico's resources: {cr}"
+        );
+
+        // Workers: only what discovery gave them.
+        let w = guests.get_mut("worker-01").expect("worker-01");
+        let pki = w
+            .check("ls /etc/kubernetes/pki; ls /etc/ezimg/secrets")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        for bad in [".key", "kube_ca_crt", "kube_ca_key", "kube_sa_", "kube_etcd_", "front_proxy"] {
+            assert!(!pki.contains(bad), "worker-01 holds {bad}: {pki}");
+        }
+        // Masters: the shared PKI is the store's, unchanged by the joins.
+        let ca = std::fs::read_to_string(store.join("pki/ca.crt")).expect("store ca.crt");
+        for m in ["master-01", "master-02", "master-03"] {
+            let g = guests.get_mut(m).expect("master");
+            let got = g
+                .check("cat /etc/kubernetes/pki/ca.crt")
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(got.trim(), ca.trim(), "{m}: ca.crt is not the cluster CA");
+        }
+        // From ops, with nothing but the cluster CA: TLS to the VIP verifies, for the VIP.
+        let ops = guests.get_mut("ops").expect("ops");
+        let out = ops
+            .check(&format!(
+                "printf '%s\\n' '{}' >/tmp/cluster-ca.crt && curl -sS --max-time 20 \
+                 --cacert /tmp/cluster-ca.crt https://{VIP}:6443/readyz",
+                ca.trim()
+            ))
+            .unwrap_or_else(|e| panic!("TLS to the VIP with the cluster CA: {e:#}"));
+        assert_eq!(out.trim(), "ok");
+    }
+
+    /// What a reboot must not change on a joined node: its join.json, the stand-in kubeadm's
+    /// log, the done-marker.
+    pub fn state(g: &mut Guest) -> String {
+        g.check(
+            "cat /var/lib/ezimg/join.json; wc -l </var/log/ezimg-kubeadm-standin.log; \
+             ls /var/lib/ezimg/join.done",
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
 }

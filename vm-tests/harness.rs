@@ -272,12 +272,13 @@ impl Guest {
 }
 
 /// The nodes booted: (hostname, role, last octet of its address).
-pub const NODES: [(&str, &str, u8); 6] = [
+pub const NODES: [(&str, &str, u8); 7] = [
     ("ops", "ops", 201),
     ("slb-01", "slb", 211),
     ("slb-02", "slb", 212),
     ("master-01", "master", 221),
     ("master-02", "master", 222),
+    ("master-03", "master", 223),
     ("worker-01", "worker", 231),
 ];
 /// MAC of a node on the test wire: its seed matches the NIC by it and names it `ens33`.
@@ -319,44 +320,52 @@ pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
 /// stage when its upstream source is here (`--fetch --mirror`), else Debian's package.
 pub fn scenario_inputs(work: &Path) -> (PathBuf, Vec<String>) {
     let fixtures = upstream_fixtures();
-    let mut args = Vec::new();
+    let mirror = work.join("mirror");
+    std::fs::create_dir_all(&mirror).expect("mkdir mirror");
     if let Some(up) = &fixtures {
-        let mirror = work.join("mirror");
-        std::fs::create_dir_all(&mirror).expect("mkdir mirror");
         std::fs::copy(
             up.join("keepalived_2.2.7.orig.tar.gz"),
             mirror.join("keepalived-2.2.7.tar.gz"),
         )
         .expect("copy fixture");
-        args.extend([
-            "--fetch".into(),
-            "--mirror".into(),
-            mirror.to_string_lossy().into_owned(),
-        ]);
+    }
+    let mut args: Vec<String> = vec![
+        "--fetch".into(),
+        "--mirror".into(),
+        mirror.to_string_lossy().into_owned(),
+    ];
+    if let Some(m) = std::env::var_os("EZIMG_K8S_MIRROR") {
+        args.extend(["--mirror".into(), m.to_string_lossy().into_owned()]);
     }
     eprintln!(
         "vm tests: keepalived from {}; nginx from Debian's package (the nginx 1.23.0 stage's \
-         sources and modules cannot be fetched here)",
+         sources and modules cannot be fetched here); Kubernetes binaries: {}",
         if fixtures.is_some() {
             "the keepalived 2.2.7 build stage"
         } else {
             "Debian's package (no upstream fixtures: set EZIMG_FIXTURES)"
+        },
+        if real_k8s() {
+            "the real pinned ones (EZIMG_REAL_K8S=1)"
+        } else {
+            "STAND-INS from vm-tests/standin (the real ones cannot be downloaded here; \
+             EZIMG_REAL_K8S=1 uses them)"
         }
     );
     (cluster(work, fixtures.is_some()), args)
 }
 
-/// The data tree the VM tests use.
-///
-/// By default: a copy of the repository's layers, roles, kickstart templates and stages in
-/// which every role leaves out `base-packages`, the seed's ~150-package toolbox (compilers,
-/// -dev packages, editors): unpacking it under TCG takes 20 minutes of a bake and proves
-/// nothing the other package-installing layers (chrony, ipvs, nginx, keepalived, containerd)
-/// do not. `EZIMG_VM_FULL_ROLES=1` uses the embedded roles as they are (`None`).
-pub fn test_data_dir(work: &Path) -> Option<PathBuf> {
-    if std::env::var("EZIMG_VM_FULL_ROLES").as_deref() == Ok("1") {
-        return None;
-    }
+/// The data tree the VM tests use: a copy of the repository's layers, roles, kickstart
+/// templates and stages, with two changes:
+/// - every role leaves out `base-packages`, the seed's ~150-package toolbox (compilers, -dev
+///   packages, editors): unpacking it under TCG takes 20 minutes of a bake and proves nothing
+///   the other package-installing layers (chrony, ipvs, nginx, keepalived, containerd) do not.
+///   `EZIMG_VM_FULL_ROLES=1` keeps the roles as they are.
+/// - its `artifacts.lock` pins the Kubernetes binaries, crictl, the CNI plugins and Calico's
+///   operator manifest as the STAND-INS of `vm-tests/standin` (they cannot be downloaded
+///   here), whose files [`scenario_inputs`] puts in the mirror. `EZIMG_REAL_K8S=1` keeps the
+///   real pins: the real files must then be in the cache or in `$EZIMG_K8S_MIRROR`.
+pub fn test_data_dir(work: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dst = work.join("data");
     for d in ["layers", "roles", "kickstart", "stages"] {
@@ -364,19 +373,85 @@ pub fn test_data_dir(work: &Path) -> Option<PathBuf> {
             copy_dir(&src.join(d), &dst.join(d));
         }
     }
-    for e in std::fs::read_dir(dst.join("roles")).expect("roles") {
-        let p = e.expect("entry").path();
-        let text = std::fs::read_to_string(&p).expect("role file");
-        let cut = text.replace("    \"base-packages\",\n", "");
-        assert_ne!(
-            cut,
-            text,
-            "{}: no base-packages line to leave out",
-            p.display()
-        );
-        std::fs::write(&p, cut).expect("write role file");
+    if std::env::var("EZIMG_VM_FULL_ROLES").as_deref() != Ok("1") {
+        for e in std::fs::read_dir(dst.join("roles")).expect("roles") {
+            let p = e.expect("entry").path();
+            let text = std::fs::read_to_string(&p).expect("role file");
+            let cut = text.replace("    \"base-packages\",\n", "");
+            assert_ne!(
+                cut,
+                text,
+                "{}: no base-packages line to leave out",
+                p.display()
+            );
+            std::fs::write(&p, cut).expect("write role file");
+        }
     }
-    Some(dst)
+    let lock = std::fs::read_to_string(src.join("artifacts.lock")).expect("artifacts.lock");
+    let lock = if real_k8s() {
+        lock
+    } else {
+        standin_lock(&lock, &standin_artifacts(&work.join("mirror")))
+    };
+    std::fs::write(dst.join("artifacts.lock"), lock).expect("write lock");
+    dst
+}
+
+/// `EZIMG_REAL_K8S=1`: the real kubeadm, kubelet, kubectl and images instead of the stand-ins.
+pub fn real_k8s() -> bool {
+    std::env::var("EZIMG_REAL_K8S").as_deref() == Ok("1")
+}
+
+/// The stand-in artifacts, written to `mirror` by `vm-tests/standin/make-artifacts.sh`:
+/// (name, file, sha256) for each lock name it stands in for.
+pub fn standin_artifacts(mirror: &Path) -> Vec<(String, String, String)> {
+    std::fs::create_dir_all(mirror).expect("mkdir mirror");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-tests/standin/make-artifacts.sh");
+    let o = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(mirror)
+        .output()
+        .expect("make-artifacts.sh");
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.into(), w.next()?.into(), w.next()?.into()))
+        })
+        .collect()
+}
+
+/// `lock` with the pins of `standins` replaced: same names (the layers are unchanged), the
+/// stand-in's file and sha256, found only through `--mirror`, version marked STANDIN.
+pub fn standin_lock(lock: &str, standins: &[(String, String, String)]) -> String {
+    let mut doc: toml_edit::DocumentMut = lock.parse().expect("artifacts.lock parses");
+    let arts = doc["artifact"]
+        .as_array_of_tables_mut()
+        .expect("[[artifact]] tables");
+    for (name, file, sha) in standins {
+        let t = arts
+            .iter_mut()
+            .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("artifacts.lock has no {name} to stand in for"));
+        let version = format!(
+            "{}-STANDIN",
+            t.get("version").and_then(|v| v.as_str()).unwrap_or("")
+        );
+        t.insert("version", toml_edit::value(version));
+        t.insert("file", toml_edit::value(file.as_str()));
+        t.insert("sha256", toml_edit::value(sha.as_str()));
+        t.insert("mirror_path", toml_edit::value(file.as_str()));
+        t.remove("urls");
+        t.remove("verified");
+        t.remove("size");
+    }
+    format!("# VM tests: Kubernetes pins replaced by the STAND-INS of vm-tests/standin.\n{doc}")
 }
 
 /// The upstream source tarballs (`../shared/fixtures/upstream` or `$EZIMG_FIXTURES`), if here.
