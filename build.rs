@@ -1,12 +1,37 @@
-// The binary embeds layers/, roles/ and kickstart/ (include_dir); rebuild when they change.
+// The binary embeds layers/, roles/, kickstart/ and stages/ (include_dir); rebuild when they
+// change. A secret store (`*.secrets/`, made by running ezimg inside the tree) must never be
+// embedded: refuse to build with one there.
 fn main() {
     for dir in [
         "layers",
         "roles",
         "kickstart",
+        "stages",
         "src/cluster/default.toml",
         "src/bundle",
     ] {
         println!("cargo:rerun-if-changed={dir}");
+    }
+    for dir in ["layers", "roles", "kickstart", "stages"] {
+        refuse_stores(std::path::Path::new(dir));
+    }
+}
+
+fn refuse_stores(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.extension().is_some_and(|x| x == "secrets") {
+                panic!(
+                    "{} looks like an ezimg secret store: move it out of the tree, it would be \
+                     embedded in the binary",
+                    p.display()
+                );
+            }
+            refuse_stores(&p);
+        }
     }
 }

@@ -33,6 +33,10 @@ pub struct FileSpec {
     /// `build` all refuse a file the node's tool would reject).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<FileCheck>,
+    /// Optional minijinja expression per node: the file is installed only when it is true
+    /// (the CA keys only on masters, the init config only on the first master).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

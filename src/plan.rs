@@ -299,6 +299,11 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
         })
     };
     for f in m.files.iter().filter(|f| for_os(&f.os, os)) {
+        if let Some(w) = &f.when
+            && !render::eval_bool(&format!("{at} file {}", f.src), w, ctx)?
+        {
+            continue;
+        }
         let content = load(&f.src, f.template)?;
         if let Some(check) = f.check {
             check_file(check, &format!("{dir}/{}", f.src), &content)?;

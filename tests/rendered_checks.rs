@@ -235,12 +235,45 @@ fn os_specific_layers_and_artifacts() {
         assert!(applied(master, "nerdctl") && applied(node(&plans, "ops"), "containerd"));
         assert!(slb.layers.iter().all(|l| l.name != "nerdctl"));
 
+        // Kubernetes on every master and worker; Calico's operator only on the first master,
+        // which applies it.
+        let k8s = ["crictl", "kubeadm", "kubectl", "kubelet"].map(String::from);
         let mut want = vec!["nerdctl-full".to_string()];
+        want.extend(k8s.clone());
         if el7 {
             want.extend(["kernel-ml", "kernel-ml-devel", "libseccomp-el8"].map(String::from));
         }
+        let mut want_m1 = want.clone();
+        want_m1.push("calico-tigera-operator".into());
+        want_m1.sort();
         want.sort();
-        assert_eq!(master.artifacts(), want, "master artifacts on {os}");
+        assert_eq!(master.artifacts(), want_m1, "master-01 artifacts on {os}");
+        assert_eq!(
+            node(&plans, "master-02").artifacts(),
+            want,
+            "master-02 artifacts on {os}"
+        );
+        assert_eq!(
+            node(&plans, "worker-01").artifacts(),
+            want,
+            "worker-01 artifacts on {os}"
+        );
+        assert!(
+            !node(&plans, "ops").artifacts().iter().any(|a| a.starts_with("kube")),
+            "ops runs no kubelet"
+        );
+        if os == Os::Debian12 {
+            // The distribution's containerd brings no CNI plugins: the pinned ones come along.
+            let mut loaded = cluster_for(os, &[]);
+            loaded.cluster.roles.insert(
+                "worker".into(),
+                toml::toml! { containerd_source = "distro" },
+            );
+            let distro = plan_all(&tree, &loaded);
+            let w = node(&distro, "worker-01").artifacts();
+            assert!(w.contains(&"cni-plugins".to_string()), "{w:?}");
+            assert!(!w.contains(&"nerdctl-full".to_string()), "{w:?}");
+        }
         let mut want_slb = vec!["keepalived-stage".to_string(), "nginx-stage".to_string()];
         if el7 {
             want_slb.extend(["kernel-ml", "kernel-ml-devel"].map(String::from));
@@ -649,7 +682,13 @@ fn all_scripts() -> BTreeMap<String, (String, String)> {
                             .entry(s.sha256.clone())
                             .or_insert_with(|| (label(&s.src), text));
                     }
-                    for f in l.files.iter().filter(|f| f.dest.ends_with(".sh")) {
+                    // Installed scripts: by name, or by a bash shebang (ezimg-join).
+                    let is_script = |f: &&ezimg::plan::PlanFile| {
+                        f.dest.ends_with(".sh")
+                            || f.content.starts_with(b"#!/bin/bash")
+                            || f.content.starts_with(b"#!/usr/bin/env bash")
+                    };
+                    for f in l.files.iter().filter(is_script) {
                         let text = String::from_utf8(f.content.clone()).expect("UTF-8");
                         by_content
                             .entry(f.sha256.clone())
