@@ -607,3 +607,56 @@ fn build_refuses_outputs_that_cannot_install_a_node() {
     );
     assert!(out.join("master/master-01/ks.cfg").exists());
 }
+
+#[test]
+fn access_keys_and_hash_are_checked() {
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDsYb5da/VWG4JHE4zn8ilpal+KhvFBIvwX83O3R/i5f ops@x";
+    let access = |keys: &str, hash: &str| {
+        default_cluster()
+            .replace(
+                "ssh_authorized_keys = []",
+                &format!("ssh_authorized_keys = [{keys}]"),
+            )
+            .replace("# root_password_hash = \"$6$...\"", hash)
+    };
+    // Accepted: a real key and a crypt hash.
+    let d = tempfile::tempdir().expect("tempdir");
+    let ok = access(
+        &format!("\"{key}\""),
+        "root_password_hash = \"$6$salt$abcdefghijklmnop\"",
+    );
+    assert_ne!(
+        ok,
+        default_cluster(),
+        "the default cluster has an [access] table to edit"
+    );
+    let f = write(d.path(), "cluster.toml", &ok);
+    let o = run(ezimg().arg("check").arg("-c").arg(&f));
+    assert!(o.ok, "{}", o.stderr);
+    for (keys, hash, needle) in [
+        ("\"ssh-foo AAAA\"", "", "is not an OpenSSH public key type"),
+        ("\"ssh-ed25519 not-base64!\"", "", "not base64"),
+        (
+            "\"ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIDsYb5da/VWG4JHE4zn8ilpal+KhvFBIvwX83O3R/i5f\"",
+            "",
+            "not a ssh-rsa key",
+        ),
+        (
+            "",
+            "root_password_hash = \"hunter2\"",
+            "access.root_password_hash",
+        ),
+    ] {
+        let text = access(keys, hash);
+        check_fails(&text, &[needle]);
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = write(d.path(), "cluster.toml", &text);
+        let o = run(ezimg().arg("check").arg("-c").arg(&f));
+        assert!(
+            !o.stderr.contains("hunter2"),
+            "the message quotes the password: {}",
+            o.stderr
+        );
+    }
+}

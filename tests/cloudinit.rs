@@ -78,6 +78,13 @@ fn seeds_validate_with_cloud_init() {
         let mut fx = Fixture::new(os, None);
         // One node with a MAC, to cover match-by-MAC + set-name.
         fx.loaded.cluster.nodes[1].mac = Some("52:54:00:AA:BB:01".into());
+        // Operators' access: root's key and a console password hash (`[access]`).
+        fx.loaded.cluster.access.ssh_authorized_keys = vec![
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDsYb5da/VWG4JHE4zn8ilpal+KhvFBIvwX83O3R/i5f ops@ezimg-test".into(),
+        ];
+        fx.loaded.cluster.access.root_password_hash = Some(
+            "$6$ezimgsalt$Gl9WRPkncRpK.Q/PW.zeq5K/orKFgjdkd4FtOVjPctPM0C9jsHPFnxvRm9VCtZ6p/pdXvVjs6oGSE/7MXypkW0".into(),
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let inputs = fx.inputs();
         for input in &inputs {
@@ -98,6 +105,13 @@ fn seeds_validate_with_cloud_init() {
                 .env("PYTHONPATH", &pythonpath));
             let said = String::from_utf8_lossy(&out.stdout);
             assert!(said.contains("Valid cloud-config"), "{said}");
+            assert!(
+                seed.user_data.contains("ops@ezimg-test") && seed.user_data.contains("chpasswd")
+            );
+            assert!(
+                seed.user_data.contains("ssh_pwauth: false"),
+                "SSH stays key-only"
+            );
         }
         let out = run(Command::new(&python)
             .args(["-c", CHECK_PY])

@@ -183,3 +183,33 @@ fn extra_disks_are_left_to_the_bundle() {
     assert!(seed.user_data.contains(key), "{}", seed.user_data);
     validate(&ks, "RHEL7", "with-disk");
 }
+
+/// A valid OpenSSH key and a crypt(3) hash, made for these tests (`ssh-keygen`, `openssl passwd -6`).
+const TEST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDsYb5da/VWG4JHE4zn8ilpal+KhvFBIvwX83O3R/i5f ops@ezimg-test";
+const TEST_HASH: &str = "$6$ezimgsalt$Gl9WRPkncRpK.Q/PW.zeq5K/orKFgjdkd4FtOVjPctPM0C9jsHPFnxvRm9VCtZ6p/pdXvVjs6oGSE/7MXypkW0";
+
+/// `[access]`: el9 installs root's key with `sshkey`, el7 in %post; a console password hash
+/// replaces `rootpw --lock`; both validate.
+#[test]
+fn access_keys_and_password_hash() {
+    let tree = DataTree::embedded();
+    assert!(ezimg::cluster::check_ssh_key(TEST_KEY).is_ok());
+    for (os, version) in [(Os::El7, "RHEL7"), (Os::El9, "RHEL9")] {
+        let mut fx = Fixture::new(os, None);
+        fx.loaded.cluster.access.ssh_authorized_keys = vec![TEST_KEY.to_string()];
+        fx.loaded.cluster.access.root_password_hash = Some(TEST_HASH.to_string());
+        let inputs = fx.inputs();
+        let ks = kickstart::render(&tree, &inputs[1]).expect("render");
+        assert!(
+            ks.contains(&format!("rootpw --iscrypted {TEST_HASH}\n")),
+            "{ks}"
+        );
+        assert!(!ks.contains("rootpw --lock"));
+        let in_post = ks.contains(&format!(
+            "printf '%s\\n' '{TEST_KEY}' >>/root/.ssh/authorized_keys"
+        ));
+        let sshkey = ks.contains(&format!("sshkey --username=root \"{TEST_KEY}\"\n"));
+        assert_eq!((in_post, sshkey), (os == Os::El7, os == Os::El9), "{ks}");
+        validate(&ks, version, &format!("access-{os}"));
+    }
+}

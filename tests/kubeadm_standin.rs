@@ -428,7 +428,11 @@ fn init_join_forward_refuse_reset() {
         admin.contains(&format!("server: https://127.0.0.1:{p1}")),
         "{admin}"
     );
-    for f in ["kubelet.conf", "super-admin.conf", "manifests/kube-apiserver.yaml"] {
+    for f in [
+        "kubelet.conf",
+        "super-admin.conf",
+        "manifests/kube-apiserver.yaml",
+    ] {
         assert!(m1.join("etc/kubernetes").join(f).is_file(), "{f} missing");
     }
     let manifest = read(&m1.join("etc/kubernetes/manifests/kube-apiserver.yaml"));
@@ -514,7 +518,10 @@ fn init_join_forward_refuse_reset() {
     assert_eq!(joins[0]["control_plane"], true);
     assert_eq!(joins[1]["node"], "worker-01");
     assert_eq!(joins[1]["control_plane"], false);
-    assert_eq!(joins[1]["via"], "master-02", "forwarded by master-02's server");
+    assert_eq!(
+        joins[1]["via"], "master-02",
+        "forwarded by master-02's server"
+    );
     assert_eq!(joins[1]["recorded_by"], "master-01");
 
     // --- refusals -------------------------------------------------------------------------
@@ -571,7 +578,11 @@ fn init_join_forward_refuse_reset() {
 
     let r = c.root("ca-preplaced", false);
     std::fs::create_dir_all(r.join("etc/kubernetes/pki")).expect("mkdir");
-    std::fs::copy(c.store.join("pki/ca.crt"), r.join("etc/kubernetes/pki/ca.crt")).expect("cp");
+    std::fs::copy(
+        c.store.join("pki/ca.crt"),
+        r.join("etc/kubernetes/pki/ca.crt"),
+    )
+    .expect("cp");
     let cfg = c.join_config(
         &r,
         &JoinCfg {
@@ -583,7 +594,10 @@ fn init_join_forward_refuse_reset() {
         },
     );
     let o = c.kubeadm(&r, &["join", "--config", cfg.to_str().expect("utf-8")]);
-    assert!(!o.ok, "a worker with a pre-placed ca.crt must fail preflight");
+    assert!(
+        !o.ok,
+        "a worker with a pre-placed ca.crt must fail preflight"
+    );
     assert!(
         o.stderr
             .contains("[ERROR FileAvailable--etc-kubernetes-pki-ca.crt]"),
@@ -610,7 +624,11 @@ fn init_join_forward_refuse_reset() {
     let cr = cr.to_str().expect("utf-8");
     let apply = ["apply", "--server-side", "--force-conflicts", "-f"];
     let o = c.kubectl(&m1, &[&apply[..], &[cr]].concat());
-    assert!(!o.ok && o.stderr.contains("no matches for kind"), "{}", o.stderr);
+    assert!(
+        !o.ok && o.stderr.contains("no matches for kind"),
+        "{}",
+        o.stderr
+    );
     let op = c.art.join("calico-tigera-operator-STANDIN.yaml");
     let o = c.kubectl(&m2, &[&apply[..], &[op.to_str().expect("utf-8")]].concat());
     assert!(o.ok, "{}", o.stderr);
@@ -628,7 +646,11 @@ fn init_join_forward_refuse_reset() {
     );
     assert!(o.ok && o.stdout.contains("condition met"), "{}", o.stderr);
     let o = c.kubectl(&m1, &[&apply[..], &[cr]].concat());
-    assert!(o.ok && o.stdout.contains("installation/default"), "{}", o.stderr);
+    assert!(
+        o.ok && o.stdout.contains("installation/default"),
+        "{}",
+        o.stderr
+    );
     let applied = read(&m1.join("var/log/ezimg-apiserver-standin.applied"));
     assert_eq!(applied.lines().count(), 2, "{applied}");
 
@@ -640,7 +662,11 @@ fn init_join_forward_refuse_reset() {
         w1.join("var/log/ezimg-kubeadm-standin.log"),
     ] {
         let text = read(&log);
-        assert!(!text.contains(&c.token), "{} holds the token", log.display());
+        assert!(
+            !text.contains(&c.token),
+            "{} holds the token",
+            log.display()
+        );
         for l in text.lines().filter(|l| !l.is_empty()) {
             assert!(l.starts_with("STAND-IN"), "{}: {l}", log.display());
         }
@@ -650,7 +676,10 @@ fn init_join_forward_refuse_reset() {
     for (root, port) in [(&m2, p2), (&m1, p1)] {
         let o = c.kubeadm(root, &["reset", "-f", "--cri-socket", "unix:///x.sock"]);
         assert!(o.ok, "reset: {}", o.stderr);
-        assert!(!port_open(port), "the API server still listens on {port} after reset");
+        assert!(
+            !port_open(port),
+            "the API server still listens on {port} after reset"
+        );
         let left: Vec<_> = std::fs::read_dir(root.join("etc/kubernetes/pki"))
             .expect("pki dir")
             .collect();
@@ -704,7 +733,11 @@ fn every_standin_says_so() {
             .env("EZIMG_STANDIN_ROOT", art),
         30,
     );
-    assert!(!o.ok && o.stderr.contains("STAND-IN kubelet"), "{}", o.stderr);
+    assert!(
+        !o.ok && o.stderr.contains("STAND-IN kubelet"),
+        "{}",
+        o.stderr
+    );
     let o = run(
         Command::new(&py)
             .arg(art.join("kubeadm-STANDIN"))
@@ -754,7 +787,11 @@ fn make_artifacts_is_deterministic_and_names_the_lock_entries() {
     for l in la.lines() {
         let w: Vec<&str> = l.split_whitespace().collect();
         assert_eq!(w.len(), 3, "{l}");
-        assert!(lock.contains(&format!("name = \"{}\"", w[0])), "{} not in the lock", w[0]);
+        assert!(
+            lock.contains(&format!("name = \"{}\"", w[0])),
+            "{} not in the lock",
+            w[0]
+        );
         assert!(w[1].contains("STANDIN"), "{l}");
         assert_eq!(w[2].len(), 64, "{l}");
         let bytes = std::fs::read(a.path().join(w[1])).expect("artifact");

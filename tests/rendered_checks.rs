@@ -259,7 +259,10 @@ fn os_specific_layers_and_artifacts() {
             "worker-01 artifacts on {os}"
         );
         assert!(
-            !node(&plans, "ops").artifacts().iter().any(|a| a.starts_with("kube")),
+            !node(&plans, "ops")
+                .artifacts()
+                .iter()
+                .any(|a| a.starts_with("kube")),
             "ops runs no kubelet"
         );
         if os == Os::Debian12 {

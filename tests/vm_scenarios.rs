@@ -445,7 +445,10 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
         // Give a wrongly re-armed join unit time to start before looking.
         std::thread::sleep(Duration::from_secs(15));
         let now = joins::state(g);
-        assert_eq!(now, joined_before[h], "{h}: the join ran again after a reboot");
+        assert_eq!(
+            now, joined_before[h],
+            "{h}: the join ran again after a reboot"
+        );
     }
     let m1 = guests.get_mut("master-01").expect("master-01");
     let n = m1
@@ -503,7 +506,10 @@ mod joins {
                 let s = join_status(g);
                 if s.starts_with("DONE") {
                     let secs = t0.elapsed().as_secs_f64();
-                    eprintln!("vm_scenarios (join): {host} joined ({secs:.0}s): {}", s.trim());
+                    eprintln!(
+                        "vm_scenarios (join): {host} joined ({secs:.0}s): {}",
+                        s.trim()
+                    );
                     done.insert(host.to_string(), secs);
                 } else if last.get(host) != Some(&s) {
                     eprintln!("vm_scenarios (join): {host}: {}", s.trim());
@@ -632,7 +638,14 @@ mod joins {
         let pki = w
             .check("ls /etc/kubernetes/pki; ls /etc/ezimg/secrets")
             .unwrap_or_else(|e| panic!("{e:#}"));
-        for bad in [".key", "kube_ca_crt", "kube_ca_key", "kube_sa_", "kube_etcd_", "front_proxy"] {
+        for bad in [
+            ".key",
+            "kube_ca_crt",
+            "kube_ca_key",
+            "kube_sa_",
+            "kube_etcd_",
+            "front_proxy",
+        ] {
             assert!(!pki.contains(bad), "worker-01 holds {bad}: {pki}");
         }
         // Masters: the shared PKI is the store's, unchanged by the joins.

@@ -205,6 +205,8 @@ pub fn bootstrap_script(input: &NodeInput) -> String {
     ));
     s.push_str(
         r#"mkdir -p /var/lib/ezimg /opt/ezimg /etc/ezimg
+# The seed or kickstart wrote the secrets; whatever made their folder, only root may list it.
+if [ -d /etc/ezimg/secrets ]; then chmod 0700 /etc/ezimg/secrets; fi
 if [ ! -f "$bundle" ]; then
     [ -n "$url" ] || { echo "ezimg: no bundle at $bundle and no URL to fetch it" >&2; exit 1; }
     curl -fsSL --retry 5 --retry-delay 2 -o "$bundle.part" "$url"

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::tomlfile;
 
-pub use validate::{Diagnostic, Severity, validate};
+pub use validate::{Diagnostic, Severity, check_ssh_key, is_crypt_hash, validate};
 
 /// The embedded default: seed 000's cluster exactly.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -162,6 +162,9 @@ pub struct Cluster {
     /// Kubernetes versions and endpoints (defaults: seed 001).
     #[serde(default)]
     pub kubernetes: Kubernetes,
+    /// How operators log in to the nodes.
+    #[serde(default)]
+    pub access: Access,
     /// Per-role parameter overrides (`[roles.slb] lb = "haproxy"`).
     #[serde(default)]
     pub roles: BTreeMap<String, toml::Table>,
@@ -193,6 +196,20 @@ impl Default for Kubernetes {
             calico_version: default_calico_version(),
         }
     }
+}
+
+/// The `[access]` table: root's SSH keys on every node and, optionally, a console password.
+/// Delivered only through each node's seed or kickstart, never baked into a role image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// OpenSSH public keys (`ssh-ed25519 AAAA… comment`) for root.
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+    /// A crypt(3) hash (`$6$…`, `$y$…`) for root's console login; SSH stays key-only. None: the
+    /// root password is locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_password_hash: Option<String>,
 }
 
 /// The release whose binaries artifacts.lock pins.

@@ -344,6 +344,26 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
             "must be a DNS domain such as cluster.local",
         );
     }
+    for (i, key) in c.access.ssh_authorized_keys.iter().enumerate() {
+        if let Err(why) = check_ssh_key(key) {
+            cx.error(
+                &format!("access.ssh_authorized_keys[{i}]"),
+                key.get(..key.len().min(24)).unwrap_or(key),
+                why,
+            );
+        }
+    }
+    if let Some(h) = &c.access.root_password_hash
+        && !is_crypt_hash(h)
+    {
+        // Not quoted: it may be a plain password typed in by mistake.
+        cx.error(
+            "access.root_password_hash",
+            "root_password_hash",
+            "must be a crypt(3) hash such as `openssl passwd -6` or `mkpasswd -m yescrypt` print \
+             ($6$…, $5$…, $y$…), never a plain password",
+        );
+    }
     if slbs > 10 {
         // Priorities step down by 10 from 100: more would reach the floor and tie.
         cx.error(
@@ -367,4 +387,52 @@ fn valid_dns_domain(s: &str) -> bool {
                 && l.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
+}
+
+/// An OpenSSH public key line: a known type, base64 whose embedded type name matches, an
+/// optional comment; one line.
+pub fn check_ssh_key(key: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    const TYPES: [&str; 7] = [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+    if key.contains(['\n', '\r']) {
+        return Err("a key must be one line".into());
+    }
+    let mut words = key.split_whitespace();
+    let kind = words.next().unwrap_or("");
+    if !TYPES.contains(&kind) {
+        return Err(format!(
+            "{kind:?} is not an OpenSSH public key type ({})",
+            TYPES.join(", ")
+        ));
+    }
+    let blob = words.next().unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| "the key data is not base64".to_string())?;
+    // The blob starts with the type name as an SSH string (4-byte length, then the name).
+    let inner = bytes
+        .get(..4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|n| bytes.get(4..4 + n));
+    if inner != Some(kind.as_bytes()) {
+        return Err(format!("the key data is not a {kind} key"));
+    }
+    Ok(())
+}
+
+/// A crypt(3) hash: `$id$…` with a known id (or `$id$rounds=…$…`), no whitespace.
+pub fn is_crypt_hash(h: &str) -> bool {
+    let known = ["$1$", "$5$", "$6$", "$y$", "$2b$", "$2y$", "$7$", "$gy$"];
+    known.iter().any(|p| h.starts_with(p))
+        && h.len() > 12
+        && !h.contains(char::is_whitespace)
+        && h.matches('$').count() >= 3
 }

@@ -102,13 +102,23 @@ pub fn user_data(input: &NodeInput) -> Result<Value> {
     user.insert("hostname".into(), json!(node.hostname));
     user.insert("fqdn".into(), json!(node.hostname));
     user.insert("preserve_hostname".into(), json!(false));
-    user.insert("manage_etc_hosts".into(), json!(true));
+    // The etc-hosts layer owns /etc/hosts (every cluster node); cloud-init must not rewrite it.
+    user.insert("manage_etc_hosts".into(), json!(false));
     user.insert("timezone".into(), json!(input.cluster.timezone));
     // Keys only; no password login, whatever the image's default.
     user.insert("ssh_pwauth".into(), json!(false));
     let keys = super::kickstart::ssh_keys(input)?;
     if !keys.is_empty() {
         user.insert("ssh_authorized_keys".into(), json!(keys));
+        // Root is who the seeds' operators log in as (cloud-init's default would refuse it).
+        user.insert("disable_root".into(), json!(false));
+    }
+    // A console password for root when the cluster file gives its hash; SSH stays key-only.
+    if let Some(h) = &input.cluster.access.root_password_hash {
+        user.insert(
+            "chpasswd".into(),
+            json!({"expire": false, "users": [{"name": "root", "password": h, "type": "hash"}]}),
+        );
     }
     user.insert("write_files".into(), Value::Array(write_files));
     user.insert("runcmd".into(), json!([["bash", NODE_BOOTSTRAP]]));

@@ -123,7 +123,30 @@ pub fn context(input: &NodeInput) -> Result<serde_json::Value> {
         },
         "post_log": POST_LOG,
         "post": post_body(input)?,
+        "root_password_hash": root_password_hash(input)?,
+        "ssh_keys": if c.os == crate::cluster::Os::El7 { vec![] } else { sshkey_lines(input)? },
     }))
+}
+
+/// Keys for el9's `sshkey --username=root "KEY"` lines (a `"` would end the quoted key).
+fn sshkey_lines(input: &NodeInput) -> Result<Vec<String>> {
+    let keys = ssh_keys(input)?;
+    if let Some(k) = keys.iter().find(|k| k.contains('"')) {
+        anyhow::bail!(
+            "ssh key {:?}…: a `\"` cannot stand in a kickstart sshkey line",
+            &k[..k.len().min(20)]
+        );
+    }
+    Ok(keys)
+}
+
+/// Root's password hash for `rootpw --iscrypted`, or "" (locked).
+fn root_password_hash(input: &NodeInput) -> Result<String> {
+    match &input.cluster.access.root_password_hash {
+        Some(h) if crate::cluster::is_crypt_hash(h) => Ok(h.clone()),
+        Some(_) => anyhow::bail!("access.root_password_hash is not a crypt(3) hash"),
+        None => Ok(String::new()),
+    }
 }
 
 /// Secret names become file names under `/etc/ezimg/secrets`.
@@ -139,26 +162,29 @@ pub fn check_secret_name(name: &str) -> Result<()> {
     }
 }
 
-/// Root's SSH keys from the role parameter `ssh_authorized_keys` (a list of strings), if the
-/// role has it; nodes are otherwise reachable only through what the bundle sets up.
+/// Root's SSH keys: the cluster file's `[access] ssh_authorized_keys`, then the role parameter
+/// `ssh_authorized_keys` (a list of strings) if the role has one.
 pub fn ssh_keys(input: &NodeInput) -> Result<Vec<String>> {
-    let Some(v) = input.plan.params.get("ssh_authorized_keys") else {
-        return Ok(vec![]);
-    };
-    let arr = v
-        .as_array()
-        .context("role parameter ssh_authorized_keys must be a list of strings")?;
-    arr.iter()
-        .map(|k| {
+    let mut keys = input.cluster.access.ssh_authorized_keys.clone();
+    if let Some(v) = input.plan.params.get("ssh_authorized_keys") {
+        let arr = v
+            .as_array()
+            .context("role parameter ssh_authorized_keys must be a list of strings")?;
+        for k in arr {
             let k = k
                 .as_str()
                 .context("role parameter ssh_authorized_keys must be a list of strings")?;
-            if k.contains(['\n', '\r']) {
-                anyhow::bail!("an ssh_authorized_keys entry spans several lines");
+            if !keys.iter().any(|have| have == k) {
+                keys.push(k.to_string());
             }
-            Ok(k.to_string())
-        })
-        .collect()
+        }
+    }
+    for k in &keys {
+        if k.contains(['\n', '\r']) {
+            anyhow::bail!("an ssh_authorized_keys entry spans several lines");
+        }
+    }
+    Ok(keys)
 }
 
 /// The `%post` body: bundle, secrets and bootstrap as the bundle contract says, then run it.
@@ -213,7 +239,12 @@ pub fn post_body(input: &NodeInput) -> Result<String> {
         }
         s.push_str("umask 022\n");
     }
-    let keys = ssh_keys(input)?;
+    // el9 installs them with `sshkey`; el7's anaconda has no such command.
+    let keys = if input.cluster.os == crate::cluster::Os::El7 {
+        ssh_keys(input)?
+    } else {
+        vec![]
+    };
     if !keys.is_empty() {
         s.push_str("install -d -m 0700 /root/.ssh\n");
         for k in &keys {
