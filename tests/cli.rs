@@ -660,3 +660,27 @@ fn access_keys_and_hash_are_checked() {
         );
     }
 }
+
+/// `ezimg … | head -1`: a reader that goes away ends the command quietly, never a panic.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit() {
+    for args in [
+        &["completions", "bash"][..],
+        &["check"][..],
+        &["plan", "--role", "master"][..],
+        &["plan", "--json"][..],
+        &["init", "--out", "-"][..],
+    ] {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg("set -o pipefail; \"$0\" \"$@\" | head -c 1 >/dev/null")
+            .arg(assert_cmd::cargo::cargo_bin("ezimg"))
+            .args(args)
+            .env("EZIMG_ALLOW_INCOMPLETE", "1")
+            .output()
+            .expect("bash");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+    }
+}
