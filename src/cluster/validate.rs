@@ -347,7 +347,7 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
     for (i, key) in c.access.ssh_authorized_keys.iter().enumerate() {
         if let Err(why) = check_ssh_key(key) {
             cx.error(
-                &format!("access.ssh_authorized_keys[{i}]"),
+                format!("access.ssh_authorized_keys[{i}]"),
                 key.get(..key.len().min(24)).unwrap_or(key),
                 why,
             );
