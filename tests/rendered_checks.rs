@@ -898,3 +898,47 @@ fn no_rendered_file_holds_the_vrrp_password() {
         }
     }
 }
+
+/// No unit the layers install may be ordered after a unit that is itself ordered after
+/// multi-user.target (cloud-final.service, on cloud images) while multi-user.target wants it:
+/// every target is ordered after what it wants, so systemd meets a cycle at boot and drops a
+/// start job at random (once it was cloud-final itself, and the node's seed never applied).
+#[test]
+fn no_unit_is_ordered_after_units_that_follow_multi_user() {
+    let tree = DataTree::embedded();
+    let late = [
+        "cloud-final.service",
+        "multi-user.target",
+        "graphical.target",
+    ];
+    for os in Os::ALL {
+        for p in plan_all(&tree, &cluster_for(os, &[])) {
+            for l in p.applied() {
+                for f in l
+                    .files
+                    .iter()
+                    .filter(|f| f.dest.starts_with("/etc/systemd/system/"))
+                {
+                    let text = String::from_utf8_lossy(&f.content);
+                    let wanted = text
+                        .lines()
+                        .any(|l| l.trim_start().starts_with("WantedBy=multi-user.target"));
+                    for line in text
+                        .lines()
+                        .filter(|l| l.trim_start().starts_with("After="))
+                    {
+                        for u in late {
+                            assert!(
+                                !(wanted && line.split_whitespace().any(|w| w.ends_with(u))),
+                                "{os} {} {}: `{line}` with WantedBy=multi-user.target is an \
+                                 ordering cycle",
+                                p.hostname,
+                                f.dest
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
