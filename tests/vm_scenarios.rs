@@ -34,9 +34,10 @@ use harness::{BootOpts, Guest, NODES, Wire, mac_of, seed_dir};
 const VIP: &str = "192.168.2.100";
 /// From `systemctl stop nginx` on the VRRP master to the VIP on the backup: the check script
 /// runs every 5 s and retries 3 times 1 s apart before stopping keepalived, whose shutdown
-/// advert (priority 0) hands over at once: about 9 s on a LAN. Doubled for TCG guests
-/// sharing 2 cores.
-const FAILOVER_BOUND: Duration = Duration::from_secs(20);
+/// advert (priority 0) hands over at once: about 9 s on a LAN. TCG guests sharing 2 cores
+/// measured 6-14 s, and 20.0 s once with a compile running beside them: bounded at 45 s so a
+/// slow CI machine does not fail on scheduling; the time taken is printed.
+const FAILOVER_BOUND: Duration = Duration::from_secs(45);
 /// keepalived started on slb-01 again: it advertises a higher priority and preempts.
 const PREEMPT_BOUND: Duration = Duration::from_secs(20);
 
