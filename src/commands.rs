@@ -42,7 +42,7 @@ impl Inputs {
 /// Validate; print warnings to stderr; fail on errors.
 fn validated<'a>(inputs: &'a Inputs, quiet_warnings: bool) -> Result<Catalog<'a>> {
     let catalog = Catalog::load(&inputs.tree)?;
-    let diags = cluster::validate(&inputs.loaded, &catalog.role_names());
+    let diags = cluster::validate(&inputs.loaded, &catalog.role_params());
     let errors = diags
         .iter()
         .filter(|d| d.severity == Severity::Error)

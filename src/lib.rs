@@ -19,5 +19,6 @@ pub mod render;
 pub mod role;
 pub mod secrets;
 pub mod stage;
+pub mod timezone;
 pub mod tomlfile;
 pub mod vm;

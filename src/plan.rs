@@ -116,6 +116,14 @@ impl<'a> Catalog<'a> {
         })
     }
 
+    /// Each role with its parameters' defaults, as cluster validation needs them.
+    pub fn role_params(&self) -> crate::cluster::RoleParams {
+        self.roles
+            .iter()
+            .map(|(n, r)| (n.clone(), r.params.clone()))
+            .collect()
+    }
+
     pub fn role_names(&self) -> Vec<String> {
         self.roles.keys().cloned().collect()
     }

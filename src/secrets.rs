@@ -367,7 +367,10 @@ pub fn load(dir: &Path, loaded: &Loaded) -> Result<Store> {
         anyhow::bail!(
             "{}: vrrp.auth_pass differs from the secret store's ({}): the store is the source; \
              remove the line, or `ezimg secrets rotate vrrp-password --value …` to change it",
-            loaded.origin(),
+            crate::cluster::locate::Spans::new(&loaded.text).place(
+                &loaded.origin(),
+                &crate::cluster::locate::path("vrrp.auth_pass")
+            ),
             dir.join("vrrp-auth-pass").display()
         );
     }

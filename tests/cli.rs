@@ -95,77 +95,348 @@ fn default_cluster_is_seed_000() {
     assert_eq!(c.os, ezimg::cluster::Os::El7);
 }
 
-#[test]
-fn malformed_toml_names_file_and_line() {
-    let text = default_cluster().replace("name = \"ezk8s\"", "name = ");
-    check_fails(&text, &["cluster.toml:6:"]);
+/// One bad cluster file: the default with `from` replaced by `to`, where `«…»` in `to` marks
+/// the text the diagnostic must point at (its first character gives the expected line and
+/// column) and quote.
+struct Bad {
+    from: &'static str,
+    to: &'static str,
+    /// The field as the message names it.
+    field: &'static str,
+    /// Part of the reason.
+    why: &'static str,
+    /// The marked text is a secret: it must appear nowhere in the output.
+    secret: bool,
+    /// The marked text is a key or a table header, not a value: located, not quoted.
+    key: bool,
 }
 
-#[test]
-fn unknown_key_is_rejected() {
-    let text = default_cluster().replace("advert_int = 1", "advert_int = 1\nadvert_intervall = 2");
-    check_fails(&text, &["cluster.toml:", "advert_intervall"]);
+const fn bad(from: &'static str, to: &'static str, field: &'static str, why: &'static str) -> Bad {
+    Bad {
+        from,
+        to,
+        field,
+        why,
+        secret: false,
+        key: false,
+    }
 }
 
-#[test]
-fn unknown_role_is_an_error() {
-    let text = default_cluster().replacen("role = \"worker\"", "role = \"wrker\"", 1);
-    check_fails(
-        &text,
-        &["node[6].role", "unknown role \"wrker\"", "cluster.toml:"],
-    );
-}
+const W3: &str = "hostname = \"worker-03\"\nrole = \"worker\"\nip = \"192.168.2.233\"";
 
+/// Every defect of a cluster file ezimg refuses: the exit code, the exact file:line:column,
+/// the field (nodes by hostname), the quoted value, and an --out left as it was.
 #[test]
-fn overlapping_networks_are_errors() {
-    let text = default_cluster().replace(
-        "pod_cidr = \"10.244.0.0/16\"",
-        "pod_cidr = \"10.96.128.0/17\"",
-    );
-    check_fails(&text, &["network.pod_cidr", "overlaps 10.96.0.0/16"]);
-    let text = default_cluster().replace(
-        "service_cidr = \"10.96.0.0/16\"",
-        "service_cidr = \"192.168.0.0/16\"",
-    );
-    check_fails(&text, &["network.service_cidr", "overlaps 192.168.2.0/24"]);
-}
-
-#[test]
-fn vip_rules() {
-    let text = default_cluster().replace("vip = \"192.168.2.100\"", "vip = \"192.168.3.100\"");
-    check_fails(&text, &["vrrp.vip", "outside the node network"]);
-    let text = default_cluster().replace("vip = \"192.168.2.100\"", "vip = \"192.168.2.211\"");
-    check_fails(&text, &["node[1].ip", "is the VIP"]);
-}
-
-#[test]
-fn duplicates_are_errors() {
-    let text = default_cluster().replace("ip = \"192.168.2.212\"", "ip = \"192.168.2.211\"");
-    check_fails(&text, &["node[2].ip", "also node[1]"]);
-    let text = default_cluster().replace("hostname = \"slb-02\"", "hostname = \"slb-01\"");
-    check_fails(&text, &["node[2].hostname", "also node[1]"]);
-    let text = default_cluster()
-        .replace(
+fn bad_cluster_files_are_located_exactly_and_leave_out_untouched() {
+    let cases = [
+        // Issue 13's wrong lines: a VIP equal to the gateway, a node at the network address,
+        // an empty hostname, a duplicate IP named node[8].
+        bad(
+            "vip = \"192.168.2.100\"",
+            "vip = «\"192.168.2.2\"»",
+            "vrrp.vip",
+            "is the gateway's address (network.gateway, line 23)",
+        ),
+        bad(
+            W3,
+            "hostname = \"worker-03\"\nrole = \"worker\"\nip = «\"192.168.2.0\"»",
+            "node \"worker-03\".ip",
+            "is the network address of 192.168.2.0/24",
+        ),
+        bad(
+            "hostname = \"ops\"",
+            "hostname = «\"\"»",
+            "node #1.hostname",
+            "is not a valid hostname",
+        ),
+        bad(
+            W3,
+            "hostname = \"worker-03\"\nrole = \"worker\"\nip = «\"192.168.2.211\"»",
+            "node \"worker-03\".ip",
+            "is also the address of node \"slb-01\" (line 72)",
+        ),
+        bad(
+            "hostname = \"slb-02\"",
+            "hostname = «\"slb-01\"»",
+            "node \"slb-01\".hostname",
+            "is also the hostname of node #2 (line 70)",
+        ),
+        bad(
+            W3,
+            "hostname = \"worker-03\"\nrole = \"worker\"\nip = «\"192.168.2.255\"»",
+            "node \"worker-03\".ip",
+            "is the broadcast address",
+        ),
+        bad(
+            W3,
+            "hostname = \"worker-03\"\nrole = \"worker\"\nip = «\"192.168.2.2\"»",
+            "node \"worker-03\".ip",
+            "is the gateway's address",
+        ),
+        bad(
+            W3,
+            "hostname = \"worker-03\"\nrole = \"worker\"\nip = «\"192.168.3.9\"»",
+            "node \"worker-03\".ip",
+            "is outside the node network 192.168.2.0/24",
+        ),
+        bad(
             "ip = \"192.168.2.211\"",
-            "ip = \"192.168.2.211\"\nmac = \"52:54:00:00:00:01\"",
-        )
-        .replace(
+            "ip = «\"192.168.2.100\"»",
+            "node \"slb-01\".ip",
+            "is the VIP (vrrp.vip, line 33)",
+        ),
+        bad(
+            "vip = \"192.168.2.100\"",
+            "vip = «\"192.168.3.100\"»",
+            "vrrp.vip",
+            "is outside the node network",
+        ),
+        bad(
+            "pod_cidr = \"10.244.0.0/16\"",
+            "pod_cidr = «\"10.96.128.0/17\"»",
+            "network.pod_cidr",
+            "overlaps network.service_cidr 10.96.0.0/16",
+        ),
+        bad(
+            "service_cidr = \"10.96.0.0/16\"",
+            "service_cidr = «\"192.168.0.0/16\"»",
+            "network.service_cidr",
+            "overlaps network.cidr 192.168.2.0/24",
+        ),
+        bad(
+            "gateway = \"192.168.2.2\"",
+            "gateway = «\"192.168.9.1\"»",
+            "network.gateway",
+            "is outside the node network",
+        ),
+        // Issue 13 (2): what build or the node would reject.
+        bad(
+            "interface = \"ens33\"",
+            "interface = «\"ens 33; reboot\"»",
+            "network.interface",
+            "must be a Linux interface name",
+        ),
+        bad(
+            "interface = \"ens33\"",
+            "interface = «\"enp0s31f6-too-long\"»",
+            "network.interface",
+            "1-15",
+        ),
+        bad(
+            "name = \"ezk8s\"",
+            "name = «\"ezk8s/..\"»",
+            "name",
+            "it names files and folders",
+        ),
+        bad(
+            "timezone = \"Asia/Shanghai\"",
+            "timezone = «\"Mars/Olympus\"»",
+            "timezone",
+            "is not a time zone",
+        ),
+        bad(
+            "router_id = 100",
+            "router_id = «0»",
+            "vrrp.router_id",
+            "must be 1-255",
+        ),
+        bad(
+            "advert_int = 1",
+            "advert_int = «0»",
+            "vrrp.advert_int",
+            "must be 1-255 seconds",
+        ),
+        Bad {
+            secret: true,
+            ..bad(
+                "auth_pass = \"k8spass\"",
+                "auth_pass = «\"k8spassword\"»",
+                "vrrp.auth_pass",
+                "more than 8 characters",
+            )
+        },
+        bad(
+            "hostname = \"worker-01\"\nrole = \"worker\"",
+            "hostname = \"worker-01\"\nrole = «\"wrker\"»",
+            "node \"worker-01\".role",
+            "is not a role (known: master, ops, slb, worker)",
+        ),
+        bad(
+            "ip = \"192.168.2.211\"",
+            "ip = \"192.168.2.211\"\nmac = «\"52:54:00:00:00\"»",
+            "node \"slb-01\".mac",
+            "is not a MAC address",
+        ),
+        bad(
             "ip = \"192.168.2.212\"",
-            "ip = \"192.168.2.212\"\nmac = \"52:54:00:00:00:01\"",
-        );
-    check_fails(&text, &["node[2].mac", "also node[1]"]);
+            "ip = \"192.168.2.212\"\nmac = \"52:54:00:00:00:01\"\n\n[[node.disk]]\ndevice = «\"sdb\"»\nmount = \"/data\"",
+            "node \"slb-02\".disk[0].device",
+            "must be a /dev path",
+        ),
+        bad(
+            "# [roles.slb]\n# lb = \"haproxy\"",
+            "[roles.slb]\nlbb = «\"haproxy\"»",
+            "roles.slb.lbb",
+            "unknown parameter of role slb",
+        ),
+        bad(
+            "# [roles.slb]\n# lb = \"haproxy\"",
+            "[roles.slb]\nlb = «3»",
+            "roles.slb.lb",
+            "must be a string, not a integer",
+        ),
+        Bad {
+            key: true,
+            ..bad(
+                "# [roles.slb]\n# lb = \"haproxy\"",
+                "«[roles.lb]»\nlb = \"haproxy\"",
+                "roles.lb",
+                "parameters for unknown role \"lb\"",
+            )
+        },
+        bad(
+            "version = \"v1.29.3\"",
+            "version = «\"1.29\"»",
+            "kubernetes.version",
+            "must look like v1.29.3",
+        ),
+        bad(
+            "dns_domain = \"cluster.local\"",
+            "dns_domain = «\"Cluster.Local\"»",
+            "kubernetes.dns_domain",
+            "must be a DNS domain",
+        ),
+        bad(
+            "ssh_authorized_keys = []",
+            "ssh_authorized_keys = [«\"ssh-foo AAAA\"»]",
+            "access.ssh_authorized_keys[0]",
+            "is not an OpenSSH public key type",
+        ),
+        Bad {
+            secret: true,
+            ..bad(
+                "# root_password_hash = \"$6$...\"",
+                "root_password_hash = «\"hunter2\"»",
+                "access.root_password_hash",
+                "never a plain password",
+            )
+        },
+        // The role counts: no master is pointed at the first node's role, no slb at the VIP.
+        bad(
+            "hostname = \"ops\"\nrole = \"ops\"",
+            "hostname = \"ops\"\nrole = «\"ops\"»",
+            "node \"ops\".role",
+            "at least one node must have role \"master\"",
+        ),
+        bad(
+            "vip = \"192.168.2.100\"",
+            "vip = «\"192.168.2.100\"»",
+            "vrrp.vip",
+            "no slb node holds the VIP",
+        ),
+        // Refused while parsing: the field found from the error's span.
+        bad(
+            "ip = \"192.168.2.233\"",
+            "ip = «\"192.168.2.300\"»",
+            "node \"worker-03\".ip",
+            "invalid IPv4 address syntax",
+        ),
+        bad(
+            "router_id = 100",
+            "router_id = «\"x\"»",
+            "vrrp.router_id",
+            "expected u32",
+        ),
+        bad(
+            "os = \"el7\"",
+            "os = «\"el8\"»",
+            "os",
+            "unknown variant `el8`",
+        ),
+        Bad {
+            key: true,
+            ..bad(
+                "advert_int = 1",
+                "advert_int = 1\n«advert_intervall» = 2",
+                "vrrp.advert_intervall",
+                "unknown field `advert_intervall`",
+            )
+        },
+        bad(
+            "name = \"ezk8s\"",
+            "name = «»",
+            "",
+            "string values must be quoted",
+        ),
+    ];
+    let d = tempfile::tempdir().expect("tempdir");
+    let out = d.path().join("out");
+    std::fs::create_dir_all(out.join("slb")).expect("mkdir");
+    std::fs::write(out.join("slb/sentinel"), "old").expect("write");
+    let before = snapshot(&out);
+    for (n, case) in cases.iter().enumerate() {
+        let base = default_cluster();
+        assert!(base.contains(case.from), "case {n}: {:?} not in the default", case.from);
+        let mut text = base.replacen(case.from, case.to, 1);
+        // The no-master case turns every master into a worker; the no-slb case every slb.
+        if case.why.contains("must have role \"master\"") {
+            text = text.replace("role = \"master\"", "role = \"worker\"");
+        }
+        if case.why.contains("no slb node") {
+            text = text.replace("role = \"slb\"", "role = \"worker\"");
+        }
+        let start = text.find('«').expect("marked");
+        let end = text.find('»').expect("marked");
+        let marked = text[start + '«'.len_utf8()..end].to_string();
+        let before_mark = &text[..start];
+        let line = before_mark.matches('\n').count() + 1;
+        let col = before_mark.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let text = text.replace(['«', '»'], "");
+        let f = write(d.path(), "cluster.toml", &text);
+        let place = format!("{}:{line}:{col}: ", f.display());
+        let heading = match (case.field.is_empty(), case.secret || case.key || marked.is_empty()) {
+            (true, _) => place.clone(),
+            (false, true) => format!("{place}{}: ", case.field),
+            (false, false) => format!("{place}{} = {marked}: ", case.field),
+        };
+        for cmd in ["check", "build"] {
+            let mut c = ezimg();
+            c.arg(cmd).arg("-c").arg(&f);
+            if cmd == "build" {
+                c.args(["--all", "--out"]).arg(&out);
+            }
+            let o = c.output().expect("ezimg runs");
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "case {n} ({cmd}): {stderr}");
+            let hit = stderr
+                .lines()
+                .find(|l| l.contains(&heading))
+                .unwrap_or_else(|| panic!("case {n} ({cmd}): no line with {heading:?}:\n{stderr}"));
+            assert!(hit.contains(case.why), "case {n} ({cmd}): {hit:?} lacks {:?}", case.why);
+            if case.secret {
+                assert!(
+                    !stderr.contains(&marked[1..marked.len() - 1]),
+                    "case {n} ({cmd}): the secret is in the message: {stderr}"
+                );
+            }
+            assert_eq!(snapshot(&out), before, "case {n} ({cmd}): --out changed");
+        }
+    }
 }
 
-#[test]
-fn long_vrrp_password_is_an_error() {
-    let text = default_cluster().replace("auth_pass = \"k8spass\"", "auth_pass = \"k8spassword\"");
-    check_fails(&text, &["vrrp.auth_pass", "more than 8 characters"]);
+/// Every file under `root` with its bytes.
+fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_under(root)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(root.join(&p)).expect("read");
+            (p, bytes)
+        })
+        .collect()
 }
 
 #[test]
 fn master_count_rules() {
-    let text: String = default_cluster().replace("role = \"master\"", "role = \"worker\"");
-    check_fails(&text, &["at least one node must have role \"master\""]);
     // Two masters: a warning, not an error.
     let text = default_cluster().replacen("role = \"master\"", "role = \"worker\"", 1);
     let d = tempfile::tempdir().expect("tempdir");

@@ -1,5 +1,6 @@
 //! The cluster file: inventory and network plan, and its validation.
 
+pub mod locate;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -12,9 +13,10 @@ use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::tomlfile;
 
-pub use validate::{Diagnostic, Severity, check_ssh_key, is_crypt_hash, validate};
+pub use validate::{
+    Diagnostic, RoleParams, Severity, check_ssh_key, is_crypt_hash, valid_interface, validate,
+};
 
 /// The embedded default: seed 000's cluster exactly.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -255,7 +257,7 @@ impl Loaded {
 
 /// Parse a cluster file's text; `origin` names it in errors (file:line:column and the field).
 pub fn parse(text: &str, origin: &str) -> Result<Cluster> {
-    tomlfile::parse(text, origin)
+    toml::from_str(text).map_err(|e| locate::parse_error(text, origin, &e))
 }
 
 /// Load `path`, or the embedded default when `None`.

@@ -1,10 +1,12 @@
-//! Semantic checks of a parsed cluster file: each finding names the field and says why.
+//! Semantic checks of a parsed cluster file: each finding names the field (nodes by hostname),
+//! quotes the value and gives its file:line:column from the document's spans (see `locate`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use ipnet::Ipv4Net;
 
+use super::locate::{Seg, Spans, path};
 use super::{Cluster, Loaded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,10 +18,13 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
-    /// `file:line` when the offending text could be located, else the file alone.
+    /// `file:line:column` of the offending value (of its table when the file leaves the field
+    /// to its default), from the parsed document's spans; the file alone for the embedded one.
     pub place: String,
-    /// Dotted field path, e.g. `node[2].ip`.
+    /// The field, nodes named by hostname: `vrrp.vip`, `node "worker-02".ip`.
     pub field: String,
+    /// The value as the file writes it (`"192.168.2.2"`); never for a secret.
+    pub value: Option<String>,
     pub message: String,
 }
 
@@ -29,45 +34,102 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{kind}: {}: {}: {}",
-            self.place, self.field, self.message
-        )
+        write!(f, "{kind}: {}: {}", self.place, self.field)?;
+        if let Some(v) = &self.value {
+            write!(f, " = {v}")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
+/// Each role's parameters with their defaults (from `roles/<role>.toml`): the roles a node may
+/// have and the keys `[roles.<role>]` may set.
+pub type RoleParams = BTreeMap<String, toml::Table>;
+
 struct Ctx<'a> {
-    loaded: &'a Loaded,
+    cluster: &'a Cluster,
+    origin: String,
+    spans: Spans<'a>,
     out: Vec<Diagnostic>,
 }
 
+/// Whether a message may show the value (a secret's may not).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    Value,
+    Secret,
+}
+
 impl Ctx<'_> {
-    /// Record a finding; `needle` is text from the file used to find its line.
-    fn push(&mut self, severity: Severity, field: String, needle: &str, message: String) {
-        let origin = self.loaded.origin();
-        let place = self
-            .loaded
-            .text
-            .lines()
-            .position(|l| {
-                !needle.is_empty() && l.contains(needle) && !l.trim_start().starts_with('#')
-            })
-            .map(|i| format!("{origin}:{}", i + 1))
-            .unwrap_or(origin);
+    fn push(&mut self, severity: Severity, at: &[Seg], quote: Quote, message: String) {
+        let value = match quote {
+            Quote::Value => self.spans.raw(at).map(str::to_string),
+            Quote::Secret => None,
+        };
         self.out.push(Diagnostic {
             severity,
-            place,
-            field,
+            place: self.spans.place(&self.origin, at),
+            field: label(self.cluster, at),
+            value,
             message,
         });
     }
-    fn error(&mut self, field: impl Into<String>, needle: &str, message: impl Into<String>) {
-        self.push(Severity::Error, field.into(), needle, message.into());
+    fn error(&mut self, at: &[Seg], message: impl Into<String>) {
+        self.push(Severity::Error, at, Quote::Value, message.into());
     }
-    fn warn(&mut self, field: impl Into<String>, needle: &str, message: impl Into<String>) {
-        self.push(Severity::Warning, field.into(), needle, message.into());
+    fn warn(&mut self, at: &[Seg], message: impl Into<String>) {
+        self.push(Severity::Warning, at, Quote::Value, message.into());
     }
+    /// `, line N` of `at`, to point from one finding to the other place involved.
+    fn line_of(&self, at: &[Seg]) -> String {
+        self.spans
+            .line_col(at)
+            .map(|(l, _)| format!(", line {l}"))
+            .unwrap_or_default()
+    }
+    /// `line N` of `at`, for "is also …'s address (line N)".
+    fn line_no(&self, at: &[Seg]) -> String {
+        self.spans
+            .line_col(at)
+            .map(|(l, _)| format!("line {l}"))
+            .unwrap_or_else(|| "earlier".into())
+    }
+}
+
+/// How a message names a node: by hostname, or by position when it has none.
+fn node_name(c: &Cluster, i: usize) -> String {
+    match c.nodes.get(i) {
+        Some(n) if !n.hostname.is_empty() => format!("node {:?}", n.hostname),
+        _ => format!("node #{}", i + 1),
+    }
+}
+
+/// The field a path names, for messages: `node "worker-02".disk[0].device`.
+fn label(c: &Cluster, at: &[Seg]) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while i < at.len() {
+        match (at[i], at.get(i + 1)) {
+            (Seg::Key("node"), Some(Seg::Index(n))) if i == 0 => {
+                s.push_str(&node_name(c, *n));
+                i += 2;
+                continue;
+            }
+            (Seg::Key(k), _) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            (Seg::Index(n), _) => s.push_str(&format!("[{n}]")),
+        }
+        i += 1;
+    }
+    s
+}
+
+fn node_field<'k>(i: usize, key: &'k str) -> [Seg<'k>; 3] {
+    [Seg::Key("node"), Seg::Index(i), Seg::Key(key)]
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
@@ -91,240 +153,320 @@ fn valid_mac(m: &str) -> bool {
             .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Check everything the type system cannot; `known_roles` are the roles that have a role file.
-pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
+/// A network interface name the kernel accepts (`dev_valid_name`: 1-15 bytes, not `.`/`..`,
+/// no `/`, `:` or whitespace), narrowed to the characters udev and distributions use so that it
+/// is also one word on a kickstart line, in YAML and in shell.
+pub fn valid_interface(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The cluster name names files and folders (`<name>.secrets`, images): one safe path
+/// component.
+fn valid_cluster_name(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Check everything the type system cannot. `roles` are the roles that have a role file, with
+/// their parameters' defaults.
+pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
     let c: &Cluster = &loaded.cluster;
     let mut cx = Ctx {
-        loaded,
+        cluster: c,
+        origin: loaded.origin(),
+        spans: Spans::new(&loaded.text),
         out: Vec::new(),
     };
     let net = &c.network;
+    let known_roles: Vec<&str> = roles.keys().map(String::as_str).collect();
 
-    if c.name.trim().is_empty() {
-        cx.error("name", "name", "must not be empty");
+    if !valid_cluster_name(&c.name) {
+        cx.error(
+            &path("name"),
+            "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit: \
+             it names files and folders (the secret store <name>.secrets, images)",
+        );
     }
-    for (field, a, b) in [
-        ("network.service_cidr", &net.service_cidr, &net.cidr),
-        ("network.pod_cidr", &net.pod_cidr, &net.cidr),
-        ("network.pod_cidr", &net.pod_cidr, &net.service_cidr),
+    if let Err(why) = crate::timezone::check(&c.timezone) {
+        cx.error(&path("timezone"), why);
+    }
+    for (field, other, a, b) in [
+        (
+            "network.service_cidr",
+            "network.cidr",
+            &net.service_cidr,
+            &net.cidr,
+        ),
+        ("network.pod_cidr", "network.cidr", &net.pod_cidr, &net.cidr),
+        (
+            "network.pod_cidr",
+            "network.service_cidr",
+            &net.pod_cidr,
+            &net.service_cidr,
+        ),
     ] {
         if overlaps(a, b) {
             cx.error(
-                field,
-                &a.to_string(),
-                format!("{a} overlaps {b}: node, service and pod networks must be disjoint"),
+                &path(field),
+                format!(
+                    "overlaps {other} {b}: node, service and pod networks must be disjoint"
+                ),
             );
         }
     }
     if !net.cidr.contains(&net.gateway) {
         cx.error(
-            "network.gateway",
-            &net.gateway.to_string(),
-            format!("{} is outside the node network {}", net.gateway, net.cidr),
+            &path("network.gateway"),
+            format!("is outside the node network {} (network.cidr)", net.cidr),
         );
     }
-    if net.interface.is_empty() || net.interface.len() > 15 || net.interface.contains('/') {
+    if !valid_interface(&net.interface) {
         cx.error(
-            "network.interface",
-            "interface",
-            "must be a Linux interface name (1-15 characters, no '/')",
+            &path("network.interface"),
+            "must be a Linux interface name: 1-15 letters, digits, '-', '_' or '.' (the kernel \
+             refuses '/', ':' and whitespace), as the machines name their NIC (`ip link`)",
         );
     }
 
     let v = &c.vrrp;
     if !net.cidr.contains(&v.vip) {
         cx.error(
-            "vrrp.vip",
-            &v.vip.to_string(),
-            format!("{} is outside the node network {}", v.vip, net.cidr),
+            &path("vrrp.vip"),
+            format!("is outside the node network {} (network.cidr)", net.cidr),
         );
     }
     if v.vip == net.gateway {
-        cx.error("vrrp.vip", &v.vip.to_string(), "is the gateway's address");
+        let at = cx.line_of(&path("network.gateway"));
+        cx.error(
+            &path("vrrp.vip"),
+            format!("is the gateway's address (network.gateway{at})"),
+        );
     }
     if !(1..=255).contains(&v.router_id) {
         cx.error(
-            "vrrp.router_id",
-            "router_id",
+            &path("vrrp.router_id"),
             "must be 1-255 (VRRP virtual_router_id)",
         );
     }
-    if let Some(pass) = &v.auth_pass
-        && pass.is_empty()
-    {
-        cx.error("vrrp.auth_pass", "auth_pass", "must not be empty");
-    } else if let Some(pass) = &v.auth_pass
-        && pass.chars().count() > 8
-    {
-        cx.error(
-            "vrrp.auth_pass",
-            "auth_pass",
-            "has more than 8 characters: keepalived silently truncates PASS authentication to 8",
-        );
+    let pass = path("vrrp.auth_pass");
+    if let Some(p) = &v.auth_pass {
+        if p.is_empty() {
+            cx.push(
+                Severity::Error,
+                &pass,
+                Quote::Secret,
+                "must not be empty".into(),
+            );
+        } else if p.chars().count() > 8 {
+            cx.push(
+                Severity::Error,
+                &pass,
+                Quote::Secret,
+                "has more than 8 characters: keepalived silently truncates PASS authentication \
+                 to 8"
+                    .into(),
+            );
+        } else if loaded.path.is_some() {
+            cx.push(
+                Severity::Warning,
+                &pass,
+                Quote::Secret,
+                "a secret in the cluster file: it only seeds the secret store once; keep it in \
+                 the store (`ezimg secrets rotate vrrp-password --value …`) and remove this line"
+                    .into(),
+            );
+        }
     }
     if v.advert_int == 0 || v.advert_int > 255 {
-        cx.error("vrrp.advert_int", "advert_int", "must be 1-255 seconds");
+        cx.error(&path("vrrp.advert_int"), "must be 1-255 seconds");
     }
 
     let mut hostnames: BTreeMap<&str, usize> = BTreeMap::new();
     let mut ips: BTreeMap<std::net::Ipv4Addr, usize> = BTreeMap::new();
     let mut macs: BTreeMap<String, usize> = BTreeMap::new();
     for (i, n) in c.nodes.iter().enumerate() {
-        let f = |k: &str| format!("node[{i}].{k}");
         if !valid_hostname(&n.hostname) {
             cx.error(
-                f("hostname"),
-                &format!("\"{}\"", n.hostname),
-                format!(
-                    "{:?} is not a valid hostname (lowercase letters, digits and '-', 1-63 characters)",
-                    n.hostname
-                ),
+                &node_field(i, "hostname"),
+                "is not a valid hostname (lowercase letters, digits and '-', 1-63 characters)",
             );
-        }
-        if let Some(j) = hostnames.insert(&n.hostname, i) {
+        } else if let Some(j) = hostnames.insert(&n.hostname, i) {
+            let at = cx.line_no(&node_field(j, "hostname"));
             cx.error(
-                f("hostname"),
-                &format!("\"{}\"", n.hostname),
-                format!("{:?} is also node[{j}]'s hostname", n.hostname),
+                &node_field(i, "hostname"),
+                format!("is also the hostname of node #{} ({})", j + 1, at),
             );
         }
+        let ip = node_field(i, "ip");
         if let Some(j) = ips.insert(n.ip, i) {
+            let at = cx.line_no(&node_field(j, "ip"));
             cx.error(
-                f("ip"),
-                &n.ip.to_string(),
-                format!(
-                    "{} is also node[{j}] ({})'s address",
-                    n.ip, c.nodes[j].hostname
-                ),
+                &ip,
+                format!("is also the address of {} ({})", node_name(c, j), at),
             );
         }
         if !net.cidr.contains(&n.ip) {
             cx.error(
-                f("ip"),
-                &n.ip.to_string(),
-                format!("{} is outside the node network {}", n.ip, net.cidr),
+                &ip,
+                format!("is outside the node network {} (network.cidr)", net.cidr),
+            );
+        } else if n.ip == net.cidr.network() {
+            cx.error(
+                &ip,
+                format!("is the network address of {} (network.cidr)", net.cidr),
+            );
+        } else if n.ip == net.cidr.broadcast() {
+            cx.error(
+                &ip,
+                format!("is the broadcast address of {} (network.cidr)", net.cidr),
             );
         }
         if n.ip == v.vip {
+            let at = cx.line_of(&path("vrrp.vip"));
             cx.error(
-                f("ip"),
-                &n.ip.to_string(),
-                format!("{} is the VIP: the VIP must be no node's address", n.ip),
+                &ip,
+                format!("is the VIP (vrrp.vip{at}): the VIP must be no node's address"),
             );
         }
         if n.ip == net.gateway {
-            cx.error(f("ip"), &n.ip.to_string(), "is the gateway's address");
-        }
-        if n.ip == net.cidr.network() || n.ip == net.cidr.broadcast() {
-            cx.error(
-                f("ip"),
-                &n.ip.to_string(),
-                "is the network or broadcast address of the node network",
-            );
+            let at = cx.line_of(&path("network.gateway"));
+            cx.error(&ip, format!("is the gateway's address (network.gateway{at})"));
         }
         if let Some(mac) = &n.mac {
             if !valid_mac(mac) {
                 cx.error(
-                    f("mac"),
-                    mac,
-                    format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+                    &node_field(i, "mac"),
+                    "is not a MAC address (aa:bb:cc:dd:ee:ff)",
+                );
+            } else if let Some(j) = macs.insert(mac.to_ascii_lowercase(), i) {
+                let at = cx.line_no(&node_field(j, "mac"));
+                cx.error(
+                    &node_field(i, "mac"),
+                    format!("is also the MAC of {} ({})", node_name(c, j), at),
                 );
             }
-            if let Some(j) = macs.insert(mac.to_ascii_lowercase(), i) {
-                cx.error(f("mac"), mac, format!("{mac} is also node[{j}]'s MAC"));
-            }
         }
-        if !known_roles.iter().any(|r| r == &n.role) {
+        if !known_roles.contains(&n.role.as_str()) {
             cx.error(
-                f("role"),
-                &format!("\"{}\"", n.role),
-                format!(
-                    "unknown role {:?} (known: {})",
-                    n.role,
-                    known_roles.join(", ")
-                ),
+                &node_field(i, "role"),
+                format!("is not a role (known: {})", known_roles.join(", ")),
             );
         }
         for (d, disk) in n.disks.iter().enumerate() {
+            let at = |k| {
+                [
+                    Seg::Key("node"),
+                    Seg::Index(i),
+                    Seg::Key("disk"),
+                    Seg::Index(d),
+                    Seg::Key(k),
+                ]
+            };
             if !disk.device.starts_with("/dev/") {
-                cx.error(
-                    format!("node[{i}].disk[{d}].device"),
-                    &disk.device,
-                    "must be a /dev path",
-                );
+                cx.error(&at("device"), "must be a /dev path");
             }
             if !disk.mount.starts_with('/') || disk.mount == "/" {
-                cx.error(
-                    format!("node[{i}].disk[{d}].mount"),
-                    &disk.mount,
-                    "must be an absolute path other than /",
-                );
+                cx.error(&at("mount"), "must be an absolute path other than /");
             }
             if !matches!(disk.fs.as_str(), "xfs" | "ext4") {
-                cx.error(
-                    format!("node[{i}].disk[{d}].fs"),
-                    &disk.fs,
-                    "must be xfs or ext4",
-                );
+                cx.error(&at("fs"), "must be xfs or ext4");
             }
         }
     }
-    for role in c.roles.keys() {
-        if !known_roles.iter().any(|r| r == role) {
+    for (role, over) in &c.roles {
+        let Some(defaults) = roles.get(role) else {
             cx.error(
-                format!("roles.{role}"),
-                &format!("[roles.{role}]"),
-                format!("parameters for unknown role {role:?}"),
+                &[Seg::Key("roles"), Seg::Key(role)],
+                format!(
+                    "parameters for unknown role {role:?} (known: {})",
+                    known_roles.join(", ")
+                ),
             );
+            continue;
+        };
+        for (k, v) in over {
+            let at = [Seg::Key("roles"), Seg::Key(role), Seg::Key(k)];
+            match defaults.get(k) {
+                None => cx.error(
+                    &at,
+                    format!(
+                        "unknown parameter of role {role} (known: {})",
+                        defaults.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+                Some(old) if old.type_str() != v.type_str() => cx.error(
+                    &at,
+                    format!("must be a {}, not a {}", old.type_str(), v.type_str()),
+                ),
+                Some(_) => {}
+            }
         }
     }
 
+    let first_of = |role: &str| {
+        c.nodes
+            .iter()
+            .position(|n| n.role == role)
+            .map(|i| node_field(i, "role"))
+    };
     let masters = c.nodes_of("master").count();
     if masters == 0 {
-        cx.error(
-            "node",
-            "[[node]]",
-            "at least one node must have role \"master\"",
-        );
+        // Point at the first node, or at nothing if there is none.
+        let at = if c.nodes.is_empty() {
+            vec![Seg::Key("node")]
+        } else {
+            node_field(0, "role").to_vec()
+        };
+        cx.error(&at, "at least one node must have role \"master\"");
     } else if masters.is_multiple_of(2) {
+        let at = first_of("master").map(|a| a.to_vec()).unwrap_or_default();
         cx.warn(
-            "node",
-            "\"master\"",
-            format!("{masters} masters: etcd quorum tolerates no more failures than with {}; use an odd count", masters - 1),
+            &at,
+            format!(
+                "{masters} masters: etcd quorum tolerates no more failures than with {}; use \
+                 an odd count",
+                masters - 1
+            ),
         );
     }
     let slbs = c.nodes_of("slb").count();
     if slbs == 1 {
-        cx.warn(
-            "node",
-            "\"slb\"",
-            "only one slb node: the VIP has no failover",
-        );
+        let at = first_of("slb").map(|a| a.to_vec()).unwrap_or_default();
+        cx.warn(&at, "the only slb node: the VIP has no failover");
     }
     if slbs == 0 && masters > 0 {
         // kubeadm's controlPlaneEndpoint is VIP:6443; with no slb nothing holds the VIP, and
         // every join would wait for an endpoint that never answers.
         cx.error(
-            "vrrp.vip",
-            "vip",
+            &path("vrrp.vip"),
             "no slb node holds the VIP, which is the control-plane endpoint (vip:6443) every \
              master and worker joins through: add slb nodes",
         );
     }
+    if slbs > 10 {
+        // Priorities step down by 10 from 100: more would reach the floor and tie.
+        let at = first_of("slb").map(|a| a.to_vec()).unwrap_or_default();
+        cx.error(&at, format!("{slbs} slb nodes: at most 10 share one VIP"));
+    }
     let k = &c.kubernetes;
-    let v = k.version.strip_prefix('v').unwrap_or("");
-    if v.split('.').count() != 3
-        || !v
+    let kv = k.version.strip_prefix('v').unwrap_or("");
+    if kv.split('.').count() != 3
+        || !kv
             .split('.')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
     {
-        cx.error("kubernetes.version", &k.version, "must look like v1.29.3");
+        cx.error(&path("kubernetes.version"), "must look like v1.29.3");
     } else if k.version != super::K8S_VERSION {
         cx.warn(
-            "kubernetes.version",
-            &k.version,
+            &path("kubernetes.version"),
             format!(
-                "artifacts.lock pins the {} binaries; give a lock (--data DIR) with matching \
+                "artifacts.lock pins the {} binaries; give a lock (--lock FILE) with matching \
                  kubeadm, kubelet and kubectl pins",
                 super::K8S_VERSION
             ),
@@ -332,23 +474,24 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
     }
     if k.image_repository.is_empty() || k.image_repository.contains(char::is_whitespace) {
         cx.error(
-            "kubernetes.image_repository",
-            "image_repository",
+            &path("kubernetes.image_repository"),
             "must be a registry path such as registry.k8s.io",
         );
     }
     if !valid_dns_domain(&k.dns_domain) {
         cx.error(
-            "kubernetes.dns_domain",
-            "dns_domain",
+            &path("kubernetes.dns_domain"),
             "must be a DNS domain such as cluster.local",
         );
     }
     for (i, key) in c.access.ssh_authorized_keys.iter().enumerate() {
         if let Err(why) = check_ssh_key(key) {
             cx.error(
-                format!("access.ssh_authorized_keys[{i}]"),
-                key.get(..key.len().min(24)).unwrap_or(key),
+                &[
+                    Seg::Key("access"),
+                    Seg::Key("ssh_authorized_keys"),
+                    Seg::Index(i),
+                ],
                 why,
             );
         }
@@ -357,19 +500,13 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
         && !is_crypt_hash(h)
     {
         // Not quoted: it may be a plain password typed in by mistake.
-        cx.error(
-            "access.root_password_hash",
-            "root_password_hash",
+        cx.push(
+            Severity::Error,
+            &path("access.root_password_hash"),
+            Quote::Secret,
             "must be a crypt(3) hash such as `openssl passwd -6` or `mkpasswd -m yescrypt` print \
-             ($6$…, $5$…, $y$…), never a plain password",
-        );
-    }
-    if slbs > 10 {
-        // Priorities step down by 10 from 100: more would reach the floor and tie.
-        cx.error(
-            "node",
-            "\"slb\"",
-            format!("{slbs} slb nodes: at most 10 share one VIP"),
+             ($6$…, $5$…, $y$…), never a plain password"
+                .into(),
         );
     }
     cx.out.sort_by_key(|d| d.severity);
