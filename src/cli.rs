@@ -38,8 +38,9 @@ pub struct Global {
 pub enum Command {
     /// Write the default cluster file, commented, to start from
     Init(InitArgs),
-    /// Validate the cluster file and the layers, and explain what was found
-    Check,
+    /// Validate the cluster file and the layers, render every output `build` renders (all
+    /// nodes, all formats) and check it; whatever passes, `build` builds
+    Check(CheckArgs),
     /// Print the resolved plan of each node (layers, files and their sha256, what is skipped)
     Plan(PlanArgs),
     /// Render outputs (bundle, kickstart, cloud-init seed) for a role, a node or all nodes
@@ -105,8 +106,25 @@ pub struct InitArgs {
     pub force: bool,
 }
 
+/// Which artifacts.lock a command reads.
+#[derive(Debug, Args)]
+pub struct LockArg {
+    /// Lock file (default: <--data DIR>/artifacts.lock, else artifacts.lock beside the cluster
+    /// file, else the lock embedded in ezimg; never the current directory's)
+    #[arg(long, env = "EZIMG_LOCK", value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub lock: LockArg,
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub lock: LockArg,
     /// Only nodes of this role
     #[arg(long)]
     pub role: Option<String>,
@@ -131,9 +149,14 @@ pub enum Format {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("target").required(true).multiple(true).args(["role", "node", "all"])
+))]
 pub struct BuildArgs {
+    #[command(flatten)]
+    pub lock: LockArg,
     /// Role to build (all its nodes unless --node)
-    #[arg(long, required_unless_present_any = ["all", "node"], conflicts_with = "all")]
+    #[arg(long, conflicts_with = "all")]
     pub role: Option<String>,
     /// Only this node
     #[arg(long, conflicts_with = "all")]
@@ -182,7 +205,8 @@ pub struct CompletionsArgs {
 /// Which lock and cache the artifact commands use.
 #[derive(Debug, Args)]
 pub struct ArtifactStore {
-    /// Lock file (default: <data>/artifacts.lock, ./artifacts.lock, else the embedded lock)
+    /// Lock file (default: <--data DIR>/artifacts.lock, else artifacts.lock beside the cluster
+    /// file, else the lock embedded in ezimg; never the current directory's)
     #[arg(long, env = "EZIMG_LOCK", value_name = "FILE")]
     pub lock: Option<PathBuf>,
     /// Cache directory (default: $EZIMG_CACHE_DIR, else $XDG_CACHE_HOME/ezimg)

@@ -7,18 +7,19 @@ use anyhow::{Context, Result};
 
 use crate::artifact::mirror::Mirror;
 use crate::artifact::{Cache, FetchOptions, Lock};
-use crate::bundle::{self, ArtifactPin, Bundle};
+use crate::bundle::{self, ArtifactPin};
 use crate::cli::{
-    BuildArgs, CompletionsArgs, Format, Global, InitArgs, PlanArgs, RotateWhat, SecretsArgs,
-    SecretsCommand,
+    BuildArgs, CheckArgs, CompletionsArgs, Format, Global, InitArgs, LockArg, PlanArgs, RotateWhat,
+    SecretsArgs, SecretsCommand,
 };
 use crate::cluster::Os;
 use crate::cluster::{self, Loaded, Severity};
 use crate::data::DataTree;
-use crate::outdir::Staging;
-use crate::output::{BundleRef, NodeInput, cloudinit, kickstart, seed_fat, seed_iso};
+use crate::lint::BashSyntax;
+use crate::outdir::{Current, Kind, Staging};
 use crate::pins;
 use crate::plan::{self, Catalog, NodePlan};
+use crate::produce::{self, Job, Piece};
 use crate::secrets::{self, Store};
 
 /// Everything a command works from, loaded and validated once.
@@ -59,6 +60,13 @@ fn validated<'a>(inputs: &'a Inputs, quiet_warnings: bool) -> Result<Catalog<'a>
         );
     }
     Ok(catalog)
+}
+
+/// The lock by the one rule (`Lock::resolve`), said on stderr.
+fn resolve_lock(g: &Global, a: &LockArg) -> Result<Lock> {
+    let (lock, why) = Lock::resolve(a.lock.as_deref(), g.data.as_deref(), g.cluster.as_deref())?;
+    eprintln!("lock: {} ({why})", lock.describe());
+    Ok(lock)
 }
 
 pub fn init(a: &InitArgs) -> Result<()> {
@@ -115,20 +123,75 @@ fn ignore_store(cluster_file: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-pub fn check(g: &Global) -> Result<()> {
+/// The store `build` would use, to render with: the real one when it exists (so its problems
+/// show now), else a throwaway one made the same way (the first build makes the real one).
+fn check_store(g: &Global, loaded: &Loaded) -> Result<(Store, Option<tempfile::TempDir>)> {
+    let dir = secrets::locate(g.secrets.as_deref(), loaded);
+    if dir.exists() {
+        return Ok((secrets::load(&dir, loaded)?, None));
+    }
+    eprintln!(
+        "note: no secret store at {} yet: the first `ezimg build` creates it (checked with a \
+         throwaway one)",
+        dir.display()
+    );
+    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+    let (store, _) = secrets::open(
+        &tmp.path().join("store"),
+        loaded,
+        secrets::IfMissing::Create,
+    )?;
+    Ok((store, Some(tmp)))
+}
+
+pub fn check(g: &Global, a: &CheckArgs) -> Result<()> {
     let inputs = Inputs::load(g)?;
     let catalog = validated(&inputs, false)?;
     let c = &inputs.loaded.cluster;
-    // Planning every node proves every template renders and every layer resolves.
+    let lock = resolve_lock(g, &a.lock)?;
+    let (store, _tmp) = check_store(g, &inputs.loaded)?;
+    let cache = Cache::resolve(None)?;
+    let formats = [Format::Bundle, Format::Kickstart, Format::CloudInit];
+    let job = Job {
+        loaded: &inputs.loaded,
+        tree: &inputs.tree,
+        catalog: &catalog,
+        store: &store,
+        lock: &lock,
+        cache: &cache,
+        data_dir: g.data.as_deref(),
+        formats: &formats,
+        bundle_url: None,
+        artifacts_from: None,
+        fetch: None,
+    };
+    // Render every output of every node as `build --all` does, and look at nothing but errors.
+    let mut lint = BashSyntax::default();
     let mut skipped = 0usize;
     let mut applied_layers = std::collections::BTreeSet::new();
-    for node in &c.nodes {
-        let p = plan::plan_node(&catalog, &inputs.loaded, node)?;
-        skipped += p.layers.iter().filter(|l| l.skipped.is_some()).count();
-        applied_layers.extend(p.applied().map(|l| l.name.clone()));
+    let mut files = 0usize;
+    let mut missing = BTreeMap::new();
+    for role in c.roles_in_use() {
+        let r = produce::role(&job, &role, None, &mut lint, &mut |_p: Piece| {
+            files += 1;
+            Ok(())
+        })
+        .with_context(|| format!("role {role}"))?;
+        for p in &r.plans {
+            skipped += p.layers.iter().filter(|l| l.skipped.is_some()).count();
+            applied_layers.extend(p.applied().map(|l| l.name.clone()));
+        }
+        for key in r.missing {
+            missing
+                .entry(key)
+                .or_insert_with(Vec::new)
+                .push(role.clone());
+        }
     }
-    println!("{}: ok", inputs.loaded.origin());
-    println!(
+    let mut out = std::io::stdout().lock();
+    let mut say = |line: String| writeln!(out, "{line}").context("writing to standard output");
+    say(format!("{}: ok", inputs.loaded.origin()))?;
+    say(format!(
         "  cluster {} for {}: {} nodes, VIP {} ({} VRRP, router id {})",
         c.name,
         c.os,
@@ -139,26 +202,41 @@ pub fn check(g: &Global) -> Result<()> {
             cluster::VrrpMode::Unicast => "unicast",
         },
         c.vrrp.router_id
-    );
-    println!(
+    ))?;
+    say(format!(
         "  networks: nodes {} via {}, services {}, pods {} (disjoint)",
         c.network.cidr, c.network.gateway, c.network.service_cidr, c.network.pod_cidr
-    );
+    ))?;
     for role in c.roles_in_use() {
         let r = catalog.role(&role)?;
         let hosts: Vec<&str> = c.nodes_of(&role).map(|n| n.hostname.as_str()).collect();
-        println!(
-            "  role {role}: {} ({} layers) on {}",
+        say(format!(
+            "  role {role}: {} ({} layers), {} node(s): {}",
             r.description,
             r.layers.len(),
-            hosts.join(", ")
-        );
+            hosts.len(),
+            abbreviate(&hosts)
+        ))?;
     }
-    println!(
+    say(format!(
         "  data: {} ({} layers); {skipped} layer/node pairs skipped (see `ezimg plan`)",
         inputs.tree.origin,
         catalog.layers.len()
-    );
+    ))?;
+    say(format!(
+        "  rendered {files} output files (bundles, kickstart, cloud-init seeds) of every node; \
+         step and bootstrap scripts pass bash -n"
+    ))?;
+    say(format!("  lock: {}", lock.describe()))?;
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.keys().map(|(n, _)| n.as_str()).collect();
+        say(format!(
+            "  {} artifact(s) not at hand: {} (`build` lists why and refuses without --fetch \
+             or --allow-incomplete)",
+            names.len(),
+            names.join(", ")
+        ))?;
+    }
     // Seed flags a layer leaves out on purpose: said here so no departure is silent.
     for name in &applied_layers {
         let Some(layer) = catalog.layers.get(name) else {
@@ -170,13 +248,27 @@ pub fn check(g: &Global) -> Result<()> {
             } else {
                 format!(" (seed {})", d.seed)
             };
-            println!(
+            say(format!(
                 "  seed flag left out by layer {name}: {} {}{seed}: {}",
                 d.component, d.flag, d.reason
-            );
+            ))?;
         }
     }
     Ok(())
+}
+
+/// `a, b, c` for a few names; `a, b, … (N more), z` for many, so 300 nodes stay one short line.
+fn abbreviate(names: &[&str]) -> String {
+    const SHOWN: usize = 6;
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    format!(
+        "{}, … ({} more), {}",
+        names[..SHOWN - 1].join(", "),
+        names.len() - SHOWN,
+        names[names.len() - 1]
+    )
 }
 
 fn print_plan_text(p: &NodePlan, out: &mut impl Write) -> std::io::Result<()> {
@@ -230,10 +322,14 @@ pub fn plan(g: &Global, a: &PlanArgs) -> Result<()> {
     let inputs = Inputs::load(g)?;
     let catalog = validated(&inputs, true)?;
     let nodes = plan::select_nodes(&inputs.loaded.cluster, a.role.as_deref(), a.node.as_deref())?;
-    let plans = nodes
+    let lock = resolve_lock(g, &a.lock)?;
+    let mut plans = nodes
         .iter()
         .map(|n| plan::plan_node(&catalog, &inputs.loaded, n))
         .collect::<Result<Vec<_>>>()?;
+    for p in &mut plans {
+        p.lock = Some(lock.describe());
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if a.json {
@@ -355,109 +451,47 @@ pub fn secrets(g: &Global, a: &SecretsArgs) -> Result<()> {
     Ok(())
 }
 
-/// What every role of one `ezimg build` shares.
-struct BuildCtx<'a> {
-    inputs: &'a Inputs,
-    catalog: &'a Catalog<'a>,
-    lock: &'a Lock,
-    args: &'a BuildArgs,
-    staging: &'a Staging,
-    store: &'a Store,
-}
-
-/// Render the requested outputs for the selected nodes into the staging folder.
-/// A qcow2 bake `build_role` leaves for later: bakes of several roles run side by side.
+/// A qcow2 bake `build` leaves for after rendering: bakes of several roles run side by side.
 struct PendingBake {
     role: String,
     bundle: Vec<u8>,
     plans: Vec<NodePlan>,
+    rel: String,
     dest: std::path::PathBuf,
 }
 
-/// What a node of `role` could not get: artifacts with no digest, stage outputs not built, files
-/// neither in the cache nor fetched. Files found in the cache join `resolved.files`, so the
-/// build exports them beside the bundle.
-fn missing_artifacts(
-    role: &str,
-    lock: &Lock,
-    cache: &Cache,
-    a: &BuildArgs,
-    resolved: &mut pins::Resolved,
-) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for (name, pin) in &resolved.pins {
-        if resolved.files.contains_key(name) {
-            continue;
-        }
-        let stage = name.ends_with(pins::STAGE_SUFFIX);
-        let Some(_) = &pin.sha256 else {
-            out.push((
-                name.clone(),
-                if stage {
-                    format!(
-                        "the build stage's output is not built (`ezimg build --role {role} \
-                         --fetch` compiles it)"
-                    )
-                } else {
-                    format!(
-                        "no digest pinned, upstream publishes none (`ezimg lock {name}` on a \
-                         machine that reaches it, or `--mirror`)"
-                    )
-                },
-            ));
-            continue;
-        };
-        if let Some(p) = lock.find(name).and_then(|art| cache.lookup(art)) {
-            resolved.files.insert(name.clone(), p);
-            continue;
-        }
-        // The operator serves artifacts from elsewhere: the node fetches and verifies them.
-        if a.artifacts_from
-            .as_deref()
-            .is_some_and(|f| f.starts_with("http"))
-        {
-            continue;
-        }
-        out.push((
-            name.clone(),
-            format!(
-                "{} is not in the verified cache (`ezimg fetch {name}`, or `build --fetch \
-                 [--mirror URL|DIR]`)",
-                pin.file
-            ),
-        ));
+/// What `build` was asked for: the roles, and one node of them or all.
+fn targets<'a>(
+    c: &'a cluster::Cluster,
+    catalog: &Catalog,
+    a: &'a BuildArgs,
+) -> Result<(Vec<String>, Option<&'a str>)> {
+    if a.all {
+        return Ok((c.roles_in_use(), None));
     }
-    out
+    if let Some(n) = &a.node {
+        let node = plan::select_nodes(c, a.role.as_deref(), Some(n))?[0];
+        return Ok((vec![node.role.clone()], Some(n.as_str())));
+    }
+    let r = a.role.as_deref().context(
+        "say what to build: --role ROLE (its nodes), --node HOSTNAME (one node) or --all",
+    )?;
+    catalog.role(r)?;
+    plan::select_nodes(c, Some(r), None)?;
+    Ok((vec![r.to_string()], None))
 }
 
-fn build_role(
-    cx: &BuildCtx,
-    role: &str,
-    only: Option<&str>,
-    commit: &mut Vec<String>,
-    bakes: &mut Vec<PendingBake>,
-    incomplete: &mut BTreeMap<(String, String), Vec<String>>,
-    built: &mut Vec<String>,
-) -> Result<()> {
-    let BuildCtx {
-        inputs,
-        catalog,
-        lock,
-        args: a,
-        staging,
-        store,
-    } = *cx;
+pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
+    let inputs = Inputs::load(g)?;
+    let catalog = validated(&inputs, true)?;
     let c = &inputs.loaded.cluster;
-    let role_nodes: Vec<_> = c.nodes_of(role).collect();
-    let plans = role_nodes
-        .iter()
-        .map(|n| plan::plan_node(catalog, &inputs.loaded, n))
-        .collect::<Result<Vec<_>>>()?;
-    let mut needed: Vec<String> = plans.iter().flat_map(NodePlan::artifacts).collect();
-    needed.sort();
-    needed.dedup();
+    let (roles, only) = targets(c, &catalog, a)?;
+    let lock = resolve_lock(g, &a.lock)?;
+    // --out first: a build it refuses creates no secret store.
+    let mut staging = Staging::new(&a.out, &c.name)?;
+    let store = build_store(g, &inputs.loaded)?;
     let cache = Cache::resolve(None)?;
-    let fetch = a.fetch.then(|| -> Result<FetchOptions> {
+    let fetch = if a.fetch {
         let mut o = FetchOptions::new(cache.clone());
         o.allow_unverified = a.allow_unverified;
         o.mirrors = a
@@ -465,159 +499,94 @@ fn build_role(
             .iter()
             .map(|m| m.parse())
             .collect::<Result<Vec<Mirror>>>()?;
-        Ok(o)
-    });
-    let fetch = fetch.transpose()?;
-    let getter = fetch.as_ref().map(|f| pins::Getter { fetch: f });
-    let resolved = pins::resolve(
-        lock,
-        &cache,
-        inputs.data_dir.as_deref(),
-        c.os,
-        &needed,
-        getter.as_ref(),
-    )?;
-    let mut resolved = resolved;
-    for key in missing_artifacts(role, lock, &cache, a, &mut resolved) {
-        incomplete.entry(key).or_default().push(role.to_string());
-    }
-    if !resolved.files.is_empty() {
-        let rel = format!("{role}/artifacts");
-        pins::export_files(&resolved, &staging.path(&rel))?;
-        if only.is_some() {
-            commit.push(rel);
-        }
-    }
-    let pins = resolved.pins;
-    let b: Bundle = bundle::build(role, &plans, &pins)?;
-    if a.format.contains(&Format::Bundle) {
-        let rel = format!("{role}/{}", b.file_name);
-        bundle::write_file(&staging.path(&rel), &b.bytes)?;
-        bundle::write_file(
-            &staging.path(&format!("{rel}.sha256")),
-            bundle::sha256_line(&b.sha256, &b.file_name).as_bytes(),
-        )?;
-        if only.is_some() {
-            commit.push(rel.clone());
-            commit.push(format!("{rel}.sha256"));
-        }
-        built.push(format!("built {rel} (sha256 {})", b.sha256));
-    }
-    if a.format.contains(&Format::Qcow2) {
-        let rel = format!("{role}/ezimg-{role}.qcow2");
-        bakes.push(PendingBake {
-            role: role.to_string(),
-            bundle: b.bytes.clone(),
-            plans: plans.clone(),
-            dest: staging.path(&rel),
-        });
-        if only.is_some() {
-            commit.extend([rel.clone(), format!("{rel}.json"), format!("{rel}.sha256")]);
-        }
-    }
-    let bref = BundleRef {
-        file_name: b.file_name.clone(),
-        sha256: b.sha256.clone(),
-        bytes: b.bytes.clone(),
-        url: a.bundle_url.clone(),
-    };
-    for (node, p) in role_nodes.iter().zip(&plans) {
-        if only.is_some_and(|o| o != node.hostname) {
-            continue;
-        }
-        let input = NodeInput {
-            cluster: c,
-            node,
-            plan: p,
-            bundle: &bref,
-            secrets: node_secrets(store, p)?,
-            artifacts_from: a.artifacts_from.clone(),
-        };
-        let dir = format!("{role}/{}", node.hostname);
-        if a.format.contains(&Format::Kickstart) {
-            if c.os == Os::Debian12 {
-                if node.hostname == role_nodes[0].hostname {
-                    eprintln!(
-                        "note: no kickstart for debian12 (kickstart is for el7/el9); use the cloud-init seed"
-                    );
-                }
-            } else {
-                let ks = kickstart::render(&inputs.tree, &input)
-                    .with_context(|| format!("kickstart for {}", node.hostname))?;
-                bundle::write_private(&staging.path(&format!("{dir}/ks.cfg")), ks.as_bytes())?;
-            }
-        }
-        if a.format.contains(&Format::CloudInit) {
-            let seed = cloudinit::render(&input)
-                .with_context(|| format!("cloud-init seed for {}", node.hostname))?;
-            for (name, bytes) in seed.files() {
-                bundle::write_private(&staging.path(&format!("{dir}/seed/{name}")), bytes)?;
-            }
-            seed_fat::write(&seed.files(), &staging.path(&format!("{dir}/seed.img")))?;
-            seed_iso::write(&seed.files(), &staging.path(&format!("{dir}/seed.iso")))?;
-        }
-        if only.is_some() {
-            commit.push(dir);
-        }
-    }
-    if only.is_none() {
-        commit.push(role.to_string());
-    }
-    Ok(())
-}
-
-pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
-    let inputs = Inputs::load(g)?;
-    let catalog = validated(&inputs, true)?;
-    let c = &inputs.loaded.cluster;
-    let (roles, only): (Vec<String>, Option<&str>) = if a.all {
-        (c.roles_in_use(), None)
-    } else if let Some(n) = &a.node {
-        let node = plan::select_nodes(c, a.role.as_deref(), Some(n))?[0];
-        (vec![node.role.clone()], Some(n.as_str()))
+        Some(o)
     } else {
-        let r = a
-            .role
-            .as_deref()
-            .context("--role, --node or --all is required")?;
-        catalog.role(r)?;
-        plan::select_nodes(c, Some(r), None)?;
-        (vec![r.to_string()], None)
+        None
     };
-    let lock = Lock::discover(None, g.data.as_deref())?;
-    let store = build_store(g, &inputs.loaded)?;
-    let staging = Staging::new(&a.out)?;
-    let mut commit = Vec::new();
-    let cx = BuildCtx {
-        inputs: &inputs,
+    let job = Job {
+        loaded: &inputs.loaded,
+        tree: &inputs.tree,
         catalog: &catalog,
-        lock: &lock,
-        args: a,
-        staging: &staging,
         store: &store,
+        lock: &lock,
+        cache: &cache,
+        data_dir: g.data.as_deref(),
+        formats: &a.format,
+        bundle_url: a.bundle_url.clone(),
+        artifacts_from: a.artifacts_from.clone(),
+        fetch: fetch.as_ref(),
     };
+    let mut lint = BashSyntax::default();
     let mut bakes = Vec::new();
     let mut incomplete = BTreeMap::new();
     let mut built = Vec::new();
+    if c.os == Os::Debian12 && a.format.contains(&Format::Kickstart) {
+        eprintln!(
+            "note: no kickstart for debian12 (kickstart is for el7/el9); use the cloud-init seed"
+        );
+    }
     for role in &roles {
-        build_role(
-            &cx,
-            role,
-            only,
-            &mut commit,
-            &mut bakes,
-            &mut incomplete,
-            &mut built,
-        )
-        .with_context(|| format!("building role {role}"))?;
+        // This build answers for the formats it was asked for, for the nodes it renders: what
+        // it no longer makes there (a kickstart once the OS is debian12) goes.
+        for n in c
+            .nodes_of(role)
+            .filter(|n| only.is_none_or(|o| o == n.hostname))
+        {
+            for f in &a.format {
+                if let Some(owner) = produce::node_owner(role, &n.hostname, *f) {
+                    staging.responsible_for(owner);
+                }
+            }
+        }
+        for (f, kind) in [(Format::Bundle, Kind::Bundle), (Format::Qcow2, Kind::Qcow2)] {
+            if a.format.contains(&f) {
+                staging.responsible_for(produce::role_owner(role, kind));
+            }
+        }
+        let mut sink = |p: Piece| -> Result<()> {
+            let path = staging.path(&p.rel);
+            if p.private {
+                bundle::write_private(&path, p.bytes)?;
+            } else {
+                bundle::write_file(&path, p.bytes)?;
+            }
+            staging.produced(&p.rel, p.owner);
+            Ok(())
+        };
+        let r = produce::role(&job, role, only, &mut lint, &mut sink)
+            .with_context(|| format!("building role {role}"))?;
+        for key in r.missing {
+            incomplete
+                .entry(key)
+                .or_insert_with(Vec::new)
+                .push(role.clone());
+        }
+        if !r.resolved.files.is_empty() {
+            let rel = format!("{role}/artifacts");
+            pins::export_files(&r.resolved, &staging.path(&rel))
+                .with_context(|| format!("building role {role}"))?;
+            staging.produced(&rel, produce::role_owner(role, Kind::Artifacts));
+        }
+        if a.format.contains(&Format::Bundle) {
+            built.push(format!(
+                "built {role}/{} (sha256 {})",
+                r.bundle.file_name, r.bundle.sha256
+            ));
+        }
+        if a.format.contains(&Format::Qcow2) {
+            let rel = format!("{role}/ezimg-{role}.qcow2");
+            bakes.push(PendingBake {
+                role: role.to_string(),
+                bundle: r.bundle.bytes,
+                plans: r.plans,
+                dest: staging.path(&rel),
+                rel,
+            });
+        }
     }
     // Outputs that would fail on the node are not written unless asked for (and then said).
     if !incomplete.is_empty() {
-        let list = incomplete
-            .iter()
-            .map(|((name, why), roles)| format!("{name} (roles {}): {why}", roles.join(", ")))
-            .collect::<Vec<_>>()
-            .join("\n  ");
+        let list = produce::missing_lines(&incomplete);
         if !a.allow_incomplete {
             anyhow::bail!(
                 "{} artifact(s) the nodes need are missing; nothing was written:\n  {list}\n\
@@ -632,10 +601,28 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
         );
     }
     run_bakes(&bakes)?;
-    commit.retain(|rel| staging.path(rel).exists());
-    staging.commit(&commit)?;
+    for b in &bakes {
+        for rel in [
+            b.rel.clone(),
+            format!("{}.json", b.rel),
+            format!("{}.sha256", b.rel),
+        ] {
+            staging.produced(&rel, produce::role_owner(&b.role, Kind::Qcow2));
+        }
+    }
+    let current = Current {
+        nodes: c
+            .nodes
+            .iter()
+            .map(|n| (n.hostname.as_str(), n.role.as_str()))
+            .collect(),
+    };
+    let removed = staging.commit(&current)?;
     for b in built {
         eprintln!("{b}");
+    }
+    for r in removed {
+        eprintln!("{r}");
     }
     eprintln!("outputs in {}", a.out.display());
     Ok(())

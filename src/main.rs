@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Init(a) => ezimg::commands::init(a),
-        Command::Check => ezimg::commands::check(&cli.global),
+        Command::Check(a) => ezimg::commands::check(&cli.global, a),
         Command::Plan(a) => ezimg::commands::plan(&cli.global, a),
         Command::Build(a) => ezimg::commands::build(&cli.global, a),
         Command::Completions(a) => ezimg::commands::completions(a),

@@ -1,9 +1,82 @@
-//! Atomic output: build into a staging folder inside `--out`, then swap each finished piece in
-//! with a rename, so a failed build leaves `--out` as it was.
+//! `--out`: builds write into a staging folder inside it, then each role folder they touch is
+//! swapped in with a rename, so a failed build leaves `--out` as it was.
+//!
+//! A build replaces exactly what it produces: the new role folder is the old one (hard links)
+//! minus what this build is responsible for, plus what it wrote. `ezimg-outputs.json` records
+//! every file ezimg wrote and for which role, node and format, so that a later build can tell
+//! its own files from the operator's and remove the outputs of nodes and roles that left the
+//! cluster: their ks.cfg and seeds hold secrets.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::sha256_hex;
+
+/// The manifest's file name in `--out`.
+pub const MANIFEST: &str = "ezimg-outputs.json";
+const MANIFEST_VERSION: u32 = 1;
+
+/// What kind of output a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Bundle,
+    Kickstart,
+    CloudInit,
+    Qcow2,
+    Artifacts,
+}
+
+/// Who a file belongs to: a role's (bundle, image, artifacts) or one node's (ks.cfg, seed).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Owner {
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    owner: Owner,
+    sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    ezimg_outputs: u32,
+    cluster: String,
+    /// Path relative to `--out` -> what it is.
+    files: BTreeMap<String, Record>,
+}
+
+/// The cluster as it is now, to tell which recorded outputs are stale.
+pub struct Current<'a> {
+    /// Hostname -> role of every node.
+    pub nodes: BTreeMap<&'a str, &'a str>,
+}
+
+impl Current<'_> {
+    /// Why `owner`'s outputs no longer belong to the cluster, if so.
+    fn stale(&self, owner: &Owner) -> Option<String> {
+        match &owner.node {
+            Some(n) => match self.nodes.get(n.as_str()) {
+                None => Some(format!("node {n} is no longer in the cluster")),
+                Some(r) if *r != owner.role => {
+                    Some(format!("node {n} now has role {r}, not {}", owner.role))
+                }
+                Some(_) => None,
+            },
+            None => (!self.nodes.values().any(|r| *r == owner.role))
+                .then(|| format!("role {} has no node in the cluster", owner.role)),
+        }
+    }
+}
 
 pub struct Staging {
     out: PathBuf,
@@ -11,14 +84,67 @@ pub struct Staging {
     done: bool,
     /// `out` did not exist before: a failed build removes it again (if still empty).
     made_out: bool,
+    old: Manifest,
+    /// Files (or folders) written into staging, with their owner.
+    produced: Vec<(String, Owner)>,
+    /// What this build is responsible for: recorded files of these owners that it does not
+    /// write again are removed.
+    scope: BTreeSet<Owner>,
+}
+
+fn read_manifest(path: &Path, cluster: &str) -> Result<Manifest> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Manifest {
+                ezimg_outputs: MANIFEST_VERSION,
+                cluster: cluster.to_string(),
+                files: BTreeMap::new(),
+            });
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let m: Manifest = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not an ezimg output manifest (move it away, or use another --out)",
+            path.display()
+        )
+    })?;
+    if m.ezimg_outputs != MANIFEST_VERSION {
+        anyhow::bail!(
+            "{}: manifest version {} is not supported (this ezimg writes {MANIFEST_VERSION})",
+            path.display(),
+            m.ezimg_outputs
+        );
+    }
+    if m.cluster != cluster {
+        anyhow::bail!(
+            "{} holds the outputs of cluster {:?}, not {cluster:?} ({}): build each cluster \
+             into its own --out",
+            path.parent().unwrap_or(path).display(),
+            m.cluster,
+            path.display()
+        );
+    }
+    Ok(m)
 }
 
 impl Staging {
-    /// Create `out` if needed and a fresh staging folder in it (same filesystem: renames are atomic).
-    pub fn new(out: &Path) -> Result<Self> {
+    /// Create `out` if needed and a fresh staging folder in it (same filesystem: renames are
+    /// atomic). Refuses an `out` that holds another cluster's outputs.
+    pub fn new(out: &Path, cluster: &str) -> Result<Self> {
         let made_out = !out.exists();
         std::fs::create_dir_all(out)
             .with_context(|| format!("creating output directory {}", out.display()))?;
+        let old = match read_manifest(&out.join(MANIFEST), cluster) {
+            Ok(m) => m,
+            Err(e) => {
+                if made_out {
+                    let _ = std::fs::remove_dir(out);
+                }
+                return Err(e);
+            }
+        };
         let dir = tempfile::Builder::new()
             .prefix(".ezimg-staging-")
             .tempdir_in(out)
@@ -29,6 +155,9 @@ impl Staging {
             dir,
             done: false,
             made_out,
+            old,
+            produced: Vec::new(),
+            scope: BTreeSet::new(),
         })
     }
 
@@ -37,32 +166,149 @@ impl Staging {
         self.dir.join(rel)
     }
 
-    /// Move every staged `rel` (file or folder) over its counterpart in `out`.
-    pub fn commit(mut self, rels: &[String]) -> Result<()> {
-        for rel in rels {
-            let src = self.dir.join(rel);
-            let dst = self.out.join(rel);
-            if let Some(p) = dst.parent() {
-                std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    /// Say that `rel` (a file or a folder, under `<role>/`) was written for `owner`.
+    pub fn produced(&mut self, rel: &str, owner: Owner) {
+        self.scope.insert(owner.clone());
+        self.produced.push((rel.to_string(), owner));
+    }
+
+    /// Say that this build is responsible for `owner`'s outputs even if it writes none (a
+    /// kickstart no longer made for a debian12 node is removed).
+    pub fn responsible_for(&mut self, owner: Owner) {
+        self.scope.insert(owner);
+    }
+
+    /// Swap every touched role folder in and write the manifest. Returns one line per stale
+    /// output removed (for nodes and roles that left the cluster).
+    pub fn commit(mut self, current: &Current) -> Result<Vec<String>> {
+        let mut files = self.old.files.clone();
+        let mut remove: BTreeSet<String> = BTreeSet::new();
+        let mut stale: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (rel, rec) in &self.old.files {
+            if let Some(why) = current.stale(&rec.owner) {
+                stale.entry(why).or_default().push(rel.clone());
+            } else if !self.scope.contains(&rec.owner) {
+                continue;
             }
-            let old = self.dir.join(format!(".old-{}", rel.replace('/', "_")));
-            let had_old = dst.exists();
-            if had_old {
-                std::fs::rename(&dst, &old)
-                    .with_context(|| format!("moving aside {}", dst.display()))?;
-            }
-            std::fs::rename(&src, &dst)
-                .with_context(|| format!("moving {} into place", dst.display()))?;
-            if had_old {
-                remove(&old)?;
+            remove.insert(rel.clone());
+            files.remove(rel);
+        }
+        for (rel, owner) in &self.produced {
+            for f in files_in(&self.dir, rel)? {
+                let bytes =
+                    std::fs::read(self.dir.join(&f)).with_context(|| format!("reading {f}"))?;
+                files.insert(
+                    f,
+                    Record {
+                        owner: owner.clone(),
+                        sha256: sha256_hex(&bytes),
+                    },
+                );
             }
         }
+        let mut tops: BTreeSet<String> = BTreeSet::new();
+        for rel in remove.iter().chain(self.produced.iter().map(|(r, _)| r)) {
+            tops.insert(rel.split('/').next().unwrap_or(rel).to_string());
+        }
+        for top in &tops {
+            self.swap(top, &remove)?;
+        }
+        let m = Manifest {
+            ezimg_outputs: MANIFEST_VERSION,
+            cluster: self.old.cluster.clone(),
+            files,
+        };
+        let mut json = serde_json::to_vec_pretty(&m).context("serializing the manifest")?;
+        json.push(b'\n');
+        let tmp = self.dir.join(MANIFEST);
+        std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+        let dst = self.out.join(MANIFEST);
+        std::fs::rename(&tmp, &dst)
+            .with_context(|| format!("moving {} into place", dst.display()))?;
         self.done = true;
-        remove(&self.dir)
+        remove_path(&self.dir)?;
+        Ok(stale
+            .into_iter()
+            .map(|(why, rels)| {
+                format!(
+                    "removed {} output(s) ({why}; they held its secrets): {}",
+                    rels.len(),
+                    rels.join(", ")
+                )
+            })
+            .collect())
+    }
+
+    /// Make `staging/top` the new `out/top`: keep every old file this build does not write or
+    /// remove, then rename it into place.
+    fn swap(&self, top: &str, remove: &BTreeSet<String>) -> Result<()> {
+        let old_dir = self.out.join(top);
+        let new_dir = self.dir.join(top);
+        if old_dir.is_dir() {
+            for rel in files_in(&self.out, top)? {
+                let dst = self.dir.join(&rel);
+                if remove.contains(&rel) || dst.exists() {
+                    continue;
+                }
+                if let Some(p) = dst.parent() {
+                    std::fs::create_dir_all(p)
+                        .with_context(|| format!("creating {}", p.display()))?;
+                }
+                let src = self.out.join(&rel);
+                if std::fs::hard_link(&src, &dst).is_err() {
+                    std::fs::copy(&src, &dst).with_context(|| {
+                        format!("copying {} to {}", src.display(), dst.display())
+                    })?;
+                }
+            }
+        }
+        let aside = self.dir.join(format!(".old-{top}"));
+        if old_dir.exists() {
+            std::fs::rename(&old_dir, &aside)
+                .with_context(|| format!("moving aside {}", old_dir.display()))?;
+        }
+        if new_dir.exists() {
+            std::fs::rename(&new_dir, &old_dir)
+                .with_context(|| format!("moving {} into place", old_dir.display()))?;
+        }
+        if aside.exists() {
+            remove_path(&aside)?;
+        }
+        Ok(())
     }
 }
 
-fn remove(p: &Path) -> Result<()> {
+/// Files under `root/rel` (or `rel` itself when it is a file), as paths relative to `root`.
+fn files_in(root: &Path, rel: &str) -> Result<Vec<String>> {
+    let start = root.join(rel);
+    let meta = std::fs::symlink_metadata(&start)
+        .with_context(|| format!("reading {}", start.display()))?;
+    if !meta.is_dir() {
+        return Ok(vec![rel.to_string()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![rel.to_string()];
+    while let Some(d) = stack.pop() {
+        let p = root.join(&d);
+        for e in std::fs::read_dir(&p).with_context(|| format!("reading {}", p.display()))? {
+            let e = e.with_context(|| format!("reading {}", p.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = format!("{d}/{name}");
+            let ft = e
+                .file_type()
+                .with_context(|| format!("inspecting {}", e.path().display()))?;
+            if ft.is_dir() {
+                stack.push(child);
+            } else {
+                out.push(child);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn remove_path(p: &Path) -> Result<()> {
     let r = if p.is_dir() {
         std::fs::remove_dir_all(p)
     } else {

@@ -68,6 +68,9 @@ pub struct NodePlan {
     pub ip: String,
     pub params: serde_json::Value,
     pub layers: Vec<LayerPlan>,
+    /// The artifacts.lock the outputs pin from (`ezimg plan`: where it is and its sha256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
 }
 
 impl NodePlan {
@@ -404,6 +407,7 @@ pub fn plan_node(catalog: &Catalog, loaded: &Loaded, node: &Node) -> Result<Node
         ip: node.ip.to_string(),
         params: serde_json::to_value(&params).context("serializing role params")?,
         layers,
+        lock: None,
     })
 }
 

@@ -376,7 +376,11 @@ fn bad_cluster_files_are_located_exactly_and_leave_out_untouched() {
     let before = snapshot(&out);
     for (n, case) in cases.iter().enumerate() {
         let base = default_cluster();
-        assert!(base.contains(case.from), "case {n}: {:?} not in the default", case.from);
+        assert!(
+            base.contains(case.from),
+            "case {n}: {:?} not in the default",
+            case.from
+        );
         let mut text = base.replacen(case.from, case.to, 1);
         // The no-master case turns every master into a worker; the no-slb case every slb.
         if case.why.contains("must have role \"master\"") {
@@ -390,11 +394,18 @@ fn bad_cluster_files_are_located_exactly_and_leave_out_untouched() {
         let marked = text[start + '«'.len_utf8()..end].to_string();
         let before_mark = &text[..start];
         let line = before_mark.matches('\n').count() + 1;
-        let col = before_mark.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let col = before_mark
+            .rsplit('\n')
+            .next()
+            .map_or(0, |l| l.chars().count())
+            + 1;
         let text = text.replace(['«', '»'], "");
         let f = write(d.path(), "cluster.toml", &text);
         let place = format!("{}:{line}:{col}: ", f.display());
-        let heading = match (case.field.is_empty(), case.secret || case.key || marked.is_empty()) {
+        let heading = match (
+            case.field.is_empty(),
+            case.secret || case.key || marked.is_empty(),
+        ) {
             (true, _) => place.clone(),
             (false, true) => format!("{place}{}: ", case.field),
             (false, false) => format!("{place}{} = {marked}: ", case.field),
@@ -412,7 +423,11 @@ fn bad_cluster_files_are_located_exactly_and_leave_out_untouched() {
                 .lines()
                 .find(|l| l.contains(&heading))
                 .unwrap_or_else(|| panic!("case {n} ({cmd}): no line with {heading:?}:\n{stderr}"));
-            assert!(hit.contains(case.why), "case {n} ({cmd}): {hit:?} lacks {:?}", case.why);
+            assert!(
+                hit.contains(case.why),
+                "case {n} ({cmd}): {hit:?} lacks {:?}",
+                case.why
+            );
             if case.secret {
                 assert!(
                     !stderr.contains(&marked[1..marked.len() - 1]),
@@ -954,4 +969,329 @@ fn a_closed_stdout_is_a_quiet_exit() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
     }
+}
+
+/// A cluster file in a folder of its own (its secret store lands beside it), an --out and an
+/// artifact cache there too.
+struct Site {
+    dir: tempfile::TempDir,
+    cluster: PathBuf,
+    out: PathBuf,
+    cache: PathBuf,
+}
+
+impl Site {
+    fn new(text: &str) -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cluster = write(dir.path(), "cluster.toml", text);
+        let out = dir.path().join("out");
+        let cache = dir.path().join("cache");
+        Site {
+            dir,
+            cluster,
+            out,
+            cache,
+        }
+    }
+    fn set_cluster(&self, text: &str) {
+        std::fs::write(&self.cluster, text).expect("write cluster file");
+    }
+    fn ezimg(&self, args: &[&str]) -> Command {
+        // The subcommand, then the cluster file, then the rest (the caller may add a value).
+        let mut c = ezimg();
+        c.env("EZIMG_CACHE_DIR", &self.cache)
+            .args(&args[..1])
+            .arg("-c")
+            .arg(&self.cluster)
+            .args(&args[1..]);
+        c
+    }
+    fn build(&self, args: &[&str]) -> Out {
+        let o = run(self
+            .ezimg(&[&["build"], args].concat())
+            .arg("--out")
+            .arg(&self.out));
+        assert!(o.ok, "build {args:?}: {}", o.stderr);
+        o
+    }
+    fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.out.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+    fn tamper(&self, rel: &str) {
+        std::fs::write(self.out.join(rel), "tampered").expect("tamper");
+    }
+}
+
+/// The manifest lists exactly the files ezimg wrote: all that is in --out but the manifest
+/// itself and `extra` (the operator's).
+fn assert_manifest_matches(out: &Path, extra: &[&str]) {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("ezimg-outputs.json")).expect("manifest"))
+            .expect("manifest is JSON");
+    let listed: Vec<String> = m["files"]
+        .as_object()
+        .expect("files")
+        .keys()
+        .cloned()
+        .collect();
+    let mut on_disk: Vec<String> = files_under(out)
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p != "ezimg-outputs.json" && !extra.contains(&p.as_str()))
+        .collect();
+    on_disk.sort();
+    assert_eq!(listed, on_disk, "manifest and --out differ");
+}
+
+/// Each format alone replaces that format's files of the nodes it builds, and nothing else.
+#[test]
+fn partial_rebuilds_replace_exactly_what_they_produce() {
+    let s = Site::new(&default_cluster());
+    s.build(&["--all"]);
+    let full = snapshot(&s.out);
+    std::fs::write(s.out.join("slb/NOTES"), "the operator's").expect("write");
+    let ks = "worker/worker-02/ks.cfg";
+    let seed = [
+        "worker/worker-02/seed/user-data",
+        "worker/worker-02/seed.img",
+    ];
+    let original = |rel: &str| {
+        full.iter()
+            .find(|(p, _)| p == Path::new(rel))
+            .map(|(_, b)| b.clone())
+            .unwrap_or_else(|| panic!("{rel} not built"))
+    };
+
+    // cloud-init alone: the seed is written again, the ks.cfg is left as it is.
+    s.tamper(ks);
+    for f in seed {
+        s.tamper(f);
+    }
+    s.build(&["--node", "worker-02", "--format", "cloud-init"]);
+    assert_eq!(s.read(ks), b"tampered", "cloud-init build touched ks.cfg");
+    for f in seed {
+        assert_eq!(s.read(f), original(f), "{f} not rebuilt");
+    }
+    // kickstart alone: the other way round.
+    for f in seed {
+        s.tamper(f);
+    }
+    s.build(&["--node", "worker-02", "--format", "kickstart"]);
+    assert_eq!(s.read(ks), original(ks));
+    for f in seed {
+        assert_eq!(s.read(f), b"tampered", "kickstart build touched {f}");
+    }
+    // The bundle alone: the role's bundle, no node file.
+    let bundle = "slb/ezimg-slb-bundle.tar.gz";
+    s.tamper(bundle);
+    s.tamper("slb/slb-01/ks.cfg");
+    s.build(&["--role", "slb", "--format", "bundle"]);
+    assert_eq!(s.read(bundle), original(bundle));
+    assert_eq!(s.read("slb/slb-01/ks.cfg"), b"tampered");
+    // A full build again gives the first build's bytes; the operator's file stays.
+    s.build(&["--all"]);
+    let mut again = snapshot(&s.out);
+    again.retain(|(p, _)| p != Path::new("slb/NOTES"));
+    assert_eq!(again, full);
+    assert_eq!(s.read("slb/NOTES"), b"the operator's");
+    assert_manifest_matches(&s.out, &["slb/NOTES"]);
+    assert!(
+        !files_under(&s.out)
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".ezimg-staging"))
+    );
+}
+
+/// Nodes and roles that left the cluster lose their outputs (they hold secrets), on any build,
+/// and the build says so; a node that changed role loses its old folder.
+#[test]
+fn outputs_of_removed_nodes_and_roles_are_removed_and_said() {
+    let s = Site::new(&default_cluster());
+    s.build(&["--all"]);
+    assert!(s.out.join("worker/worker-03/ks.cfg").exists());
+    let without_w3 = default_cluster().replace(
+        "[[node]]\nhostname = \"worker-03\"\nrole = \"worker\"\nip = \"192.168.2.233\"\n",
+        "",
+    );
+    assert_ne!(without_w3, default_cluster());
+    s.set_cluster(&without_w3);
+    // A build of another role still removes them.
+    let o = s.build(&["--role", "slb"]);
+    assert!(
+        o.stderr
+            .contains("node worker-03 is no longer in the cluster")
+            && o.stderr.contains("worker/worker-03/ks.cfg"),
+        "{}",
+        o.stderr
+    );
+    assert!(!s.out.join("worker/worker-03").exists());
+    assert!(s.out.join("worker/worker-01/ks.cfg").exists());
+    assert_manifest_matches(&s.out, &[]);
+
+    // A node that changes role: its old folder goes, even when only its new role is built.
+    let moved = without_w3.replacen(
+        "hostname = \"worker-02\"\nrole = \"worker\"",
+        "hostname = \"worker-02\"\nrole = \"master\"",
+        1,
+    );
+    assert_ne!(moved, without_w3);
+    s.set_cluster(&moved);
+    let o = s.build(&["--role", "master"]);
+    assert!(
+        o.stderr
+            .contains("node worker-02 now has role master, not worker"),
+        "{}",
+        o.stderr
+    );
+    assert!(!s.out.join("worker/worker-02").exists());
+    assert!(s.out.join("master/worker-02/ks.cfg").exists());
+
+    // A role with no node left: its whole folder goes.
+    let no_ops = moved.replace(
+        "[[node]]\nhostname = \"ops\"\nrole = \"ops\"\nip = \"192.168.2.201\"\n",
+        "",
+    );
+    assert_ne!(no_ops, moved);
+    s.set_cluster(&no_ops);
+    let o = s.build(&["--node", "slb-01", "--format", "kickstart"]);
+    assert!(
+        o.stderr.contains("role ops has no node in the cluster"),
+        "{}",
+        o.stderr
+    );
+    assert!(!s.out.join("ops").exists(), "ops/ is left");
+    assert_manifest_matches(&s.out, &[]);
+}
+
+/// `build --all` without the artifacts at hand keeps the artifacts/ an earlier build exported
+/// (fetched through a local mirror, verified against a lock beside the cluster file).
+#[test]
+fn a_build_without_artifacts_keeps_the_earlier_ones() {
+    let s = Site::new(&default_cluster());
+    let crictl = b"a stand-in crictl tarball: only its digest matters here\n";
+    let digest = ezimg::digest::sha256_hex(crictl);
+    let lock = ezimg::artifact::Lock::embedded()
+        .expect("embedded lock")
+        .text;
+    let real = "sha256 = \"d16a1ffb3938f5a19d5c8f45d363bd091ef89c0bc4d44ad16b933eede32fdcbb\"";
+    assert!(lock.contains(real), "crictl's pin changed");
+    write(
+        s.dir.path(),
+        "artifacts.lock",
+        &lock.replace(real, &format!("sha256 = \"{digest}\"")),
+    );
+    let mirror = s.dir.path().join("mirror");
+    std::fs::create_dir_all(&mirror).expect("mkdir");
+    std::fs::write(mirror.join("crictl-v1.29.0-linux-amd64.tar.gz"), crictl).expect("write");
+    let o = run(s
+        .ezimg(&["fetch", "crictl", "--progress", "quiet", "--mirror"])
+        .arg(&mirror));
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("(beside the cluster file)"),
+        "{}",
+        o.stderr
+    );
+    s.build(&["--all"]);
+    let art = "worker/artifacts/crictl-v1.29.0-linux-amd64.tar.gz";
+    assert_eq!(s.read(art), crictl);
+    // The cache is gone (another machine, a cleaned cache): the next build keeps artifacts/.
+    std::fs::remove_dir_all(&s.cache).expect("rm cache");
+    s.build(&["--all"]);
+    assert_eq!(s.read(art), crictl, "artifacts/ was dropped");
+    assert_manifest_matches(&s.out, &[]);
+}
+
+/// An --out holding another cluster's outputs is refused, and left as it was.
+#[test]
+fn another_clusters_out_is_refused() {
+    let s = Site::new(&default_cluster());
+    s.build(&["--role", "slb"]);
+    let before = snapshot(&s.out);
+    s.set_cluster(&default_cluster().replace("name = \"ezk8s\"", "name = \"other\""));
+    let store = s.dir.path().join("other.secrets");
+    let o = run(s
+        .ezimg(&["build", "--all", "--secrets"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&s.out));
+    assert!(!o.ok);
+    assert!(
+        o.stderr
+            .contains("holds the outputs of cluster \"ezk8s\", not \"other\""),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(snapshot(&s.out), before);
+    assert!(!store.exists(), "a refused build made a secret store");
+}
+
+/// The lock is an input given by one rule, never the current directory's: the same command from
+/// two directories (one with a different artifacts.lock in it) writes the same bytes, and says
+/// which lock it used; `plan` records it.
+#[test]
+fn the_lock_does_not_depend_on_the_working_directory() {
+    let s = Site::new(&default_cluster());
+    let here = tempfile::tempdir().expect("tempdir");
+    let there = tempfile::tempdir().expect("tempdir");
+    let lock = ezimg::artifact::Lock::embedded()
+        .expect("embedded lock")
+        .text;
+    let real = "sha256 = \"d16a1ffb3938f5a19d5c8f45d363bd091ef89c0bc4d44ad16b933eede32fdcbb\"";
+    let other = lock.replace(real, &format!("sha256 = \"{}\"", "0".repeat(64)));
+    assert_ne!(other, lock);
+    let stray = write(there.path(), "artifacts.lock", &other);
+    let mut outs = Vec::new();
+    for cwd in [here.path(), there.path()] {
+        let out = cwd.join("out");
+        let o = run(s
+            .ezimg(&["build", "--all", "--out"])
+            .arg(&out)
+            .current_dir(cwd));
+        assert!(o.ok, "{}", o.stderr);
+        assert!(
+            o.stderr
+                .contains("lock: <embedded>/artifacts.lock (sha256 ")
+                && o.stderr.contains("(embedded in ezimg)"),
+            "{}",
+            o.stderr
+        );
+        outs.push(snapshot(&out));
+    }
+    assert_eq!(
+        outs[0], outs[1],
+        "the working directory changed the outputs"
+    );
+    // Given explicitly, the other lock is used, said, and changes the bundles.
+    let out = here.path().join("explicit");
+    let o = run(s
+        .ezimg(&["build", "--role", "worker", "--format", "bundle", "--out"])
+        .arg(&out)
+        .arg("--lock")
+        .arg(&stray));
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains(&format!("lock: {} (sha256 ", stray.display()))
+            && o.stderr.contains("(--lock / EZIMG_LOCK)"),
+        "{}",
+        o.stderr
+    );
+    let b = "worker/ezimg-worker-bundle.tar.gz";
+    let first = outs[0]
+        .iter()
+        .find(|(p, _)| p == Path::new(b))
+        .expect("bundle");
+    assert_ne!(std::fs::read(out.join(b)).expect("bundle"), first.1);
+    // plan records the lock it used.
+    let o = run(s
+        .ezimg(&["plan", "--node", "worker-01", "--json"])
+        .current_dir(there.path()));
+    assert!(o.ok, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON");
+    let recorded = v[0]["lock"].as_str().expect("plan records the lock");
+    assert!(
+        recorded.starts_with("<embedded>/artifacts.lock (sha256 "),
+        "{recorded}"
+    );
 }

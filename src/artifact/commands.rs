@@ -12,7 +12,9 @@ use crate::cli::{
 };
 
 fn load_lock(g: &Global, s: &ArtifactStore) -> Result<Lock> {
-    Lock::discover(s.lock.as_deref(), g.data.as_deref())
+    let (lock, why) = Lock::resolve(s.lock.as_deref(), g.data.as_deref(), g.cluster.as_deref())?;
+    eprintln!("lock: {} ({why})", lock.origin);
+    Ok(lock)
 }
 
 fn options(cache: Cache, net: &NetArgs) -> Result<FetchOptions> {

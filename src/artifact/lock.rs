@@ -174,23 +174,46 @@ impl Lock {
         Lock::parse(EMBEDDED, "<embedded>/artifacts.lock")
     }
 
-    /// `explicit` (`--lock`), else `<data>/artifacts.lock`, else `./artifacts.lock`, else the
-    /// embedded one.
-    pub fn discover(explicit: Option<&Path>, data_dir: Option<&Path>) -> Result<Lock> {
+    /// The lock a command uses, by one rule (never the current directory implicitly: the same
+    /// command must give the same outputs wherever it runs):
+    /// `--lock FILE` / `EZIMG_LOCK`, else `<--data DIR>/artifacts.lock`, else `artifacts.lock`
+    /// beside the cluster file (`-c`), else the lock embedded in ezimg. Returns the lock and
+    /// which of these it is.
+    pub fn resolve(
+        explicit: Option<&Path>,
+        data_dir: Option<&Path>,
+        cluster_file: Option<&Path>,
+    ) -> Result<(Lock, &'static str)> {
         if let Some(p) = explicit {
-            return Lock::load(p);
+            return Ok((Lock::load(p)?, "--lock / EZIMG_LOCK"));
         }
-        let mut candidates = Vec::new();
         if let Some(d) = data_dir {
-            candidates.push(d.join("artifacts.lock"));
-        }
-        candidates.push(PathBuf::from("artifacts.lock"));
-        for c in candidates {
-            if c.is_file() {
-                return Lock::load(&c);
+            let p = d.join("artifacts.lock");
+            if p.is_file() {
+                return Ok((Lock::load(&p)?, "in the --data directory"));
             }
         }
-        Lock::embedded()
+        if let Some(c) = cluster_file {
+            let p = c.with_file_name("artifacts.lock");
+            if p.is_file() {
+                return Ok((Lock::load(&p)?, "beside the cluster file"));
+            }
+        }
+        Ok((Lock::embedded()?, "embedded in ezimg"))
+    }
+
+    /// `resolve` without a cluster file.
+    pub fn discover(explicit: Option<&Path>, data_dir: Option<&Path>) -> Result<Lock> {
+        Ok(Lock::resolve(explicit, data_dir, None)?.0)
+    }
+
+    /// How messages and plans name this lock: where it is and the sha256 of its text.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (sha256 {})",
+            self.origin,
+            crate::digest::sha256_hex(self.text.as_bytes())
+        )
     }
 
     /// Parse and validate; `origin` names the file in messages.

@@ -239,15 +239,9 @@ mod tests {
         );
         assert_eq!(
             s.field_at(&at("\"sdb\"")),
-            Some((
-                "node \"b\".disk[0].device".to_string(),
-                Some("\"sdb\"")
-            ))
+            Some(("node \"b\".disk[0].device".to_string(), Some("\"sdb\"")))
         );
-        assert_eq!(
-            s.field_at(&at("vip")),
-            Some(("vrrp.vip".to_string(), None))
-        );
+        assert_eq!(s.field_at(&at("vip")), Some(("vrrp.vip".to_string(), None)));
     }
 
     #[test]

@@ -13,7 +13,6 @@ use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-
 pub use validate::{
     Diagnostic, RoleParams, Severity, check_ssh_key, is_crypt_hash, valid_interface, validate,
 };

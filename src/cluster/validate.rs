@@ -214,9 +214,7 @@ pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
         if overlaps(a, b) {
             cx.error(
                 &path(field),
-                format!(
-                    "overlaps {other} {b}: node, service and pod networks must be disjoint"
-                ),
+                format!("overlaps {other} {b}: node, service and pod networks must be disjoint"),
             );
         }
     }
@@ -336,7 +334,10 @@ pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
         }
         if n.ip == net.gateway {
             let at = cx.line_of(&path("network.gateway"));
-            cx.error(&ip, format!("is the gateway's address (network.gateway{at})"));
+            cx.error(
+                &ip,
+                format!("is the gateway's address (network.gateway{at})"),
+            );
         }
         if let Some(mac) = &n.mac {
             if !valid_mac(mac) {

@@ -1,0 +1,275 @@
+//! What `build` renders for a role, shared with `check`: `build` writes each piece into its
+//! staging folder, `check` only looks at it. One code path for both is what makes "whatever
+//! `check` passes, `build` builds" hold, and the static checks (`lint`) see the bytes that ship.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+
+use crate::artifact::{Cache, FetchOptions, Lock};
+use crate::bundle::{self, Bundle};
+use crate::cli::Format;
+use crate::cluster::{Loaded, Os};
+use crate::data::DataTree;
+use crate::lint::BashSyntax;
+use crate::outdir::{Kind, Owner};
+use crate::output::{BundleRef, NodeInput, cloudinit, kickstart, seed_fat, seed_iso};
+use crate::pins;
+use crate::plan::{self, Catalog, NodePlan};
+use crate::secrets::Store;
+
+/// One rendered output file.
+pub struct Piece<'a> {
+    /// Path under `--out`: `<role>/<node>/ks.cfg`.
+    pub rel: String,
+    pub bytes: &'a [u8],
+    /// Holds secrets (ks.cfg, seeds): written 0600.
+    pub private: bool,
+    pub owner: Owner,
+}
+
+/// Everything rendering needs besides the role.
+pub struct Job<'a> {
+    pub loaded: &'a Loaded,
+    pub tree: &'a DataTree,
+    pub catalog: &'a Catalog<'a>,
+    pub store: &'a Store,
+    pub lock: &'a Lock,
+    pub cache: &'a Cache,
+    /// `--data`, where stages may also live.
+    pub data_dir: Option<&'a std::path::Path>,
+    pub formats: &'a [Format],
+    pub bundle_url: Option<String>,
+    pub artifacts_from: Option<String>,
+    /// `build --fetch`: get artifacts and compile stages; `None` pins only what is known.
+    pub fetch: Option<&'a FetchOptions>,
+}
+
+/// A rendered role.
+pub struct Rendered {
+    pub plans: Vec<NodePlan>,
+    pub bundle: Bundle,
+    /// Verified files of the role's artifacts that are at hand (cache, fetched, built).
+    pub resolved: pins::Resolved,
+    /// (artifact, why) the nodes would lack.
+    pub missing: Vec<(String, String)>,
+}
+
+/// The owner of a node's output of `format`, if it has per-node outputs.
+pub fn node_owner(role: &str, node: &str, format: Format) -> Option<Owner> {
+    let kind = match format {
+        Format::Kickstart => Kind::Kickstart,
+        Format::CloudInit => Kind::CloudInit,
+        Format::Bundle | Format::Qcow2 => return None,
+    };
+    Some(Owner {
+        role: role.to_string(),
+        node: Some(node.to_string()),
+        kind,
+    })
+}
+
+/// The owner of a role-level output.
+pub fn role_owner(role: &str, kind: Kind) -> Owner {
+    Owner {
+        role: role.to_string(),
+        node: None,
+        kind,
+    }
+}
+
+/// Render `role` (every node's plan, its bundle, and for each node, or only `only`, the
+/// requested per-node outputs), handing each file to `sink`.
+pub fn role(
+    job: &Job,
+    role: &str,
+    only: Option<&str>,
+    lint: &mut BashSyntax,
+    sink: &mut dyn FnMut(Piece) -> Result<()>,
+) -> Result<Rendered> {
+    let c = &job.loaded.cluster;
+    let role_nodes: Vec<_> = c.nodes_of(role).collect();
+    let plans = role_nodes
+        .iter()
+        .map(|n| plan::plan_node(job.catalog, job.loaded, n))
+        .collect::<Result<Vec<_>>>()?;
+    // The bundle carries every node's steps, whichever nodes this build writes.
+    for p in &plans {
+        for l in p.applied() {
+            for s in &l.scripts {
+                lint.check(
+                    &format!(
+                        "{}/layers/{}/{} (rendered for {})",
+                        job.tree.origin, l.name, s.src, p.hostname
+                    ),
+                    &s.content,
+                )?;
+            }
+        }
+    }
+    let mut needed: Vec<String> = plans.iter().flat_map(NodePlan::artifacts).collect();
+    needed.sort();
+    needed.dedup();
+    let getter = job.fetch.map(|f| pins::Getter { fetch: f });
+    let mut resolved = pins::resolve(
+        job.lock,
+        job.cache,
+        job.data_dir,
+        c.os,
+        &needed,
+        getter.as_ref(),
+    )?;
+    let missing = missing_artifacts(role, job, &mut resolved);
+    let b = bundle::build(role, &plans, &resolved.pins)?;
+    if job.formats.contains(&Format::Bundle) {
+        let rel = format!("{role}/{}", b.file_name);
+        let owner = role_owner(role, Kind::Bundle);
+        sink(Piece {
+            rel: rel.clone(),
+            bytes: &b.bytes,
+            private: false,
+            owner: owner.clone(),
+        })?;
+        sink(Piece {
+            rel: format!("{rel}.sha256"),
+            bytes: bundle::sha256_line(&b.sha256, &b.file_name).as_bytes(),
+            private: false,
+            owner,
+        })?;
+    }
+    let bref = BundleRef {
+        file_name: b.file_name.clone(),
+        sha256: b.sha256.clone(),
+        bytes: b.bytes.clone(),
+        url: job.bundle_url.clone(),
+    };
+    for (node, p) in role_nodes.iter().zip(&plans) {
+        if only.is_some_and(|o| o != node.hostname) {
+            continue;
+        }
+        let input = NodeInput {
+            cluster: c,
+            node,
+            plan: p,
+            bundle: &bref,
+            secrets: crate::commands::node_secrets(job.store, p)?,
+            artifacts_from: job.artifacts_from.clone(),
+        };
+        lint.check(
+            &format!("the bootstrap script of node {}", node.hostname),
+            bundle::bootstrap_script(&input).as_bytes(),
+        )?;
+        let dir = format!("{role}/{}", node.hostname);
+        if job.formats.contains(&Format::Kickstart) && c.os != Os::Debian12 {
+            let ks = kickstart::render(job.tree, &input)
+                .with_context(|| format!("kickstart for {}", node.hostname))?;
+            sink(Piece {
+                rel: format!("{dir}/ks.cfg"),
+                bytes: ks.as_bytes(),
+                private: true,
+                owner: node_owner(role, &node.hostname, Format::Kickstart)
+                    .context("kickstart is per node")?,
+            })?;
+        }
+        if job.formats.contains(&Format::CloudInit) {
+            let seed = cloudinit::render(&input)
+                .with_context(|| format!("cloud-init seed for {}", node.hostname))?;
+            let owner = node_owner(role, &node.hostname, Format::CloudInit)
+                .context("cloud-init is per node")?;
+            for (name, bytes) in seed.files() {
+                sink(Piece {
+                    rel: format!("{dir}/seed/{name}"),
+                    bytes,
+                    private: true,
+                    owner: owner.clone(),
+                })?;
+            }
+            let fat = seed_fat::image(&seed.files())
+                .with_context(|| format!("FAT seed image for {}", node.hostname))?;
+            sink(Piece {
+                rel: format!("{dir}/seed.img"),
+                bytes: &fat,
+                private: true,
+                owner: owner.clone(),
+            })?;
+            let iso = seed_iso::image(&seed.files())
+                .with_context(|| format!("ISO seed image for {}", node.hostname))?;
+            sink(Piece {
+                rel: format!("{dir}/seed.iso"),
+                bytes: &iso,
+                private: true,
+                owner,
+            })?;
+        }
+    }
+    Ok(Rendered {
+        plans,
+        bundle: b,
+        resolved,
+        missing,
+    })
+}
+
+/// What a node of `role` could not get: artifacts with no digest, stage outputs not built, files
+/// neither in the cache nor fetched. Files found in the cache join `resolved.files`, so the
+/// build exports them beside the bundle.
+fn missing_artifacts(
+    role: &str,
+    job: &Job,
+    resolved: &mut pins::Resolved,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, pin) in &resolved.pins {
+        if resolved.files.contains_key(name) {
+            continue;
+        }
+        let stage = name.ends_with(pins::STAGE_SUFFIX);
+        let Some(_) = &pin.sha256 else {
+            out.push((
+                name.clone(),
+                if stage {
+                    format!(
+                        "the build stage's output is not built (`ezimg build --role {role} \
+                         --fetch` compiles it)"
+                    )
+                } else {
+                    format!(
+                        "no digest pinned, upstream publishes none (`ezimg lock {name}` on a \
+                         machine that reaches it, or `--mirror`)"
+                    )
+                },
+            ));
+            continue;
+        };
+        if let Some(p) = job.lock.find(name).and_then(|art| job.cache.lookup(art)) {
+            resolved.files.insert(name.clone(), p);
+            continue;
+        }
+        // The operator serves artifacts from elsewhere: the node fetches and verifies them.
+        if job
+            .artifacts_from
+            .as_deref()
+            .is_some_and(|f| f.starts_with("http"))
+        {
+            continue;
+        }
+        out.push((
+            name.clone(),
+            format!(
+                "{} is not in the verified cache (`ezimg fetch {name}`, or `build --fetch \
+                 [--mirror URL|DIR]`)",
+                pin.file
+            ),
+        ));
+    }
+    out
+}
+
+/// Group (artifact, why) per role into the lines `build` and `check` print.
+pub fn missing_lines(missing: &BTreeMap<(String, String), Vec<String>>) -> String {
+    missing
+        .iter()
+        .map(|((name, why), roles)| format!("{name} (roles {}): {why}", roles.join(", ")))
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
