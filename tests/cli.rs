@@ -60,12 +60,57 @@ fn init_writes_the_default_and_check_accepts_it() {
     assert!(o.ok, "{}", o.stderr);
     let text = std::fs::read_to_string(&f).expect("cluster file written");
     assert!(text.contains("192.168.2.100") && text.contains("# "));
+    // No secret in a file meant to be committed (so its usual 0644 is fine).
+    assert!(!text.contains("auth_pass =") && !text.contains("k8spass"), "{text}");
+    assert!(text.contains("ezimg secrets rotate vrrp-password --value"));
     // Refuses to overwrite without --force.
     let o = run(ezimg().arg("init").arg("--out").arg(&f));
     assert!(!o.ok && o.stderr.contains("already exists"));
     let o = run(ezimg().arg("check").arg("-c").arg(&f));
     assert!(o.ok, "{}", o.stderr);
     assert!(o.stdout.contains("9 nodes") && o.stdout.contains("role slb"));
+    assert!(!o.stderr.contains("warning"), "{}", o.stderr);
+    // The first build makes the store, with a random VRRP password.
+    let o = run(ezimg()
+        .args(["build", "--role", "slb", "--format", "bundle", "-c"])
+        .arg(&f)
+        .arg("--out")
+        .arg(d.path().join("out")));
+    assert!(o.ok, "{}", o.stderr);
+    let pass = std::fs::read_to_string(d.path().join("cluster.secrets/vrrp-auth-pass"))
+        .expect("store made");
+    assert!(pass.trim_end().len() == 8 && pass.trim_end() != "k8spass", "{pass:?}");
+}
+
+/// A cluster file that still sets vrrp.auth_pass works as before (it seeds the store once),
+/// and check says where the secret belongs, without printing it.
+#[test]
+fn a_password_in_the_cluster_file_is_a_warning() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = write(d.path(), "cluster.toml", &default_cluster());
+    let line = default_cluster()
+        .lines()
+        .position(|l| l.starts_with("auth_pass = "))
+        .expect("the default sets auth_pass")
+        + 1;
+    let o = run(ezimg().arg("check").arg("-c").arg(&f));
+    assert!(o.ok, "{}", o.stderr);
+    let want = format!(
+        "warning: {}:{line}:13: vrrp.auth_pass: a secret in the cluster file",
+        f.display()
+    );
+    assert!(o.stderr.contains(&want), "{}", o.stderr);
+    assert!(o.stderr.contains("`ezimg secrets rotate vrrp-password --value …`"));
+    assert!(!o.stderr.contains("k8spass"), "{}", o.stderr);
+    let o = run(ezimg()
+        .args(["build", "--role", "slb", "--format", "bundle", "-c"])
+        .arg(&f)
+        .arg("--out")
+        .arg(d.path().join("out")));
+    assert!(o.ok, "{}", o.stderr);
+    let pass = std::fs::read_to_string(d.path().join("cluster.secrets/vrrp-auth-pass"))
+        .expect("store made");
+    assert_eq!(pass.trim_end(), "k8spass");
 }
 
 #[test]
