@@ -66,11 +66,11 @@ pub fn render_file(tree: &DataTree, path: &str, ctx: &Value) -> Result<String> {
 pub fn render_str(name: &str, src: &str, ctx: &Value) -> Result<String> {
     let mut env = environment();
     env.add_template_owned(name.to_string(), src.to_string())
-        .map_err(|e| template_error(name, &e))?;
+        .map_err(|e| template_error(name, src, &e))?;
     let t = env
         .get_template(name)
-        .map_err(|e| template_error(name, &e))?;
-    t.render(ctx).map_err(|e| template_error(name, &e))
+        .map_err(|e| template_error(name, src, &e))?;
+    t.render(ctx).map_err(|e| template_error(name, src, &e))
 }
 
 /// Evaluate a `when` expression; `name` says which manifest it came from.
@@ -85,12 +85,41 @@ pub fn eval_bool(name: &str, expr: &str, ctx: &Value) -> Result<bool> {
     Ok(v.is_true())
 }
 
-fn template_error(name: &str, e: &minijinja::Error) -> anyhow::Error {
+/// `template error in FILE:LINE: kind: detail: `expression``: the failing expression from the
+/// error's span, so "undefined value" says which one.
+fn template_error(name: &str, src: &str, e: &minijinja::Error) -> anyhow::Error {
     let line = e.line().map(|l| format!(":{l}")).unwrap_or_default();
     let mut msg = format!("template error in {name}{line}: {}", e.kind());
     if let Some(d) = e.detail() {
         msg.push_str(": ");
         msg.push_str(d);
     }
+    if let Some(expr) = e.range().and_then(|r| src.get(r))
+        && !expr.is_empty()
+        && expr.len() <= 200
+        && !expr.contains('\n')
+    {
+        msg.push_str(&format!(": `{expr}`"));
+    }
     anyhow::anyhow!(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undefined_value_is_named() {
+        let ctx = Value::from(minijinja::value::Serde(
+            serde_json::json!({"node": {"ip": "10.0.0.1"}}),
+        ));
+        let e = render_str("t.j2", "a\nip {{ node.ip }} {{ node.no_such }}\n", &ctx)
+            .expect_err("undefined");
+        let e = format!("{e:#}");
+        assert!(
+            e.starts_with("template error in t.j2:2: undefined value"),
+            "{e}"
+        );
+        assert!(e.ends_with("`node.no_such`"), "{e}");
+    }
 }

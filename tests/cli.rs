@@ -61,7 +61,10 @@ fn init_writes_the_default_and_check_accepts_it() {
     let text = std::fs::read_to_string(&f).expect("cluster file written");
     assert!(text.contains("192.168.2.100") && text.contains("# "));
     // No secret in a file meant to be committed (so its usual 0644 is fine).
-    assert!(!text.contains("auth_pass =") && !text.contains("k8spass"), "{text}");
+    assert!(
+        !text.contains("auth_pass =") && !text.contains("k8spass"),
+        "{text}"
+    );
     assert!(text.contains("ezimg secrets rotate vrrp-password --value"));
     // Refuses to overwrite without --force.
     let o = run(ezimg().arg("init").arg("--out").arg(&f));
@@ -79,7 +82,10 @@ fn init_writes_the_default_and_check_accepts_it() {
     assert!(o.ok, "{}", o.stderr);
     let pass = std::fs::read_to_string(d.path().join("cluster.secrets/vrrp-auth-pass"))
         .expect("store made");
-    assert!(pass.trim_end().len() == 8 && pass.trim_end() != "k8spass", "{pass:?}");
+    assert!(
+        pass.trim_end().len() == 8 && pass.trim_end() != "k8spass",
+        "{pass:?}"
+    );
 }
 
 /// A cluster file that still sets vrrp.auth_pass works as before (it seeds the store once),
@@ -100,7 +106,10 @@ fn a_password_in_the_cluster_file_is_a_warning() {
         f.display()
     );
     assert!(o.stderr.contains(&want), "{}", o.stderr);
-    assert!(o.stderr.contains("`ezimg secrets rotate vrrp-password --value …`"));
+    assert!(
+        o.stderr
+            .contains("`ezimg secrets rotate vrrp-password --value …`")
+    );
     assert!(!o.stderr.contains("k8spass"), "{}", o.stderr);
     let o = run(ezimg()
         .args(["build", "--role", "slb", "--format", "bundle", "-c"])
@@ -700,18 +709,7 @@ fn unwritable_out_fails_cleanly() {
 
 /// A copy of the embedded data with one template broken.
 fn broken_data(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).expect("mkdir data");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for top in ["layers", "roles", "kickstart"] {
-        let st = Command::new("cp")
-            .arg("-r")
-            .arg(src.join(top))
-            .arg(data.join(top))
-            .status()
-            .expect("cp");
-        assert!(st.success());
-    }
+    let data = data_copy(dir);
     let target = data.join("layers/sysctl/user.conf");
     let text = std::fs::read_to_string(&target).expect("sysctl layer has user.conf");
     std::fs::write(&target, format!("{text}\n{{{{ no_such_variable }}}}\n")).expect("write");
@@ -736,7 +734,11 @@ fn template_error_names_file_and_line_and_leaves_out_untouched() {
         "{}",
         o.stderr
     );
-    assert!(o.stderr.contains("undefined"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("undefined value: `no_such_variable`"),
+        "{}",
+        o.stderr
+    );
     assert_eq!(
         std::fs::read_to_string(out.join("slb/sentinel")).expect("kept"),
         "old"
@@ -1339,4 +1341,293 @@ fn the_lock_does_not_depend_on_the_working_directory() {
         recorded.starts_with("<embedded>/artifacts.lock (sha256 "),
         "{recorded}"
     );
+}
+
+/// Deterministic pseudo-random numbers (an LCG): the same variations on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// Edits of the default cluster file, good and bad: (what it is, from, to).
+const EDITS: &[(&str, &str, &str)] = &[
+    ("el9", "os = \"el7\"", "os = \"el9\""),
+    ("debian12", "os = \"el7\"", "os = \"debian12\""),
+    (
+        "vlan interface",
+        "interface = \"ens33\"",
+        "interface = \"eth0.100\"",
+    ),
+    (
+        "interface with a space",
+        "interface = \"ens33\"",
+        "interface = \"ens 33; reboot\"",
+    ),
+    (
+        "interface with a slash",
+        "interface = \"ens33\"",
+        "interface = \"a/b\"",
+    ),
+    (
+        "long interface",
+        "interface = \"ens33\"",
+        "interface = \"enp0s31f6-toolong\"",
+    ),
+    ("UTC", "timezone = \"Asia/Shanghai\"", "timezone = \"UTC\""),
+    (
+        "no such zone",
+        "timezone = \"Asia/Shanghai\"",
+        "timezone = \"Mars/Olympus\"",
+    ),
+    (
+        "zone path",
+        "timezone = \"Asia/Shanghai\"",
+        "timezone = \"../../etc/passwd\"",
+    ),
+    ("other name", "name = \"ezk8s\"", "name = \"prod-1\""),
+    (
+        "name leaving its folder",
+        "name = \"ezk8s\"",
+        "name = \"ezk8s/..\"",
+    ),
+    (
+        "VIP is the gateway",
+        "vip = \"192.168.2.100\"",
+        "vip = \"192.168.2.2\"",
+    ),
+    (
+        "VIP outside",
+        "vip = \"192.168.2.100\"",
+        "vip = \"192.168.3.1\"",
+    ),
+    ("unicast", "mode = \"multicast\"", "mode = \"unicast\""),
+    (
+        "haproxy",
+        "# [roles.slb]\n# lb = \"haproxy\"",
+        "[roles.slb]\nlb = \"haproxy\"",
+    ),
+    (
+        "unknown role param",
+        "# [roles.slb]\n# lb = \"haproxy\"",
+        "[roles.slb]\nlbb = \"haproxy\"",
+    ),
+    (
+        "no registry",
+        "registry_mirror = \"192.168.2.201\"",
+        "registry_mirror = \"\"",
+    ),
+    (
+        "registry with port",
+        "registry_mirror = \"192.168.2.201\"",
+        "registry_mirror = \"192.168.2.201:5000\"",
+    ),
+    (
+        "yum mirror",
+        "yum_mirror = \"\"",
+        "yum_mirror = \"http://192.168.2.201/centos\"",
+    ),
+    (
+        "no ntp",
+        "ntp_servers = [\"ntp1.aliyun.com\", \"time1.aliyun.com\"]",
+        "ntp_servers = []",
+    ),
+    ("no dns", "dns = [\"192.168.2.2\"]", "dns = []"),
+    (
+        "mac",
+        "ip = \"192.168.2.231\"",
+        "ip = \"192.168.2.231\"\nmac = \"52:54:00:AB:cd:01\"",
+    ),
+    (
+        "bad mac",
+        "ip = \"192.168.2.231\"",
+        "ip = \"192.168.2.231\"\nmac = \"52:54:00\"",
+    ),
+    (
+        "disk",
+        "ip = \"192.168.2.232\"",
+        "ip = \"192.168.2.232\"\n\n[[node.disk]]\ndevice = \"/dev/vdb\"\nmount = \"/data\"",
+    ),
+    (
+        "disk not in /dev",
+        "ip = \"192.168.2.232\"",
+        "ip = \"192.168.2.232\"\n\n[[node.disk]]\ndevice = \"vdb\"\nmount = \"/data\"",
+    ),
+    (
+        "uppercase hostname",
+        "hostname = \"worker-01\"",
+        "hostname = \"Worker-01\"",
+    ),
+    (
+        "two masters",
+        "hostname = \"master-03\"\nrole = \"master\"",
+        "hostname = \"master-03\"\nrole = \"worker\"",
+    ),
+    (
+        "one slb",
+        "hostname = \"slb-02\"\nrole = \"slb\"",
+        "hostname = \"slb-02\"\nrole = \"worker\"",
+    ),
+    ("no slb", "role = \"slb\"", "role = \"ops\""),
+    (
+        "newer kubernetes",
+        "version = \"v1.29.3\"",
+        "version = \"v1.30.0\"",
+    ),
+    (
+        "ssh key",
+        "ssh_authorized_keys = []",
+        "ssh_authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDsYb5da/VWG4JHE4zn8ilpal+KhvFBIvwX83O3R/i5f ops@x\"]",
+    ),
+    (
+        "dns domain",
+        "dns_domain = \"cluster.local\"",
+        "dns_domain = \"k8s.example\"",
+    ),
+];
+
+/// Whatever `check` passes, `build` builds, and what it refuses, `build` refuses: over single
+/// edits of the default cluster file and pseudo-random combinations of two or three.
+#[test]
+fn check_passes_exactly_when_build_succeeds() {
+    let mut variations: Vec<Vec<usize>> = (0..EDITS.len()).map(|i| vec![i]).collect();
+    let mut rng = Lcg(13);
+    for _ in 0..14 {
+        let mut v: Vec<usize> = (0..2 + rng.below(2))
+            .map(|_| rng.below(EDITS.len()))
+            .collect();
+        v.sort();
+        v.dedup();
+        variations.push(v);
+    }
+    let (mut passed, mut refused) = (0, 0);
+    for v in &variations {
+        let mut text = default_cluster();
+        let mut what = Vec::new();
+        for &i in v {
+            let (name, from, to) = EDITS[i];
+            if text.contains(from) {
+                text = text.replace(from, to);
+                what.push(name);
+            }
+        }
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = write(d.path(), "cluster.toml", &text);
+        let check = run(ezimg().arg("check").arg("-c").arg(&f));
+        let out = d.path().join("out");
+        let build = run(ezimg()
+            .args(["build", "--all", "-c"])
+            .arg(&f)
+            .arg("--out")
+            .arg(&out));
+        assert_eq!(
+            check.ok,
+            build.ok,
+            "{what:?}: check {} but build {}:\ncheck: {}\nbuild: {}",
+            if check.ok { "passed" } else { "failed" },
+            if build.ok { "succeeded" } else { "failed" },
+            check.stderr,
+            build.stderr
+        );
+        if build.ok {
+            passed += 1;
+            assert!(out.join("ezimg-outputs.json").exists());
+        } else {
+            refused += 1;
+            assert!(
+                !out.exists(),
+                "{what:?}: a refused build wrote {}",
+                out.display()
+            );
+        }
+    }
+    assert!(
+        passed >= 10 && refused >= 10,
+        "{passed} passed, {refused} refused"
+    );
+}
+
+/// A copy of the embedded data tree in `dir/data`.
+fn data_copy(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir data");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for top in ["layers", "roles", "kickstart"] {
+        let st = Command::new("cp")
+            .arg("-r")
+            .arg(src.join(top))
+            .arg(data.join(top))
+            .status()
+            .expect("cp");
+        assert!(st.success());
+    }
+    data
+}
+
+/// What only the node (or only a later format) would have refused: a kickstart template that
+/// does not render, a step script bash cannot parse. check and build both refuse, naming it.
+#[test]
+fn check_renders_every_format_and_parses_every_script() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let data = data_copy(d.path());
+    let ks = data.join("kickstart/el7.ks.j2");
+    let good = std::fs::read_to_string(&ks).expect("el7 template");
+    std::fs::write(&ks, format!("{good}\n{{{{ network.no_such_field }}}}\n")).expect("write");
+    for args in [
+        &["check"][..],
+        &["build", "--role", "ops", "--format", "kickstart", "--out"][..],
+    ] {
+        let mut c = ezimg();
+        c.arg("--data").arg(&data).args(args);
+        if args.len() > 1 {
+            c.arg(d.path().join("out"));
+        }
+        let o = run(&mut c);
+        assert!(!o.ok, "{args:?} passed a broken kickstart template");
+        assert!(
+            o.stderr.contains("kickstart/el7.ks.j2:") && o.stderr.contains("network.no_such_field"),
+            "{args:?}: {}",
+            o.stderr
+        );
+    }
+    std::fs::write(&ks, good).expect("restore");
+    let step = data.join("layers/sysctl/apply.sh");
+    let good = std::fs::read_to_string(&step).expect("sysctl step");
+    std::fs::write(
+        &step,
+        format!("{good}\nif true; then\n  echo unterminated\n"),
+    )
+    .expect("write");
+    for args in [
+        &["check"][..],
+        &[
+            "build",
+            "--node",
+            "worker-01",
+            "--format",
+            "cloud-init",
+            "--out",
+        ][..],
+    ] {
+        let mut c = ezimg();
+        c.arg("--data").arg(&data).args(args);
+        if args.len() > 1 {
+            c.arg(d.path().join("out"));
+        }
+        let o = run(&mut c);
+        assert!(!o.ok, "{args:?} passed a step script with a syntax error");
+        assert!(
+            o.stderr.contains("layers/sysctl/apply.sh (rendered for ")
+                && o.stderr.contains("bash syntax error"),
+            "{args:?}: {}",
+            o.stderr
+        );
+    }
+    assert!(!d.path().join("out").exists());
 }
