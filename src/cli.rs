@@ -15,23 +15,123 @@ cloud-init NoCloud seed. With no cluster file the embedded default (the seed gui
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub global: Global,
+    pub early: Early,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `-c`, `--data` and `--secrets` given before the subcommand (`ezimg -c FILE build …`), as
+/// well as after it; refused for a subcommand that does not read them.
 #[derive(Debug, Args)]
-pub struct Global {
-    /// Cluster file (default: the embedded default cluster)
-    #[arg(short, long, global = true, env = "EZIMG_CLUSTER", value_name = "FILE")]
+pub struct Early {
+    /// Cluster file, for check, plan, build, fetch, lock, export, secrets (default: the
+    /// embedded default cluster; env EZIMG_CLUSTER)
+    #[arg(short = 'c', long = "cluster", value_name = "FILE")]
     pub cluster: Option<PathBuf>,
-    /// Directory holding layers/, roles/ and kickstart/ to use instead of the embedded ones
-    #[arg(long, global = true, env = "EZIMG_DATA", value_name = "DIR")]
+    /// Data directory, for check, plan, build, fetch, export, stage (env EZIMG_DATA)
+    #[arg(long = "data", value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Secret store, for check, build, secrets (env EZIMG_SECRETS)
+    #[arg(long = "secrets", value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
+}
+
+/// What a command reads besides its own flags, whichever side of the subcommand they were given.
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub cluster: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub secrets: Option<PathBuf>,
+}
+
+/// The cluster file.
+#[derive(Debug, Args)]
+pub struct ClusterArg {
+    /// Cluster file (default: the embedded default cluster)
+    #[arg(short, long, env = "EZIMG_CLUSTER", value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+}
+
+/// The data tree.
+#[derive(Debug, Args)]
+pub struct DataArg {
+    /// Directory holding layers/, roles/, kickstart/ (and stages/, artifacts.lock) to use
+    /// instead of the embedded ones; a folder it lacks comes from the embedded tree (said)
+    #[arg(long, env = "EZIMG_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+/// The secret store.
+#[derive(Debug, Args)]
+pub struct SecretsDirArg {
     /// The cluster's secret store (default: beside the cluster file, `cluster.toml` ->
     /// `cluster.secrets/`; for the embedded default cluster `./ezk8s.secrets/`)
-    #[arg(long, global = true, env = "EZIMG_SECRETS", value_name = "DIR")]
+    #[arg(long, env = "EZIMG_SECRETS", value_name = "DIR")]
     pub secrets: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The inputs of the chosen command: its own flags, else those given before it (which
+    /// win over the environment). A flag before a command that does not read it is an error.
+    pub fn inputs(&self) -> Result<Global, String> {
+        let none = (None, None, None);
+        let (cluster, data, secrets) = match &self.command {
+            Command::Check(a) => (
+                Some(&a.cluster.cluster),
+                Some(&a.data.data),
+                Some(&a.secrets.secrets),
+            ),
+            Command::Plan(a) => (Some(&a.cluster.cluster), Some(&a.data.data), None),
+            Command::Build(a) => (
+                Some(&a.cluster.cluster),
+                Some(&a.data.data),
+                Some(&a.secrets.secrets),
+            ),
+            Command::Fetch(a) => (Some(&a.cluster.cluster), Some(&a.data.data), None),
+            Command::Lock(a) => (Some(&a.cluster.cluster), Some(&a.data.data), None),
+            Command::Export(a) => (Some(&a.cluster.cluster), Some(&a.data.data), None),
+            Command::Stage(a) => (None, Some(&a.data), None),
+            Command::Secrets(a) => (Some(&a.cluster), None, Some(&a.secrets)),
+            Command::Init(_) | Command::Completions(_) | Command::Import(_) | Command::Base(_) => {
+                none
+            }
+        };
+        let name = self.command_name();
+        let pick = |early: &Option<PathBuf>,
+                    own: Option<&Option<PathBuf>>,
+                    flag: &str|
+         -> Result<Option<PathBuf>, String> {
+            match (early, own) {
+                (Some(_), None) => {
+                    Err(format!("`ezimg {name}` does not read {flag}: leave it out"))
+                }
+                (Some(e), Some(_)) => Ok(Some(e.clone())),
+                (None, own) => Ok(own.and_then(Clone::clone)),
+            }
+        };
+        Ok(Global {
+            cluster: pick(&self.early.cluster, cluster, "a cluster file (-c)")?,
+            data: pick(&self.early.data, data, "a data directory (--data)")?,
+            secrets: pick(&self.early.secrets, secrets, "a secret store (--secrets)")?,
+        })
+    }
+
+    fn command_name(&self) -> &'static str {
+        match &self.command {
+            Command::Init(_) => "init",
+            Command::Check(_) => "check",
+            Command::Plan(_) => "plan",
+            Command::Build(_) => "build",
+            Command::Completions(_) => "completions",
+            Command::Fetch(_) => "fetch",
+            Command::Lock(_) => "lock",
+            Command::Export(_) => "export",
+            Command::Import(_) => "import",
+            Command::Stage(_) => "stage",
+            Command::Base(_) => "base",
+            Command::Secrets(_) => "secrets",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +165,13 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SecretsArgs {
+    /// Cluster file (default: the embedded default cluster)
+    #[arg(short, long, global = true, env = "EZIMG_CLUSTER", value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+    /// The cluster's secret store (default: beside the cluster file, `cluster.toml` ->
+    /// `cluster.secrets/`; for the embedded default cluster `./ezk8s.secrets/`)
+    #[arg(long, global = true, env = "EZIMG_SECRETS", value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
     #[command(subcommand)]
     pub command: SecretsCommand,
 }
@@ -118,11 +225,21 @@ pub struct LockArg {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub secrets: SecretsDirArg,
+    #[command(flatten)]
     pub lock: LockArg,
 }
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
     #[command(flatten)]
     pub lock: LockArg,
     /// Only nodes of this role
@@ -154,6 +271,12 @@ pub enum Format {
 ))]
 pub struct BuildArgs {
     #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub secrets: SecretsDirArg,
+    #[command(flatten)]
     pub lock: LockArg,
     /// Role to build (all its nodes unless --node)
     #[arg(long, conflicts_with = "all")]
@@ -174,12 +297,13 @@ pub struct BuildArgs {
     /// Output directory; each role's folder in it is replaced as a whole at the end
     #[arg(long, short, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
-    /// URL the kickstart %post fetches the bundle from (checked against its sha256);
-    /// without it the bundle is embedded in the kickstart file
-    #[arg(long, value_name = "URL")]
-    pub bundle_url: Option<String>,
-    /// Where `apply` on the node finds artifacts: a directory or an http(s) URL
-    #[arg(long, value_name = "DIR|URL")]
+    /// Where --out is served over http(s): nodes fetch <URL>/<role>/ezimg-<role>-bundle.tar.gz
+    /// (checked against its sha256); without it the bundle is embedded in each kickstart and seed
+    #[arg(long, value_name = "URL", value_parser = http_url)]
+    pub bundle_url: Option<reqwest::Url>,
+    /// Where `apply` on the node finds artifacts: an absolute directory on the node or an
+    /// http(s) URL
+    #[arg(long, value_name = "DIR|URL", value_parser = node_location)]
     pub artifacts_from: Option<String>,
     /// Fetch the role's artifacts, compile its build stages, and put them in <out>/<role>/artifacts
     #[arg(long)]
@@ -194,6 +318,27 @@ pub struct BuildArgs {
     /// stops before changing anything, naming what is missing); without it such a build fails
     #[arg(long, env = "EZIMG_ALLOW_INCOMPLETE", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_incomplete: bool,
+}
+
+/// An http or https URL with a host.
+fn http_url(s: &str) -> Result<reqwest::Url, String> {
+    let u = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err("not an http(s) URL with a host".into());
+    }
+    Ok(u)
+}
+
+/// A place on the node: an http(s) URL, or an absolute path (a relative one would depend on
+/// the directory `apply` happens to run in).
+fn node_location(s: &str) -> Result<String, String> {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        return http_url(s).map(|_| s.to_string());
+    }
+    if !s.starts_with('/') {
+        return Err("must be an absolute directory on the node or an http(s) URL".into());
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +406,10 @@ pub struct NetArgs {
 #[derive(Debug, Args)]
 pub struct FetchArgs {
     #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
     pub select: ArtifactSelection,
     #[command(flatten)]
     pub store: ArtifactStore,
@@ -279,6 +428,10 @@ pub struct FetchArgs {
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
     /// Only these pins (default: every pin without a sha256)
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
@@ -296,6 +449,10 @@ pub struct LockArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
     /// Tar file to write
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
@@ -323,6 +480,9 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct StageArgs {
+    /// Directory whose stages/ holds stage files to use besides the embedded ones
+    #[arg(long, global = true, env = "EZIMG_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
     #[command(subcommand)]
     pub command: StageCommand,
 }

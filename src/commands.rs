@@ -32,8 +32,20 @@ pub struct Inputs {
 
 impl Inputs {
     pub fn load(g: &Global) -> Result<Self> {
+        let tree = DataTree::load(g.data.as_deref())?;
+        if g.data.is_some() && !tree.embedded_tops.is_empty() {
+            eprintln!(
+                "note: {} has no {}: the embedded one(s) are used",
+                tree.origin,
+                tree.embedded_tops
+                    .iter()
+                    .map(|t| format!("{t}/"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         Ok(Inputs {
-            tree: DataTree::load(g.data.as_deref())?,
+            tree,
             loaded: cluster::load(g.cluster.as_deref())?,
             data_dir: g.data.clone(),
         })
@@ -100,6 +112,17 @@ pub fn init(a: &InitArgs) -> Result<()> {
             .write_all(text.as_bytes())
             .context("writing to standard output")?;
         return Ok(());
+    }
+    // Only the file: a mistyped folder is an error, not a new tree of folders.
+    if let Some(parent) = a.out.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        anyhow::bail!(
+            "{}: folder {} does not exist (init creates no folders)",
+            a.out.display(),
+            parent.display()
+        );
     }
     if a.out.exists() && !a.force {
         anyhow::bail!(
@@ -186,7 +209,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Result<()> {
         cache: &cache,
         data_dir: g.data.as_deref(),
         formats: &formats,
-        bundle_url: None,
+        bundle_base: None,
         artifacts_from: None,
         fetch: None,
     };
@@ -537,7 +560,10 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
         cache: &cache,
         data_dir: g.data.as_deref(),
         formats: &a.format,
-        bundle_url: a.bundle_url.clone(),
+        bundle_base: a
+            .bundle_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string()),
         artifacts_from: a.artifacts_from.clone(),
         fetch: fetch.as_ref(),
     };

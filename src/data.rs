@@ -20,6 +20,8 @@ pub struct DataTree {
     files: BTreeMap<String, Vec<u8>>,
     /// Where the tree came from, for messages (`<embedded>` or a directory).
     pub origin: String,
+    /// Top folders a `--data` directory lacks, taken from the embedded tree instead.
+    pub embedded_tops: Vec<&'static str>,
 }
 
 fn walk_embedded(dir: &Dir<'_>, top: &str, out: &mut BTreeMap<String, Vec<u8>>) {
@@ -70,21 +72,33 @@ impl DataTree {
         DataTree {
             files,
             origin: "<embedded>".into(),
+            embedded_tops: TOP.to_vec(),
         }
     }
 
-    /// Read `dir/{layers,roles,kickstart}`; a missing folder falls back to the embedded one.
+    /// Read `dir/{layers,roles,kickstart}`; a missing folder falls back to the embedded one
+    /// (listed in `embedded_tops`, for the caller to say), but not all three: that is the
+    /// wrong folder.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             anyhow::bail!("data directory {} does not exist", dir.display());
         }
+        if !TOP.iter().any(|t| dir.join(t).is_dir()) {
+            anyhow::bail!(
+                "data directory {} has none of layers/, roles/, kickstart/ (a copy of the \
+                 repository's, or the folders to override)",
+                dir.display()
+            );
+        }
         let embedded = Self::embedded();
         let mut files = BTreeMap::new();
+        let mut embedded_tops = Vec::new();
         for top in TOP {
             let sub = dir.join(top);
             if sub.is_dir() {
                 walk_disk(dir, &sub, &mut files)?;
             } else {
+                embedded_tops.push(top);
                 let prefix = format!("{top}/");
                 for (k, v) in embedded.files.range(prefix.clone()..) {
                     if !k.starts_with(&prefix) {
@@ -97,6 +111,7 @@ impl DataTree {
         Ok(DataTree {
             files,
             origin: dir.display().to_string(),
+            embedded_tops,
         })
     }
 

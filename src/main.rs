@@ -6,19 +6,26 @@ use ezimg::cli::{Cli, Command};
 fn main() -> ExitCode {
     quiet_broken_pipe();
     let cli = Cli::parse();
+    let g = match cli.inputs() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("ezimg: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match &cli.command {
         Command::Init(a) => ezimg::commands::init(a),
-        Command::Check(a) => ezimg::commands::check(&cli.global, a),
-        Command::Plan(a) => ezimg::commands::plan(&cli.global, a),
-        Command::Build(a) => ezimg::commands::build(&cli.global, a),
+        Command::Check(a) => ezimg::commands::check(&g, a),
+        Command::Plan(a) => ezimg::commands::plan(&g, a),
+        Command::Build(a) => ezimg::commands::build(&g, a),
         Command::Completions(a) => ezimg::commands::completions(a),
-        Command::Fetch(a) => ezimg::commands::fetch(&cli.global, a),
-        Command::Lock(a) => ezimg::commands::lock(&cli.global, a),
-        Command::Export(a) => ezimg::commands::export(&cli.global, a),
+        Command::Fetch(a) => ezimg::commands::fetch(&g, a),
+        Command::Lock(a) => ezimg::commands::lock(&g, a),
+        Command::Export(a) => ezimg::commands::export(&g, a),
         Command::Import(a) => ezimg::commands::import(a),
-        Command::Stage(a) => ezimg::commands::stage(&cli.global, a),
+        Command::Stage(a) => ezimg::commands::stage(&g, a),
         Command::Base(a) => ezimg::base::command(a),
-        Command::Secrets(a) => ezimg::commands::secrets(&cli.global, a),
+        Command::Secrets(a) => ezimg::commands::secrets(&g, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,7 +39,9 @@ pub struct Job<'a> {
     /// `--data`, where stages may also live.
     pub data_dir: Option<&'a std::path::Path>,
     pub formats: &'a [Format],
-    pub bundle_url: Option<String>,
+    /// `--bundle-url`: where `--out` is served; a node fetches `<base>/<role>/<bundle file>`
+    /// (else the bundle is embedded in its kickstart and seed).
+    pub bundle_base: Option<String>,
     pub artifacts_from: Option<String>,
     /// `build --fetch`: get artifacts and compile stages; `None` pins only what is known.
     pub fetch: Option<&'a FetchOptions>,
@@ -141,7 +143,10 @@ pub fn role(
         file_name: b.file_name.clone(),
         sha256: b.sha256.clone(),
         bytes: b.bytes.clone(),
-        url: job.bundle_url.clone(),
+        url: job
+            .bundle_base
+            .as_ref()
+            .map(|base| format!("{base}/{role}/{}", b.file_name)),
     };
     for (node, p) in role_nodes.iter().zip(&plans) {
         if only.is_some_and(|o| o != node.hostname) {

@@ -1631,3 +1631,137 @@ fn check_renders_every_format_and_parses_every_script() {
     }
     assert!(!d.path().join("out").exists());
 }
+
+/// Flags go where they mean something, values are checked at the command line, and what
+/// falls back is said.
+#[test]
+fn flags_are_refused_where_they_mean_nothing() {
+    let d = tempfile::tempdir().expect("tempdir");
+    // init reads no cluster file, before or after the subcommand.
+    for args in [
+        &["init", "-c", "mine.toml", "--out", "-"][..],
+        &["-c", "mine.toml", "init", "--out", "-"][..],
+        &["--data", ".", "completions", "bash"][..],
+    ] {
+        let o = ezimg()
+            .args(args)
+            .current_dir(d.path())
+            .output()
+            .expect("runs");
+        assert_eq!(o.status.code(), Some(2), "{args:?} accepted");
+        assert!(o.stdout.is_empty(), "{args:?} printed something");
+    }
+    let o = run(ezimg().args(["-c", "mine.toml", "init", "--out", "-"]));
+    assert!(
+        o.stderr
+            .contains("`ezimg init` does not read a cluster file (-c)"),
+        "{}",
+        o.stderr
+    );
+    // Both sides of the subcommand work where it reads them.
+    let f = write(d.path(), "c.toml", &default_cluster());
+    for args in [&["check", "-c"][..], &["-c"][..]] {
+        let mut c = ezimg();
+        c.args(args).arg(&f);
+        if args.len() == 1 {
+            c.arg("check");
+        }
+        let o = run(&mut c);
+        assert!(
+            o.ok && o.stdout.contains(&format!("{}: ok", f.display())),
+            "{}",
+            o.stderr
+        );
+    }
+    // init makes no folders.
+    let o = run(ezimg()
+        .arg("init")
+        .arg("--out")
+        .arg(d.path().join("no/such/dir/c.toml")));
+    assert!(
+        !o.ok
+            && o.stderr
+                .contains("does not exist (init creates no folders)"),
+        "{}",
+        o.stderr
+    );
+    assert!(!d.path().join("no").exists());
+    // URLs and node paths are parsed at the command line.
+    for (flag, value, why) in [
+        ("--bundle-url", "not a url", "not a URL"),
+        ("--bundle-url", "ftp://h/x", "not an http(s) URL"),
+        (
+            "--artifacts-from",
+            "relative/dir",
+            "must be an absolute directory on the node",
+        ),
+        ("--artifacts-from", "http://", "not a URL"),
+    ] {
+        let o = ezimg()
+            .args(["build", "--all", flag, value, "--out"])
+            .arg(d.path().join("out"))
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value:?}: {err}");
+        assert!(err.contains(why), "{flag} {value:?}: {err}");
+    }
+    assert!(!d.path().join("out").exists());
+    // A --data folder without the data is refused; one with part of it says what is embedded.
+    let empty = d.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let o = run(ezimg().arg("check").arg("--data").arg(&empty));
+    assert!(
+        !o.ok && o.stderr.contains("has none of layers/, roles/, kickstart/"),
+        "{}",
+        o.stderr
+    );
+    std::fs::create_dir_all(empty.join("kickstart")).expect("mkdir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("kickstart/el7.ks.j2"),
+        empty.join("kickstart/el7.ks.j2"),
+    )
+    .expect("copy");
+    let o = run(ezimg()
+        .arg("plan")
+        .arg("--data")
+        .arg(&empty)
+        .args(["--node", "ops"]));
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "note: {} has no layers/, roles/: the embedded one(s) are used",
+            empty.display()
+        )),
+        "{}",
+        o.stderr
+    );
+}
+
+/// `--bundle-url` is where --out is served: each role's nodes fetch their own role's bundle.
+#[test]
+fn bundle_url_is_the_served_out_folder() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let out = d.path().join("out");
+    let o = run(ezimg()
+        .args([
+            "build",
+            "--all",
+            "--format",
+            "bundle,kickstart",
+            "--bundle-url",
+            "http://127.0.0.1:8080/ezk8s/",
+        ])
+        .arg("--out")
+        .arg(&out));
+    assert!(o.ok, "{}", o.stderr);
+    for (role, node) in [("slb", "slb-01"), ("master", "master-02")] {
+        let ks = std::fs::read_to_string(out.join(format!("{role}/{node}/ks.cfg"))).expect("ks");
+        let url = format!("http://127.0.0.1:8080/ezk8s/{role}/ezimg-{role}-bundle.tar.gz");
+        assert!(ks.contains(&url), "{node}'s ks.cfg does not fetch {url}");
+        assert!(
+            out.join(format!("{role}/ezimg-{role}-bundle.tar.gz"))
+                .exists()
+        );
+    }
+}
