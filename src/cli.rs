@@ -149,7 +149,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Download artifacts from artifacts.lock into the verified cache
     Fetch(FetchArgs),
-    /// Record the sha256 of pins that have none (trust on first use for unverified pins)
+    /// Record the sha256 of pins that have none (the one trust-on-first-use step; fetch and
+    /// build then check against it)
     Lock(LockArgs),
     /// Write a tar of verified cache entries and the lock, for machines without network
     Export(ExportArgs),
@@ -311,9 +312,6 @@ pub struct BuildArgs {
     /// With --fetch: a base URL or a flat directory to fetch from instead of the lock's URLs
     #[arg(long, value_name = "URL|DIR", requires = "fetch")]
     pub mirror: Vec<String>,
-    /// With --fetch: accept pins marked `verified = false` in artifacts.lock
-    #[arg(long, requires = "fetch")]
-    pub allow_unverified: bool,
     /// Write the outputs even when some artifact is missing or has no digest (each node then
     /// stops before changing anything, naming what is missing); without it such a build fails
     #[arg(long, env = "EZIMG_ALLOW_INCOMPLETE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -418,9 +416,6 @@ pub struct FetchArgs {
     /// Use the cache only; fail naming every artifact that is not there
     #[arg(long)]
     pub offline: bool,
-    /// Accept pins marked `verified = false` (their digest was recorded on first use)
-    #[arg(long)]
-    pub allow_unverified: bool,
     /// Rehash cached files before trusting them
     #[arg(long)]
     pub verify: bool,

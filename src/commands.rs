@@ -541,7 +541,6 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
     let cache = Cache::resolve(None)?;
     let fetch = if a.fetch {
         let mut o = FetchOptions::new(cache.clone());
-        o.allow_unverified = a.allow_unverified;
         o.mirrors = a
             .mirror
             .iter()

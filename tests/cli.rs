@@ -1771,3 +1771,73 @@ fn bundle_url_is_the_served_out_folder() {
         );
     }
 }
+
+/// Trust on first use, one story: a pin with no digest is refused by `fetch` (even from a
+/// mirror), which names `ezimg lock`; `lock` fetches it once, says loudly that nothing checked
+/// it, records its sha256 in a lock file the lock rule reads next (beside the cluster file, or
+/// `--lock FILE`, started from the embedded lock), and caches it; from then on `fetch` (also
+/// offline) checks against the recorded digest, with no flag.
+#[test]
+fn trust_on_first_use_is_one_step_then_checked() {
+    let s = Site::new(&default_cluster());
+    let mirror = s.dir.path().join("mirror");
+    std::fs::create_dir_all(&mirror).expect("mkdir");
+    let rpm = b"a stand-in kernel-ml rpm: upstream publishes no digest for the real one\n";
+    std::fs::write(mirror.join("kernel-ml-5.11.16-1.el7.elrepo.x86_64.rpm"), rpm).expect("write");
+    let digest = ezimg::digest::sha256_hex(rpm);
+    let fetch = |extra: &[&str]| {
+        run(s
+            .ezimg(&[&["fetch", "kernel-ml", "--progress", "plain"], extra].concat())
+            .arg("--mirror")
+            .arg(&mirror))
+    };
+    let o = fetch(&[]);
+    assert!(!o.ok, "fetched a pin with no digest");
+    assert!(o.stderr.contains("`ezimg lock kernel-ml`"), "{}", o.stderr);
+    let o = run(&mut s.ezimg(&["fetch", "kernel-ml", "--allow-unverified"]));
+    assert!(!o.ok, "--allow-unverified is gone: lock is the one way in");
+    // Without a lock file and without -c there is nowhere to record: said how to get one.
+    let o = run(ezimg()
+        .env("EZIMG_CACHE_DIR", &s.cache)
+        .args(["lock", "kernel-ml", "--progress", "plain", "--mirror"])
+        .arg(&mirror));
+    assert!(!o.ok && o.stderr.contains("`ezimg lock --lock FILE`"), "{}", o.stderr);
+    // --lock FILE that does not exist yet: started from the embedded lock.
+    let site_lock = s.dir.path().join("site.lock");
+    let o = run(ezimg()
+        .env("EZIMG_CACHE_DIR", &s.cache)
+        .args(["lock", "kernel-ml", "--progress", "plain", "--mirror"])
+        .arg(&mirror)
+        .arg("--lock")
+        .arg(&site_lock));
+    assert!(o.ok, "{}", o.stderr);
+    let text = std::fs::read_to_string(&site_lock).expect("site.lock written");
+    assert!(text.contains(&format!("sha256 = \"{digest}\"")), "{text}");
+    // With -c: beside the cluster file, where build and fetch look.
+    let o = run(s
+        .ezimg(&["lock", "kernel-ml", "--progress", "plain", "--mirror"])
+        .arg(&mirror));
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("TRUST ON FIRST USE")
+            && o.stderr.contains("no digest to check it against")
+            && !o.stderr.contains("digest verified"),
+        "{}",
+        o.stderr
+    );
+    let beside = s.dir.path().join("artifacts.lock");
+    let text = std::fs::read_to_string(&beside).expect("lock beside the cluster file");
+    assert!(text.contains(&format!("sha256 = \"{digest}\"")), "{text}");
+    // Now checked against the recorded digest: offline from the cache, and with no flag.
+    for extra in [&["--offline"][..], &[][..]] {
+        let o = run(&mut s.ezimg(&[&["fetch", "kernel-ml", "--progress", "plain"], extra].concat()));
+        assert!(o.ok, "fetch {extra:?}: {}", o.stderr);
+        assert!(o.stdout.starts_with("kernel-ml\t") && o.stdout.trim_end().ends_with(&digest));
+        assert!(o.stderr.contains("recorded on first use"), "{}", o.stderr);
+    }
+    // A mirror that serves other bytes now is caught.
+    std::fs::write(mirror.join("kernel-ml-5.11.16-1.el7.elrepo.x86_64.rpm"), b"changed").expect("write");
+    std::fs::remove_dir_all(&s.cache).expect("rm cache");
+    let o = fetch(&[]);
+    assert!(!o.ok && o.stderr.contains("mismatch"), "{}", o.stderr);
+}

@@ -809,7 +809,7 @@ async fn export_import_round_trip_into_an_empty_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unverified_pin_needs_the_flag() {
+async fn a_pin_without_digest_needs_lock_first() {
     let data = body(40, 30_000);
     let d = data.clone();
     let srv = Server::start(move |_, _| Reply::Full(d.clone()));
@@ -817,9 +817,9 @@ async fn unverified_pin_needs_the_flag() {
     let tmp = tempfile::tempdir().expect("tmp");
     let e = err_text(run(&lock, &["u"], &opts(tmp.path())).await);
     assert!(
-        e.contains("refusing unverified")
+        e.contains("no digest recorded")
             && e.contains("u (u.tar.gz")
-            && e.contains("--allow-unverified"),
+            && e.contains("`ezimg lock u`"),
         "{e}"
     );
     assert_eq!(srv.requests().len(), 0);
@@ -837,7 +837,8 @@ async fn unverified_pin_needs_the_flag() {
         &format!("verified = false\nsha256 = {:?}", sha256(&data)),
         "",
     )]);
-    let got = ok_content(run(&locked, &["u"], &o).await);
+    // Once recorded, the pin is checked against it: no flag needed.
+    let got = ok_content(run(&locked, &["u"], &opts(tmp.path())).await);
     assert_eq!(got, vec![data]);
     assert_cache_clean(tmp.path());
 }
@@ -921,7 +922,7 @@ fn cli_fetch_prints_paths_and_refuses_unverified() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-unverified"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`ezimg lock u`"));
     // `ezimg lock` records the digest, loudly.
     let out = Command::cargo_bin("ezimg")
         .expect("binary")

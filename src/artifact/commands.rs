@@ -60,7 +60,6 @@ pub fn fetch(g: &Global, a: &FetchArgs) -> Result<()> {
     let names = selection(g, &lock, &a.select, false)?;
     let mut opts = options(Cache::resolve(a.store.cache_dir.as_deref())?, &a.net)?;
     opts.offline = a.offline;
-    opts.allow_unverified = a.allow_unverified;
     opts.verify_cached = a.verify;
     let got = super::ensure(&lock, &names, &opts)?;
     let mut out = std::io::stdout().lock();
@@ -72,10 +71,37 @@ pub fn fetch(g: &Global, a: &FetchArgs) -> Result<()> {
 
 /// `ezimg lock`: learn the sha256 of pins that have none and write it into the lock file.
 pub fn lock(g: &Global, a: &LockArgs) -> Result<()> {
-    let lk = load_lock(g, &a.store)?;
-    let path = lk.path.clone().with_context(
-        || "no lock file on disk to record digests in (pass --lock FILE or run in the repository)",
-    )?;
+    // Where the digests go: the lock in use, or a new file that the lock rule will read next.
+    let (lk, path, new) = match &a.store.lock {
+        Some(p) if !p.exists() => {
+            let (base, why) = Lock::resolve(None, g.data.as_deref(), g.cluster.as_deref())?;
+            eprintln!(
+                "lock: {} does not exist yet: it will be {} ({why}) with the digests learnt",
+                p.display(),
+                base.origin
+            );
+            (base, p.clone(), true)
+        }
+        _ => {
+            let lk = load_lock(g, &a.store)?;
+            match (&lk.path, &g.cluster) {
+                (Some(p), _) => {
+                    let p = p.clone();
+                    (lk, p, false)
+                }
+                (None, Some(c)) => {
+                    let p = c.with_file_name("artifacts.lock");
+                    (lk, p, true)
+                }
+                (None, None) => bail!(
+                    "the lock in use is the one embedded in ezimg, which cannot record digests: \
+                     `ezimg lock --lock FILE` writes a copy with them to FILE (then give \
+                     `--lock FILE` or EZIMG_LOCK to check, build and fetch), or with \
+                     `-c CLUSTER` it goes beside the cluster file, where they find it"
+                ),
+            }
+        }
+    };
     let names: Vec<String> = if a.names.is_empty() {
         lk.artifacts
             .iter()
@@ -137,6 +163,11 @@ pub fn lock(g: &Global, a: &LockArgs) -> Result<()> {
         }
     }
     let records: Vec<lock::Record> = learnt.into_iter().map(|l| l.record).collect();
+    if new {
+        std::fs::write(&path, &lk.text)
+            .with_context(|| format!("writing the new lock {}", path.display()))?;
+        eprintln!("ezimg: wrote {} (a copy of {})", path.display(), lk.origin);
+    }
     lock::write_records(&path, &records)?;
     eprintln!(
         "ezimg: recorded {} digest(s) in {}",

@@ -446,7 +446,11 @@ pub(crate) async fn fetch_one(
             Ok(h) => {
                 drop(part);
                 let path = cache.insert_verified(&part_path, &h)?;
-                task.done(h.size, started.elapsed());
+                task.done(
+                    h.size,
+                    started.elapsed(),
+                    want.sha256.is_some() || want.sha512.is_some(),
+                );
                 return Ok(Fetched {
                     path,
                     hashes: h,

@@ -48,7 +48,9 @@ pub struct FetchOptions {
     pub mirrors: Vec<Mirror>,
     /// Use the cache only.
     pub offline: bool,
-    /// Accept pins marked `verified = false` (digest recorded on first use, or none yet).
+    /// Download pins that have no digest at all, unchecked (trust on first use). Only
+    /// `ezimg lock` does, and records what it got; `fetch` and `build --fetch` send such pins
+    /// to `ezimg lock` instead, so every cached file is one the lock can name.
     pub allow_unverified: bool,
     /// Downloads at once.
     pub jobs: usize,
@@ -147,19 +149,39 @@ pub async fn ensure_async(
     let arts = resolve(lock, names)?;
     let reporter = Arc::new(Reporter::new(opts.progress));
     if !opts.allow_unverified {
-        let refused: Vec<String> = arts
+        // A pin with no digest: nothing to check a download against. `ezimg lock` is the one
+        // trust-on-first-use step: it records the sha256, and from then on the pin is checked.
+        let refused: Vec<&Artifact> = arts
             .iter()
-            .filter(|a| !a.verified)
-            .map(|a| describe(a, &opts.cache))
+            .copied()
+            .filter(|a| !a.has_digest() && opts.cache.known_sha256(a).is_none())
             .collect();
         if !refused.is_empty() {
             bail!(
-                "refusing unverified pins (upstream publishes no digest; {}):\n    {}\n\
-                 review their digests (`ezimg lock` records them) and pass --allow-unverified",
+                "no digest recorded in {} for (upstream publishes none):\n    {}\n\
+                 `ezimg lock {}` fetches each once (add --mirror URL|DIR to take it from a \
+                 mirror), records its sha256 (trust on first use, said loudly) and caches it; \
+                 review the recorded digests, then fetch and build check against them",
                 lock.origin,
-                refused.join("\n    ")
+                refused
+                    .iter()
+                    .map(|a| describe(a, &opts.cache))
+                    .collect::<Vec<_>>()
+                    .join("\n    "),
+                refused
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
         }
+    }
+    for a in arts.iter().filter(|a| !a.verified && a.has_digest()) {
+        reporter.warn(&format!(
+            "{}: checked against the sha256 recorded on first use in {} (upstream publishes \
+             none)",
+            a.name, lock.origin
+        ));
     }
     let mut found: Vec<Option<PathBuf>> = Vec::with_capacity(arts.len());
     for a in &arts {

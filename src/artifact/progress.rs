@@ -135,12 +135,19 @@ impl Task {
     pub fn note(&self, msg: &str) {
         self.line(msg);
     }
-    pub fn done(&self, size: u64, took: Duration) {
+    /// The download is complete; `checked`: a pinned digest matched (else there was none to
+    /// check: trust on first use, which the caller reports).
+    pub fn done(&self, size: u64, took: Duration, checked: bool) {
         let rate = size as f64 / took.as_secs_f64().max(1e-6);
+        let what = if checked {
+            "digest verified"
+        } else {
+            "no digest to check it against (trust on first use)"
+        };
         match &self.bar {
-            Some(b) => b.finish_with_message("verified"),
+            Some(b) => b.finish_with_message(if checked { "verified" } else { "unchecked" }),
             None => self.line(&format!(
-                "fetched {} ({}, {:.1}s, {}/s), digest verified",
+                "fetched {} ({}, {:.1}s, {}/s), {what}",
                 self.name,
                 human(size),
                 took.as_secs_f64(),
