@@ -236,6 +236,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Result<()> {
                 .push(role.clone());
         }
     }
+    lint.finish()?;
     let mut out = std::io::stdout().lock();
     let mut say = |line: String| writeln!(out, "{line}").context("writing to standard output");
     say(format!("{}: ok", inputs.loaded.origin()))?;
@@ -634,6 +635,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
             });
         }
     }
+    lint.finish()?;
     // Outputs that would fail on the node are not written unless asked for (and then said).
     if !incomplete.is_empty() {
         let list = produce::missing_lines(&incomplete);

@@ -81,7 +81,8 @@ pub fn role_owner(role: &str, kind: Kind) -> Owner {
 }
 
 /// Render `role` (every node's plan, its bundle, and for each node, or only `only`, the
-/// requested per-node outputs), handing each file to `sink`.
+/// requested per-node outputs), handing each file to `sink`; the scripts go to `lint`, which
+/// the caller finishes once all roles are rendered.
 pub fn role(
     job: &Job,
     role: &str,

@@ -1783,7 +1783,11 @@ fn trust_on_first_use_is_one_step_then_checked() {
     let mirror = s.dir.path().join("mirror");
     std::fs::create_dir_all(&mirror).expect("mkdir");
     let rpm = b"a stand-in kernel-ml rpm: upstream publishes no digest for the real one\n";
-    std::fs::write(mirror.join("kernel-ml-5.11.16-1.el7.elrepo.x86_64.rpm"), rpm).expect("write");
+    std::fs::write(
+        mirror.join("kernel-ml-5.11.16-1.el7.elrepo.x86_64.rpm"),
+        rpm,
+    )
+    .expect("write");
     let digest = ezimg::digest::sha256_hex(rpm);
     let fetch = |extra: &[&str]| {
         run(s
@@ -1801,7 +1805,11 @@ fn trust_on_first_use_is_one_step_then_checked() {
         .env("EZIMG_CACHE_DIR", &s.cache)
         .args(["lock", "kernel-ml", "--progress", "plain", "--mirror"])
         .arg(&mirror));
-    assert!(!o.ok && o.stderr.contains("`ezimg lock --lock FILE`"), "{}", o.stderr);
+    assert!(
+        !o.ok && o.stderr.contains("`ezimg lock --lock FILE`"),
+        "{}",
+        o.stderr
+    );
     // --lock FILE that does not exist yet: started from the embedded lock.
     let site_lock = s.dir.path().join("site.lock");
     let o = run(ezimg()
@@ -1830,13 +1838,18 @@ fn trust_on_first_use_is_one_step_then_checked() {
     assert!(text.contains(&format!("sha256 = \"{digest}\"")), "{text}");
     // Now checked against the recorded digest: offline from the cache, and with no flag.
     for extra in [&["--offline"][..], &[][..]] {
-        let o = run(&mut s.ezimg(&[&["fetch", "kernel-ml", "--progress", "plain"], extra].concat()));
+        let o =
+            run(&mut s.ezimg(&[&["fetch", "kernel-ml", "--progress", "plain"], extra].concat()));
         assert!(o.ok, "fetch {extra:?}: {}", o.stderr);
         assert!(o.stdout.starts_with("kernel-ml\t") && o.stdout.trim_end().ends_with(&digest));
         assert!(o.stderr.contains("recorded on first use"), "{}", o.stderr);
     }
     // A mirror that serves other bytes now is caught.
-    std::fs::write(mirror.join("kernel-ml-5.11.16-1.el7.elrepo.x86_64.rpm"), b"changed").expect("write");
+    std::fs::write(
+        mirror.join("kernel-ml-5.11.16-1.el7.elrepo.x86_64.rpm"),
+        b"changed",
+    )
+    .expect("write");
     std::fs::remove_dir_all(&s.cache).expect("rm cache");
     let o = fetch(&[]);
     assert!(!o.ok && o.stderr.contains("mismatch"), "{}", o.stderr);
