@@ -594,16 +594,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
                 staging.responsible_for(produce::role_owner(role, kind));
             }
         }
-        let mut sink = |p: Piece| -> Result<()> {
-            let path = staging.path(&p.rel);
-            if p.private {
-                bundle::write_private(&path, p.bytes)?;
-            } else {
-                bundle::write_file(&path, p.bytes)?;
-            }
-            staging.produced(&p.rel, p.owner);
-            Ok(())
-        };
+        let mut sink = |p: Piece| staging.write(&p.rel, p.bytes, p.private, p.owner);
         let r = produce::role(&job, role, only, &mut lint, &mut sink)
             .with_context(|| format!("building role {role}"))?;
         for key in r.missing {

@@ -85,8 +85,9 @@ pub struct Staging {
     /// `out` did not exist before: a failed build removes it again (if still empty).
     made_out: bool,
     old: Manifest,
-    /// Files (or folders) written into staging, with their owner.
-    produced: Vec<(String, Owner)>,
+    /// Files (or folders) written into staging, with their owner and, when the writer had the
+    /// bytes at hand, their sha256.
+    produced: Vec<(String, Owner, Option<String>)>,
     /// What this build is responsible for: recorded files of these owners that it does not
     /// write again are removed.
     scope: BTreeSet<Owner>,
@@ -169,7 +170,30 @@ impl Staging {
     /// Say that `rel` (a file or a folder, under `<role>/`) was written for `owner`.
     pub fn produced(&mut self, rel: &str, owner: Owner) {
         self.scope.insert(owner.clone());
-        self.produced.push((rel.to_string(), owner));
+        self.produced.push((rel.to_string(), owner, None));
+    }
+
+    /// Write the file `rel` for `owner` (0600 when `private`: it holds secrets).
+    pub fn write(&mut self, rel: &str, bytes: &[u8], private: bool, owner: Owner) -> Result<()> {
+        let path = self.path(rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+        }
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut f = o
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut f, bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
+        self.scope.insert(owner.clone());
+        self.produced
+            .push((rel.to_string(), owner, Some(sha256_hex(bytes))));
+        Ok(())
     }
 
     /// Say that this build is responsible for `owner`'s outputs even if it writes none (a
@@ -193,21 +217,33 @@ impl Staging {
             remove.insert(rel.clone());
             files.remove(rel);
         }
-        for (rel, owner) in &self.produced {
+        for (rel, owner, sha256) in &self.produced {
+            if let Some(sha256) = sha256 {
+                let rec = Record {
+                    owner: owner.clone(),
+                    sha256: sha256.clone(),
+                };
+                files.insert(rel.clone(), rec);
+                continue;
+            }
+            if !self.dir.join(rel).exists() {
+                continue;
+            }
             for f in files_in(&self.dir, rel)? {
-                let bytes =
-                    std::fs::read(self.dir.join(&f)).with_context(|| format!("reading {f}"))?;
+                let path = self.dir.join(&f);
+                let h = crate::artifact::hash::hash_file(&path, false)
+                    .with_context(|| format!("hashing {}", path.display()))?;
                 files.insert(
                     f,
                     Record {
                         owner: owner.clone(),
-                        sha256: sha256_hex(&bytes),
+                        sha256: h.sha256.hex(),
                     },
                 );
             }
         }
         let mut tops: BTreeSet<String> = BTreeSet::new();
-        for rel in remove.iter().chain(self.produced.iter().map(|(r, _)| r)) {
+        for rel in remove.iter().chain(self.produced.iter().map(|(r, _, _)| r)) {
             tops.insert(rel.split('/').next().unwrap_or(rel).to_string());
         }
         for top in &tops {
