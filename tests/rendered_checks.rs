@@ -575,7 +575,14 @@ fn vrrp_master_backup_and_unicast_peers() {
                 "{c}"
             );
             assert!(c.contains("script_user root") && c.contains("enable_script_security"));
-            assert!(c.contains("interval 5") && c.contains("weight 2"));
+            assert!(c.contains("interval 5") && c.contains("fall 2") && c.contains("rise 1"));
+            // A failing check alone must hand the VIP to the next slb: its weight drops the
+            // MASTER below the BACKUP (the script's own stop of keepalived may time out).
+            let w: i64 = conf_value(c, "weight").parse().expect("weight");
+            assert!(
+                (p1 as i64) + w < p2 as i64,
+                "a failing check (weight {w}) must drop MASTER {p1} below BACKUP {p2}"
+            );
             assert!(c.contains(&format!("script \"{CHECK_DIR}nginx_process_check.sh\"")));
         }
         match mode {

@@ -59,6 +59,21 @@ pub const API_STANDIN_BOOTCMD: &str = r#"  - |
     systemd-run --no-block --unit=api-standin --collect python3 /run/api-standin.py
 "#;
 
+/// `EZIMG_REAL_K8S=1` only (a connected machine): bring up the user-mode uplink NIC (QEMU's
+/// fixed 10.0.2.0/24, gateway .2, DNS .3) and route the internet through it, so containerd can
+/// pull the real images. The node's own NIC keeps the cluster network; its default route (a
+/// gateway that exists only on a real site) is replaced. bootcmd runs on every boot.
+pub const UPLINK_BOOTCMD: &str = r#"  - |
+    for d in /sys/class/net/*; do
+        [ "$(cat "$d/address")" = "@UPLINK_MAC@" ] || continue
+        n=${d##*/}
+        ip link set "$n" up
+        ip addr replace 10.0.2.15/24 dev "$n"
+        ip route replace default via 10.0.2.2 dev "$n"
+        echo 'nameserver 10.0.2.3' >/etc/resolv.conf
+    done
+"#;
+
 /// The NoCloud vendor-data of a test guest: the agent, plus `extra` bootcmd entries.
 pub fn vendor_data(extra: &[&str]) -> String {
     let mut v = String::from("#cloud-config\nbootcmd:\n");
@@ -76,6 +91,9 @@ pub struct BootOpts {
     pub cpus: u32,
     /// Extra vendor-data bootcmd entries (e.g. [`API_STANDIN_BOOTCMD`]).
     pub bootcmd: Vec<&'static str>,
+    /// A user-mode uplink to the host's network ([`UPLINK_BOOTCMD`]): only with
+    /// `EZIMG_REAL_K8S=1` on a connected machine.
+    pub uplink: bool,
 }
 
 impl Default for BootOpts {
@@ -84,6 +102,7 @@ impl Default for BootOpts {
             mem_mib: 1536,
             cpus: 2,
             bootcmd: Vec::new(),
+            uplink: false,
         }
     }
 }
@@ -207,7 +226,19 @@ impl Guest {
                 ));
             }
         }
-        files.push(("vendor-data", vendor_data(&opts.bootcmd).into_bytes()));
+        let mut bootcmd: Vec<&str> = opts.bootcmd.clone();
+        // The uplink's MAC: the wire's with 03 for 02 in the fifth byte.
+        let uplink = match wire {
+            Some((_, mac)) if opts.uplink => Some(mac.replacen(":02:", ":03:", 1)),
+            _ => None,
+        };
+        let uplink_cmd = uplink
+            .as_ref()
+            .map(|m| UPLINK_BOOTCMD.replace("@UPLINK_MAC@", m));
+        if let Some(c) = &uplink_cmd {
+            bootcmd.push(c.as_str());
+        }
+        files.push(("vendor-data", vendor_data(&bootcmd).into_bytes()));
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (*n, c.as_slice())).collect();
         let seed_img = dir.join("seed.img");
         ezimg::output::seed_fat::write(&refs, &seed_img)?;
@@ -216,6 +247,7 @@ impl Guest {
         spec.cpus = opts.cpus;
         spec.allow_reboot = true;
         spec.disks = vec![Disk::qcow2(&disk), Disk::raw_ro(&seed_img, "cidata")];
+        spec.uplink = uplink;
         if let Some((w, mac)) = wire {
             spec.nics.push(McastNic {
                 group: w.group.clone(),
