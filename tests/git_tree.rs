@@ -181,12 +181,9 @@ fn the_computed_tree_id_is_gits() {
     // git's pax global header (the commit id) is there and ignored; without it, same id.
     let tar = gunzip(&std::fs::read(&archive).expect("read"));
     assert!(tar.windows(commit.len()).any(|w| w == commit.as_bytes()));
-    let plain = run(repo.git().args([
-        "archive",
-        "--format=tar",
-        "--prefix=y/",
-        "HEAD",
-    ]));
+    let plain = run(repo
+        .git()
+        .args(["archive", "--format=tar", "--prefix=y/", "HEAD"]));
     let got2 = gittree::tree_of_tar_gz(gzip(&plain, 9).as_slice()).expect("tree");
     assert_eq!(got2.hex(), tree);
 
@@ -204,7 +201,10 @@ fn the_computed_tree_id_is_gits() {
         .err()
         .map(|e| format!("{e:#}"))
         .unwrap_or_default();
-    assert!(e.contains("outside the archive's top-level directory"), "{e}");
+    assert!(
+        e.contains("outside the archive's top-level directory"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -257,7 +257,11 @@ fn fetch_accepts_the_pinned_tree_and_refuses_a_changed_byte() {
         err.contains("git tree mismatch") && err.contains(&tree) && err.contains("refused"),
         "{err}"
     );
-    assert_eq!(cache_entries(&cache), 0, "a refused archive entered the cache");
+    assert_eq!(
+        cache_entries(&cache),
+        0,
+        "a refused archive entered the cache"
+    );
 
     // One byte of the compressed stream changed: refused too (the archive no longer reads, or
     // reads to another tree).
