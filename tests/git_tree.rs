@@ -242,6 +242,7 @@ fn fetch_accepts_the_pinned_tree_and_refuses_a_changed_byte() {
         .output()
         .expect("ezimg");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    export_import_round_trip(&lock, &cache, work.path());
 
     // One byte of one file's content changed (archive re-compressed): another tree, refused.
     let mut tar = gunzip(&good);
@@ -283,6 +284,71 @@ fn fetch_accepts_the_pinned_tree_and_refuses_a_changed_byte() {
     assert!(ok, "{err}");
     let path = out.trim().strip_prefix("mod\t").expect("name\\tpath");
     assert_eq!(std::fs::read(path).expect("fetched"), regz);
+}
+
+/// `ezimg export` from `cache`, `ezimg import` into a fresh cache: the archive is found offline
+/// there (its alias was re-verified on import). With the alias's tree id changed in the export,
+/// import refuses it.
+fn export_import_round_trip(lock: &Path, cache: &Path, work: &Path) {
+    let tarfile = work.join("site.tar");
+    let o = ezimg(cache)
+        .args(["export"])
+        .arg(&tarfile)
+        .args(["mod", "--lock"])
+        .arg(lock)
+        .output()
+        .expect("ezimg export");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fresh = work.join("cache-imported");
+    let o = ezimg(&fresh)
+        .arg("import")
+        .arg(&tarfile)
+        .output()
+        .expect("ezimg import");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ezimg(&fresh)
+        .args(["fetch", "mod", "--offline", "--lock"])
+        .arg(lock)
+        .output()
+        .expect("ezimg fetch");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The same archive claiming another tree: the alias is refused on import.
+    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(&tarfile).expect("open"));
+    for e in ar.entries().expect("tar") {
+        let mut e = e.expect("entry");
+        let p = e.path().expect("path").to_string_lossy().into_owned();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).expect("read");
+        if p == "verified.list" {
+            let text = String::from_utf8(b).expect("utf-8");
+            let (alias, rest) = text.split_once(' ').expect("alias line");
+            b = format!("gittree-{} {rest}", "0".repeat(40)).into_bytes();
+            assert!(alias.starts_with("gittree-"), "{alias}");
+        }
+        members.push((p, b));
+    }
+    let mut tb = tar::Builder::new(Vec::new());
+    for (p, b) in &members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(b.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tb.append_data(&mut h, p, b.as_slice()).expect("append");
+    }
+    let forged = work.join("forged.tar");
+    std::fs::write(&forged, tb.into_inner().expect("tar")).expect("write");
+    let o = ezimg(&work.join("cache-forged"))
+        .arg("import")
+        .arg(&forged)
+        .output()
+        .expect("ezimg import");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not 0000000000"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -309,6 +309,31 @@ fn fetch_accepts_the_pinned_signer_and_refuses_the_rest() {
         .expect("ezimg");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
+    // Carried to another machine with export/import: found offline there too (the signatures
+    // were checked again on import, with the keys the archive carries).
+    let tarfile = work.path().join("site.tar");
+    let o = ezimg(&cache)
+        .arg("export")
+        .arg(&tarfile)
+        .args(["good", "v3", "--lock"])
+        .arg(&lock)
+        .output()
+        .expect("ezimg export");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let other_machine = work.path().join("cache-imported");
+    let o = ezimg(&other_machine)
+        .arg("import")
+        .arg(&tarfile)
+        .output()
+        .expect("ezimg import");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ezimg(&other_machine)
+        .args(["fetch", "good", "v3", "--offline", "--lock"])
+        .arg(&lock)
+        .output()
+        .expect("ezimg");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
     // `ezimg lock` records the sha256 of the verified files; fetching from a fresh cache then
     // checks both the digest and the signature.
     let o = ezimg(&cache)

@@ -88,20 +88,33 @@ impl Cache {
         text.trim().parse().ok()
     }
 
-    /// Where the alias of a content-verified pin lives (None for digest-only pins).
-    fn verified_alias(&self, a: &Artifact) -> Option<PathBuf> {
-        let name = match a.check.as_ref()? {
+    /// The name of the alias of a content-verified pin (None for digest-only pins).
+    pub fn alias_name(a: &Artifact) -> Option<String> {
+        Some(match a.check.as_ref()? {
             Check::GitTree(id) => format!("gittree-{}", id.hex()),
             Check::Signature(k) => format!("rpm-{}-{}", k.fingerprint, a.file),
-        };
-        Some(self.root.join("verified").join(name))
+        })
+    }
+
+    fn verified_alias(&self, a: &Artifact) -> Option<PathBuf> {
+        Some(self.root.join("verified").join(Cache::alias_name(a)?))
     }
 
     /// Record that the entry `d` passed `a`'s content check.
     pub fn record_verified(&self, a: &Artifact, d: &Sha256Digest) -> Result<()> {
-        let Some(alias) = self.verified_alias(a) else {
-            return Ok(());
-        };
+        match Cache::alias_name(a) {
+            Some(name) => self.record_alias(&name, d),
+            None => Ok(()),
+        }
+    }
+
+    /// Write the alias `name` (see [`Cache::alias_name`]) for entry `d`. Only for an entry that
+    /// has just passed the check the name stands for.
+    pub(crate) fn record_alias(&self, name: &str, d: &Sha256Digest) -> Result<()> {
+        if name.contains('/') || name.starts_with('.') {
+            bail!("bad alias name {name:?}");
+        }
+        let alias = self.root.join("verified").join(name);
         let dir = self.root.join("verified");
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut t = tempfile::NamedTempFile::new_in(&dir)
