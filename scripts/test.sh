@@ -20,7 +20,7 @@ declare -A need=(
     [gcc]=build-essential [make]=build-essential [patch]=patch [bzip2]=bzip2 [xz]=xz-utils
     [unzip]=unzip [zip]=zip [perl]=perl
     [git]=git [rpmbuild]=rpm [rpmsign]=rpm [rpmkeys]=rpm [rpmdb]=rpm [gpg]=gnupg
-    [gpg-agent]=gpg-agent
+    [gpg-agent]=gpg-agent [gpgconf]=gpgconf
 )
 missing=()
 for cmd in "${!need[@]}"; do
