@@ -2,6 +2,7 @@
 # Seed: yum localinstall -y kernel-ml*; grub2-set-default 0 && grub2-mkconfig -o /etc/grub2.cfg
 # Already installed: nothing to do (the boot default was set when it was installed).
 if ! rpm -q kernel-ml-5.11.16-1.el7.elrepo >/dev/null 2>&1; then
+    # ez_artifact checks each package's sha256 and its ELRepo signature (rpmkeys, pinned key).
     kernel=$(ez_artifact kernel-ml)
     devel=$(ez_artifact kernel-ml-devel)
     yum localinstall -y "$kernel" "$devel"
