@@ -536,6 +536,14 @@ fn sysctl_file_has_every_seed_key_and_value() {
                     p.hostname
                 );
             }
+            // Seed 002's one key beyond seed 000's.
+            assert_eq!(
+                got.get("net.ipv4.conf.all.route_localnet")
+                    .map(String::as_str),
+                Some("1"),
+                "{} on {os}: route_localnet (seed 002)",
+                p.hostname
+            );
             // swap-off persists the seed's `sysctl -w vm.swappiness=0`.
             let swap = sysctl_pairs(must_file(p, "/etc/sysctl.d/swap.conf"));
             assert_eq!(swap.get("vm.swappiness").map(String::as_str), Some("0"));
@@ -783,6 +791,53 @@ fn vrrp_master_backup_and_unicast_peers() {
                 assert_eq!(unicast_peers(one), Some(vec!["192.168.2.212".to_string()]));
                 assert_eq!(unicast_peers(two), Some(vec!["192.168.2.211".to_string()]));
             }
+        }
+    }
+}
+
+/// The vrrp_script block of a keepalived.conf, its lines trimmed.
+fn vrrp_script_block(conf: &str) -> Vec<String> {
+    let start = conf.find("vrrp_script ").expect("a vrrp_script block");
+    conf[start..]
+        .lines()
+        .take_while(|l| l.trim() != "}")
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The check's parameters: seed 000's `weight 2` with nginx, seed 004's `chk_apiserver`
+/// (`interval 5`, `weight -5`, `fall 2`, `rise 1`) with haproxy. `keepalived -t` checks both
+/// (keepalived_accepts_the_rendered_configs).
+#[test]
+fn vrrp_check_follows_the_seed_of_each_variant() {
+    let tree = DataTree::embedded();
+    for (variant, want) in [
+        (
+            SLB_VARIANTS[0],
+            vec![
+                "vrrp_script check_nginx {",
+                "script \"/ezops/service/keepalived/etc/keepalived/nginx_process_check.sh\"",
+                "interval 5",
+                "weight 2",
+            ],
+        ),
+        (
+            SLB_VARIANTS[2],
+            vec![
+                "vrrp_script check_haproxy {",
+                "script \"/ezops/service/keepalived/etc/keepalived/haproxy_process_check.sh\"",
+                "interval 5",
+                "weight -5",
+                "fall 2",
+                "rise 1",
+            ],
+        ),
+    ] {
+        let plans = plan_all(&tree, &cluster_for(Os::El7, variant));
+        for slb in ["slb-01", "slb-02"] {
+            let conf = must_file(node(&plans, slb), KEEPALIVED_CONF);
+            assert_eq!(vrrp_script_block(conf), want, "{variant:?} {slb}");
         }
     }
 }
