@@ -795,6 +795,67 @@ fn vrrp_master_backup_and_unicast_peers() {
     }
 }
 
+/// Seed 000 reboots after installing kernel-ml. On el7 a live apply asks for that reboot once
+/// (a marker) through a flag in /run, `apply` reboots at its very end, and the join neither
+/// starts from the live apply nor at boot while the flag stands (the reboot clears /run).
+/// Kickstart's %post is not live: the install's own reboot starts the new kernel. Checked on
+/// the rendered files (there is no el7 guest here to reboot).
+#[test]
+fn kernel_ml_reboot_comes_before_the_join() {
+    let tree = DataTree::embedded();
+    let flag = "/run/ezimg/reboot-required";
+    for os in Os::ALL {
+        let plans = plan_all(&tree, &cluster_for(os, &[]));
+        for host in ["slb-01", "master-02", "worker-01"] {
+            let p = node(&plans, host);
+            let kernel = p.applied().find(|l| l.name == "kernel-ml");
+            assert_eq!(kernel.is_some(), os == Os::El7, "{host} on {os}");
+            if let Some(k) = kernel {
+                let script = String::from_utf8_lossy(&k.scripts[0].content).to_string();
+                let ask = script
+                    .find(&format!(">{flag}"))
+                    .expect("the flag is written");
+                let guard = script[..ask]
+                    .rfind("if ez_live && [ \"$(uname -r)\" != \"$want\" ]")
+                    .expect("only live, only on another kernel");
+                assert!(
+                    script[guard..ask].contains("if ! ez_marker kernel-ml-reboot"),
+                    "once per node: {script}"
+                );
+                assert!(
+                    script.contains("want=5.11.16-1.el7.elrepo.x86_64"),
+                    "{script}"
+                );
+            }
+            if host == "slb-01" {
+                continue;
+            }
+            let unit = must_file(p, "/etc/systemd/system/ezimg-join.service");
+            assert!(
+                unit.lines()
+                    .any(|l| l == format!("ConditionPathExists=!{flag}")),
+                "{unit}"
+            );
+            let join = p.applied().find(|l| l.name == "ezimg-join").expect("join");
+            let script = String::from_utf8_lossy(&join.scripts[0].content).to_string();
+            let wait = script
+                .find(&format!("[ -e {flag} ]"))
+                .unwrap_or_else(|| panic!("the join does not wait: {script}"));
+            let start = script.find("systemctl start --no-block").expect("start");
+            assert!(wait < start, "{script}");
+        }
+    }
+    let apply =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bundle/apply.sh"))
+            .expect("apply.sh");
+    let reboot = apply.find("shutdown -r +1").expect("apply reboots");
+    let last = apply
+        .find("printf 'ezimg apply: %s changes")
+        .expect("summary");
+    assert!(last < reboot, "the reboot comes after every layer");
+    assert!(apply[..reboot].contains(&format!("if ez_live && [ -e {flag} ]")));
+}
+
 /// The vrrp_script block of a keepalived.conf, its lines trimmed.
 fn vrrp_script_block(conf: &str) -> Vec<String> {
     let start = conf.find("vrrp_script ").expect("a vrrp_script block");
