@@ -301,7 +301,7 @@ fn install_source_is_a_url_without_mirrorlist() {
             MirrorLayout::Vault,
             vec![
                 "url --url=https://dl.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os/",
-                "repo --name=appstream --baseurl=https://dl.rockylinux.org/pub/rocky/9/AppStream/x86_64/os/",
+                "repo --name=AppStream --baseurl=https://dl.rockylinux.org/pub/rocky/9/AppStream/x86_64/os/",
             ],
         ),
         (
@@ -322,7 +322,7 @@ fn install_source_is_a_url_without_mirrorlist() {
             MirrorLayout::Vault,
             vec![
                 "url --url=http://192.0.2.10/rocky/9/BaseOS/x86_64/os/",
-                "repo --name=appstream --baseurl=http://192.0.2.10/rocky/9/AppStream/x86_64/os/",
+                "repo --name=AppStream --baseurl=http://192.0.2.10/rocky/9/AppStream/x86_64/os/",
             ],
         ),
     ];

@@ -46,6 +46,10 @@ pub struct YumRepo {
     pub gpgkey: Option<&'static str>,
     /// Also a source of the installer (kickstart `url` for the first, `repo` for the others).
     pub install: bool,
+    /// Kickstart's `repo --name`: the name the installer itself gives that tree (CentOS 7's
+    /// built-in `updates`/`extras`, Rocky's `.treeinfo` variant `AppStream`), so the line
+    /// replaces the installer's own entry instead of adding a second one.
+    pub installer_name: &'static str,
 }
 
 impl YumRepo {
@@ -95,12 +99,13 @@ pub fn yum_repos(cluster: &Cluster) -> Vec<YumRepo> {
     let r = roots(&cluster.yum_mirror, cluster.yum_mirror_layout);
     let centos_key = Some("file:///etc/pki/rpm-gpg/RPM-GPG-KEY-CentOS-7");
     let rocky_key = Some("file:///etc/pki/rpm-gpg/RPM-GPG-KEY-Rocky-9");
-    let repo = |id, name, baseurl: String, gpgkey, install| YumRepo {
+    let repo = |id, name, baseurl: String, gpgkey, installer_name: Option<&'static str>| YumRepo {
         id,
         name,
         baseurl,
         gpgkey,
-        install,
+        install: installer_name.is_some(),
+        installer_name: installer_name.unwrap_or(id),
     };
     match cluster.os {
         Os::El7 => vec![
@@ -109,28 +114,28 @@ pub fn yum_repos(cluster: &Cluster) -> Vec<YumRepo> {
                 "CentOS-7.9.2009 - Base",
                 format!("{}/os/$basearch/", r.centos7),
                 centos_key,
-                true,
+                Some("base"),
             ),
             repo(
                 "updates",
                 "CentOS-7.9.2009 - Updates",
                 format!("{}/updates/$basearch/", r.centos7),
                 centos_key,
-                true,
+                Some("updates"),
             ),
             repo(
                 "extras",
                 "CentOS-7.9.2009 - Extras",
                 format!("{}/extras/$basearch/", r.centos7),
                 centos_key,
-                true,
+                Some("extras"),
             ),
             repo(
                 "epel",
                 "Extra Packages for Enterprise Linux 7 (archive) - $basearch",
                 format!("{}/$basearch/", r.epel7),
                 None,
-                false,
+                None,
             ),
         ],
         Os::El9 => vec![
@@ -139,35 +144,35 @@ pub fn yum_repos(cluster: &Cluster) -> Vec<YumRepo> {
                 "Rocky Linux 9 - BaseOS",
                 format!("{}/BaseOS/$basearch/os/", r.rocky9),
                 rocky_key,
-                true,
+                Some("BaseOS"),
             ),
             repo(
                 "appstream",
                 "Rocky Linux 9 - AppStream",
                 format!("{}/AppStream/$basearch/os/", r.rocky9),
                 rocky_key,
-                true,
+                Some("AppStream"),
             ),
             repo(
                 "crb",
                 "Rocky Linux 9 - CRB",
                 format!("{}/CRB/$basearch/os/", r.rocky9),
                 rocky_key,
-                false,
+                None,
             ),
             repo(
                 "extras",
                 "Rocky Linux 9 - Extras",
                 format!("{}/extras/$basearch/os/", r.rocky9),
                 rocky_key,
-                false,
+                None,
             ),
             repo(
                 "epel",
                 "Extra Packages for Enterprise Linux 9 - $basearch",
                 format!("{}/Everything/$basearch/", r.epel9),
                 None,
-                false,
+                None,
             ),
         ],
         Os::Debian12 => vec![],

@@ -101,7 +101,10 @@ pub fn context(input: &NodeInput) -> Result<serde_json::Value> {
     let repos: Vec<serde_json::Value> = crate::cluster::yum_repos(c)
         .iter()
         .filter(|r| r.install)
-        .map(|r| Ok(json!({"name": r.id, "baseurl": word("repository URL", &r.install_url())?})))
+        .map(|r| {
+            Ok(json!({"name": r.installer_name,
+                      "baseurl": word("repository URL", &r.install_url())?}))
+        })
         .collect::<Result<_>>()?;
     // Anaconda names disks without /dev/ (`sda`, `disk/by-id/...`).
     let system_drive = word(
