@@ -11,9 +11,9 @@ cd "$root"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Command -> Debian package, for the checks the tests run on rendered outputs and the build
-# stages they compile (git, rpm and gnupg: the commit archives and signed RPMs the artifact
-# verification tests make).
+# Command -> Debian package, for the checks the tests run on rendered outputs, the build
+# stages they compile, the commit archives and signed RPMs the artifact verification tests make
+# (git, rpm, gnupg) and the disks layer's loop-device test (tests/disks.rs).
 declare -A need=(
     [shellcheck]=shellcheck [keepalived]=keepalived [haproxy]=haproxy
     [systemd-analyze]=systemd [mmdebstrap]=mmdebstrap [unshare]=util-linux
@@ -21,6 +21,7 @@ declare -A need=(
     [unzip]=unzip [zip]=zip [perl]=perl
     [git]=git [rpmbuild]=rpm [rpmsign]=rpm [rpmkeys]=rpm [rpmdb]=rpm [gpg]=gnupg
     [gpg-agent]=gpg-agent [gpgconf]=gpgconf
+    [mkfs.xfs]=xfsprogs [mkfs.ext4]=e2fsprogs [losetup]=mount [lsblk]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -684,3 +684,121 @@ fn a_closed_stdout_is_a_quiet_exit() {
         assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
     }
 }
+
+/// `[[node.disk]]` purposes: each mistake is an error naming the node's field and its line.
+#[test]
+fn disks_are_checked_by_purpose() {
+    // Disks under the node whose hostname line is given.
+    let with_disks = |host: &str, disks: &str| with_disks_in(&default_cluster(), host, disks);
+    let disk = |dev: &str, purpose: &str, fs: Option<&str>| {
+        let fs = fs.map(|f| format!("fs = \"{f}\"\n")).unwrap_or_default();
+        format!("\n[[node.disk]]\ndevice = \"{dev}\"\npurpose = \"{purpose}\"\n{fs}")
+    };
+    // Accepted: seed 002's master (system, etcd, data) and a worker with a data and a keep disk.
+    let ok = with_disks(
+        "master-01",
+        &(disk("/dev/sda", "system", None)
+            + &disk("/dev/sdb", "etcd", None)
+            + &disk(
+                "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
+                "data",
+                Some("ext4"),
+            )),
+    );
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = write(d.path(), "cluster.toml", &ok);
+    let o = run(ezimg().arg("check").arg("-c").arg(&f));
+    assert!(o.ok, "{}", o.stderr);
+
+    let line_of = |text: &str, needle: &str, after: &str| {
+        let start = text.find(after).expect("anchor");
+        text[..start + text[start..].find(needle).expect("needle")]
+            .matches('\n')
+            .count()
+            + 1
+    };
+    // etcd on a worker: refused, at the worker's disk line (not master-01's, which also has one).
+    let text = with_disks("master-01", &disk("/dev/sdb", "etcd", None));
+    let text = with_disks_in(&text, "worker-02", &disk("/dev/sdb", "etcd", None));
+    let l = line_of(&text, "purpose = \"etcd\"", "hostname = \"worker-02\"");
+    check_fails(
+        &text,
+        &[
+            &format!("cluster.toml:{l}: node[7].disk[0].purpose"),
+            "an etcd disk belongs on a master",
+        ],
+    );
+    for (disks, needles) in [
+        (
+            disk("/dev/sda", "system", None) + &disk("/dev/sdb", "system", None),
+            &["node[3].disk[1].purpose", "exactly one system disk"][..],
+        ),
+        (
+            disk("/dev/sdb", "data", None) + &disk("/dev/sdc", "data", None),
+            &["node[3].disk[1].purpose", "already the data disk"],
+        ),
+        (
+            disk("/dev/sdb", "keep", Some("xfs")),
+            &["node[3].disk[0].fs", "never touched"],
+        ),
+        (
+            disk("/dev/sdb", "data", Some("btrfs")),
+            &["node[3].disk[0].fs", "must be xfs or ext4"],
+        ),
+        (
+            disk("/dev/sda", "data", None),
+            &["node[3].disk[0].device", "declare the node's system disk"],
+        ),
+        (
+            disk("/dev/sdb", "data", None) + &disk("/dev/sdb", "keep", None),
+            &["node[3].disk[1].device", "also node[3].disk[0]"],
+        ),
+        (
+            disk("sdb", "data", None),
+            &["node[3].disk[0].device", "must be a /dev path"],
+        ),
+        (
+            disk("/dev/sdb", "scratch", None),
+            &[
+                "unknown variant `scratch`",
+                "`system`, `etcd`, `data`, `keep`",
+            ],
+        ),
+    ] {
+        check_fails(&with_disks("master-01", &disks), needles);
+    }
+}
+
+/// `with_disks` on a text that already has disks elsewhere.
+fn with_disks_in(text: &str, host: &str, disks: &str) -> String {
+    let anchor = format!("hostname = \"{host}\"\n");
+    let at = text.find(&anchor).expect("node");
+    let end = text[at..].find("\n\n").map_or(text.len(), |e| at + e);
+    format!("{}\n{disks}{}", &text[..end], &text[end..])
+}
+
+#[test]
+fn yum_mirror_is_a_url_and_a_known_layout() {
+    let text = default_cluster().replace("yum_mirror = \"\"", "yum_mirror = \"mirror.local\"");
+    check_fails(
+        &text,
+        &["cluster.toml:", "yum_mirror", "not a mirror root URL"],
+    );
+    let text = default_cluster().replace(
+        "yum_mirror_layout = \"vault\"",
+        "yum_mirror_layout = \"tuna\"",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains("\"tuna\""))
+        .expect("the edited line")
+        + 1;
+    check_fails(
+        &text,
+        &[
+            &format!("cluster.toml:{line}:"),
+            "unknown variant `tuna`",
+            "`vault` or `aliyun`",
+        ],
+    );
+}

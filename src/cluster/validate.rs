@@ -62,6 +62,37 @@ impl Ctx<'_> {
             message,
         });
     }
+    /// An error about one node's field: its line is the first one holding `needle` at or after
+    /// the node's `hostname` line (a device name such as /dev/sdb recurs in every node).
+    fn node_error(
+        &mut self,
+        hostname: &str,
+        field: String,
+        needle: &str,
+        message: impl Into<String>,
+    ) {
+        let origin = self.loaded.origin();
+        let anchor = format!("\"{hostname}\"");
+        let lines: Vec<&str> = self.loaded.text.lines().collect();
+        let live = |l: &str| !l.trim_start().starts_with('#');
+        let start = lines
+            .iter()
+            .position(|l| live(l) && l.contains("hostname") && l.contains(&anchor))
+            .unwrap_or(0);
+        let place = lines
+            .iter()
+            .enumerate()
+            .skip(start)
+            .find(|(_, l)| live(l) && !needle.is_empty() && l.contains(needle))
+            .map(|(i, _)| format!("{origin}:{}", i + 1))
+            .unwrap_or(origin);
+        self.out.push(Diagnostic {
+            severity: Severity::Error,
+            place,
+            field,
+            message: message.into(),
+        });
+    }
     fn error(&mut self, field: impl Into<String>, needle: &str, message: impl Into<String>) {
         self.push(Severity::Error, field.into(), needle, message.into());
     }
@@ -128,6 +159,25 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
             "network.interface",
             "interface",
             "must be a Linux interface name (1-15 characters, no '/')",
+        );
+    }
+
+    let m = &c.yum_mirror;
+    if !m.is_empty()
+        && (!["http://", "https://", "ftp://", "file:///"]
+            .iter()
+            .any(|p| m.starts_with(p) && m.len() > p.len())
+            || !m
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-:/+@%~".contains(ch)))
+    {
+        cx.error(
+            "yum_mirror",
+            "yum_mirror",
+            format!(
+                "{m:?} is not a mirror root URL (http://, https://, ftp:// or file:///, no spaces \
+                 or quotes): it goes into .repo files and kickstart's url line"
+            ),
         );
     }
 
@@ -245,29 +295,7 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
                 ),
             );
         }
-        for (d, disk) in n.disks.iter().enumerate() {
-            if !disk.device.starts_with("/dev/") {
-                cx.error(
-                    format!("node[{i}].disk[{d}].device"),
-                    &disk.device,
-                    "must be a /dev path",
-                );
-            }
-            if !disk.mount.starts_with('/') || disk.mount == "/" {
-                cx.error(
-                    format!("node[{i}].disk[{d}].mount"),
-                    &disk.mount,
-                    "must be an absolute path other than /",
-                );
-            }
-            if !matches!(disk.fs.as_str(), "xfs" | "ext4") {
-                cx.error(
-                    format!("node[{i}].disk[{d}].fs"),
-                    &disk.fs,
-                    "must be xfs or ext4",
-                );
-            }
-        }
+        check_disks(&mut cx, i, n);
     }
     for role in c.roles.keys() {
         if !known_roles.iter().any(|r| r == role) {
@@ -374,6 +402,109 @@ pub fn validate(loaded: &Loaded, known_roles: &[String]) -> Vec<Diagnostic> {
     }
     cx.out.sort_by_key(|d| d.severity);
     cx.out
+}
+
+/// A node's `[[node.disk]]` entries: one system disk (the installer's, and only its), etcd on
+/// masters, at most one etcd and one data disk, a filesystem only where ezimg makes one.
+fn check_disks(cx: &mut Ctx<'_>, i: usize, n: &super::Node) {
+    use super::{DEFAULT_SYSTEM_DISK, DiskPurpose};
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let declares_system = n.disks.iter().any(|d| d.purpose == DiskPurpose::System);
+    for (d, disk) in n.disks.iter().enumerate() {
+        let f = |k: &str| format!("node[{i}].disk[{d}].{k}");
+        let dev = disk.device.as_str();
+        let purpose = disk.purpose.as_str();
+        let purpose_needle = format!("\"{purpose}\"");
+        // Plain characters only: the path goes on kickstart and shell command lines unquoted.
+        if !dev.starts_with("/dev/")
+            || dev.len() <= 5
+            || dev.ends_with('/')
+            || dev.contains("..")
+            || !dev
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "/._-:+@".contains(ch))
+        {
+            cx.node_error(
+                &n.hostname,
+                f("device"),
+                dev,
+                format!(
+                    "{dev:?} must be a /dev path such as /dev/sdb or /dev/disk/by-id/… (letters, \
+                     digits and /._-:+@)"
+                ),
+            );
+        }
+        if let Some(j) = seen.insert(dev, d) {
+            cx.node_error(
+                &n.hostname,
+                f("device"),
+                dev,
+                format!("{dev} is also node[{i}].disk[{j}]"),
+            );
+        }
+        if let Some(j) = first.insert(purpose, d)
+            && disk.purpose != DiskPurpose::Keep
+        {
+            first.insert(purpose, j);
+            let why = match disk.purpose {
+                DiskPurpose::System => "the installer uses exactly one system disk",
+                _ => "its mount point takes one disk",
+            };
+            cx.node_error(
+                &n.hostname,
+                f("purpose"),
+                &purpose_needle,
+                format!("node[{i}].disk[{j}] is already the {purpose} disk: {why}"),
+            );
+        }
+        if disk.purpose == DiskPurpose::Etcd && n.role != "master" {
+            cx.node_error(
+                &n.hostname,
+                f("purpose"),
+                &purpose_needle,
+                format!(
+                    "an etcd disk belongs on a master (etcd runs only there), not on {} node {:?}",
+                    n.role, n.hostname
+                ),
+            );
+        }
+        match (&disk.fs, disk.purpose.mount()) {
+            (Some(fs), Some(_)) if !matches!(fs.as_str(), "xfs" | "ext4") => {
+                cx.node_error(
+                    &n.hostname,
+                    f("fs"),
+                    fs,
+                    format!("{fs:?}: must be xfs or ext4"),
+                );
+            }
+            (Some(fs), None) => cx.node_error(
+                &n.hostname,
+                f("fs"),
+                fs,
+                format!(
+                    "a {purpose} disk gets no filesystem from ezimg ({}): remove fs",
+                    if disk.purpose == DiskPurpose::System {
+                        "the installer lays it out"
+                    } else {
+                        "it is never touched"
+                    }
+                ),
+            ),
+            _ => {}
+        }
+        if !declares_system && dev == DEFAULT_SYSTEM_DISK {
+            cx.node_error(
+                &n.hostname,
+                f("device"),
+                dev,
+                format!(
+                    "{dev} is the system disk the installer uses when none is declared: declare \
+                     the node's system disk ([[node.disk]] purpose = \"system\")"
+                ),
+            );
+        }
+    }
 }
 
 fn valid_dns_domain(s: &str) -> bool {
