@@ -235,8 +235,9 @@ fn os_specific_layers_and_artifacts() {
             !deb,
             "yum repositories ({os})"
         );
-        // No node of the default cluster has an etcd or data disk: the disks layer says so.
-        assert!(!applied(master, "disks"));
+        // The disks layer is on every node, disks or not (its packages must be in the role
+        // image for whichever node has disks).
+        assert!(applied(master, "disks") && applied(slb, "disks"));
         // The container runtime is for every node but the slbs.
         assert!(applied(master, "nerdctl") && applied(node(&plans, "ops"), "containerd"));
         assert!(slb.layers.iter().all(|l| l.name != "nerdctl"));

@@ -18,6 +18,9 @@
 //!   alone does not move the VIP (the seed's check script stopped keepalived, which an operator
 //!   restarts); with keepalived started again slb-01 takes the VIP back (preempts); a second
 //!   failure after that restore fails over again;
+//! - (d) master-02 boots with a blank second disk declared as its etcd disk: its first boot
+//!   formats and mounts it at /var/lib/etcd (label EZ-ETCD); a file written there survives a
+//!   re-apply and (c)'s reboot;
 //! - (c) slb-01, master-02 and worker-01 reboot: first-boot work (the bootstrap `apply`, SSH host
 //!   keys, machine-id, the join) does not run again, and they come back tuned, slb-01 holding
 //!   the VIP.
@@ -265,6 +268,7 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
             cpus: if role == "slb" || real { 2 } else { 1 },
             bootcmd: Vec::new(),
             uplink: real,
+            data_disk: (host == harness::ETCD_DISK.0).then_some(harness::ETCD_DISK.1),
         };
         let image = out.join(role).join(format!("ezimg-{role}.qcow2"));
         Guest::boot_with(
@@ -365,6 +369,36 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
     );
     let store = c.with_file_name("cluster.secrets");
     joins::check(&mut guests, &store, &["192.168.2.212"]);
+
+    // (d) seed 002's etcd disk on master-02: blank at power-on, formatted and mounted at
+    // /var/lib/etcd by its first boot; a file written there survives a re-apply (and (c)'s
+    // reboot, checked there).
+    let disk_host = harness::ETCD_DISK.0;
+    let g = guests.get_mut(disk_host).expect("disk node");
+    let m = g
+        .check(
+            "findmnt -no LABEL,FSTYPE /var/lib/etcd && \
+             echo kept >/var/lib/etcd/ezimg-vm-marker",
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(m.trim(), "EZ-ETCD xfs", "{disk_host}: /var/lib/etcd");
+    let t = Instant::now();
+    let (rc, out) = g
+        .run(
+            &format!("/opt/ezimg/current/apply --node {disk_host} 2>&1 | tail -n 25; exit ${{PIPESTATUS[0]}}"),
+            Duration::from_secs(1200),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(rc, 0, "{disk_host}: re-apply failed:\n{out}");
+    let m = g
+        .check("findmnt -no LABEL /var/lib/etcd; cat /var/lib/etcd/ezimg-vm-marker")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(m.trim(), "EZ-ETCD\nkept", "{disk_host} after a re-apply");
+    eprintln!(
+        "vm_scenarios (d): {disk_host}: etcd disk EZ-ETCD (xfs) at /var/lib/etcd; re-applied in \
+         {:.0}s, the file on it kept",
+        t.elapsed().as_secs_f64()
+    );
 
     // (b) the slb pair. The failover itself happened before the joins (nginx stopped on
     // slb-01, the check script stopped keepalived, the VIP moved to slb-02, and every join went
@@ -485,6 +519,17 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
         let r = report(g);
         assert_ne!(r["boot_id"], before[h]["boot_id"], "{h} did not reboot");
         assert_tuned(h, role, last, &r);
+        if h == harness::ETCD_DISK.0 {
+            let m = g
+                .check("findmnt -no LABEL /var/lib/etcd; cat /var/lib/etcd/ezimg-vm-marker")
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(
+                m.trim(),
+                "EZ-ETCD\nkept",
+                "{h}: the etcd disk after a reboot"
+            );
+            eprintln!("vm_scenarios (d): {h} rebooted: the etcd disk mounted, its file kept");
+        }
         // Give a wrongly re-armed join unit time to start before looking.
         std::thread::sleep(Duration::from_secs(15));
         let now = joins::state(g);

@@ -94,6 +94,9 @@ pub struct BootOpts {
     /// A user-mode uplink to the host's network ([`UPLINK_BOOTCMD`]): only with
     /// `EZIMG_REAL_K8S=1` on a connected machine.
     pub uplink: bool,
+    /// A blank 1 GiB disk with this serial (`/dev/disk/by-id/virtio-<serial>` in the guest),
+    /// kept across reboots of the guest.
+    pub data_disk: Option<&'static str>,
 }
 
 impl Default for BootOpts {
@@ -103,6 +106,7 @@ impl Default for BootOpts {
             cpus: 2,
             bootcmd: Vec::new(),
             uplink: false,
+            data_disk: None,
         }
     }
 }
@@ -248,6 +252,25 @@ impl Guest {
         spec.allow_reboot = true;
         spec.disks = vec![Disk::qcow2(&disk), Disk::raw_ro(&seed_img, "cidata")];
         spec.uplink = uplink;
+        if let Some(serial) = opts.data_disk {
+            let p = dir.join(format!("{serial}.qcow2"));
+            let o = std::process::Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(&p)
+                .arg("1G")
+                .output()
+                .context("running qemu-img create")?;
+            anyhow::ensure!(
+                o.status.success(),
+                "qemu-img create {}: {}",
+                p.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            spec.disks.push(Disk {
+                serial: Some(serial.into()),
+                ..Disk::qcow2(&p)
+            });
+        }
         if let Some((w, mac)) = wire {
             spec.nics.push(McastNic {
                 group: w.group.clone(),
@@ -314,6 +337,9 @@ pub const NODES: [(&str, &str, u8); 6] = [
     ("master-03", "master", 223),
     ("worker-01", "worker", 231),
 ];
+/// The node booted with a blank etcd disk (seed 002's layout), and the disk's serial.
+pub const ETCD_DISK: (&str, &str) = ("master-02", "etcd1");
+
 /// MAC of a node on the test wire: its seed matches the NIC by it and names it `ens33`.
 pub fn mac_of(ip_last: u8) -> String {
     format!("52:54:00:00:02:{ip_last:02x}")
@@ -333,6 +359,12 @@ pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
             "[[node]]\nhostname = \"{host}\"\nrole = \"{role}\"\nip = \"192.168.2.{last}\"\nmac = \"{}\"\n\n",
             mac_of(last)
         ));
+        if host == ETCD_DISK.0 {
+            text.push_str(&format!(
+                "[[node.disk]]\ndevice = \"/dev/disk/by-id/virtio-{}\"\npurpose = \"etcd\"\n\n",
+                ETCD_DISK.1
+            ));
+        }
     }
     text.push_str(&format!(
         "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"{}\"\n\n",

@@ -7,16 +7,19 @@
 # seed's /var/lib/containers is podman's). Formatting happens only on a blank disk: a re-apply or
 # a reinstall mounts the disk as it is, and a disk with anything else on it stops the apply,
 # untouched (ezimg-disks says why).
-{% set fss = node.disks | selectattr('mount') | map(attribute='fs') | unique | list %}
-{% for fs in fss %}
-ez_pkg_install {{ "xfsprogs" if fs == "xfs" else "e2fsprogs" }}
-{% endfor %}
+# Both mkfs tools on every node of the role, whatever this node's disks: a role image is baked
+# with its first node's layers, and another node's first boot may have no package repository.
+ez_pkg_install xfsprogs e2fsprogs
 # The image bake is a root for every node of the role, with none of their disks: the node's
 # first boot (its live apply) sets them up.
 if [ "${EZIMG_IMAGE_BAKE:-0}" = 1 ]; then
     ez_log "image bake: the disks are set up at the node's first boot"
     exit 0
 fi
+{% if not (node.disks | selectattr('mount') | list) %}
+ez_log "no etcd or data disk on this node"
+exit 0
+{% endif %}
 live=()
 if ez_live; then live=(--live); fi
 set +e
