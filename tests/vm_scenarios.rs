@@ -414,6 +414,44 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
             .unwrap_or_else(|e| panic!("{e:#}"));
         eprintln!("vm_scenarios (b): {}: {}", g.name, which.trim());
     }
+    // Operators log in with the cluster file's key, never with a password: from master-03 on
+    // the test wire, root@ each slb with the key answers; without the key the server offers
+    // nothing but publickey.
+    let (key, _) = harness::ssh_key(work.path());
+    let key = std::fs::read_to_string(key).expect("test ssh key");
+    client
+        .check(&format!(
+            "install -d -m 0700 /root/.ssh && umask 077 && printf '%s\\n' '{}' >/root/.ssh/ezimg-test",
+            key.trim()
+        ))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let ssh = "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+               -o ConnectTimeout=30";
+    for (slb, ip) in [("slb-01", "192.168.2.211"), ("slb-02", "192.168.2.212")] {
+        let who = client
+            .check(&format!(
+                "{ssh} -i /root/.ssh/ezimg-test root@{ip} hostname"
+            ))
+            .unwrap_or_else(|e| panic!("ssh with the cluster's key to {slb}: {e:#}"));
+        assert_eq!(who.trim().lines().last(), Some(slb), "{who}");
+        let (rc, out) = client
+            .run(
+                &format!(
+                    "{ssh} -o PubkeyAuthentication=no \
+                     -o PreferredAuthentications=password,keyboard-interactive root@{ip} true"
+                ),
+                Duration::from_secs(120),
+            )
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            rc != 0 && out.contains("Permission denied (publickey)"),
+            "{slb}: a login without the key must be refused, offering only publickey: {out}"
+        );
+    }
+    eprintln!(
+        "vm_scenarios (b): root@slb-01/02 from master-03: the cluster's key logs in; without it \
+         the server offers only publickey"
+    );
     let ka = slbs[0]
         .run("systemctl is-active keepalived", Duration::from_secs(60))
         .expect("agent")

@@ -337,6 +337,27 @@ pub const NODES: [(&str, &str, u8); 6] = [
     ("master-03", "master", 223),
     ("worker-01", "worker", 231),
 ];
+/// The operator's SSH key of a test cluster: (private key file, public key line), made once in
+/// `dir` with ssh-keygen (ed25519, no passphrase).
+pub fn ssh_key(dir: &Path) -> (PathBuf, String) {
+    let private = dir.join("ssh").join("id_ed25519");
+    if !private.exists() {
+        std::fs::create_dir_all(private.parent().expect("parent")).expect("mkdir ssh");
+        let o = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "ezimg-vm-test", "-f"])
+            .arg(&private)
+            .output()
+            .expect("ssh-keygen (openssh-client)");
+        assert!(
+            o.status.success(),
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let public = std::fs::read_to_string(private.with_extension("pub")).expect("public key");
+    (private, public.trim().to_string())
+}
+
 /// The node booted with a blank etcd disk (seed 002's layout), and the disk's serial.
 pub const ETCD_DISK: (&str, &str) = ("master-02", "etcd1");
 
@@ -354,6 +375,13 @@ pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
         .find("# Nodes:")
         .expect("a nodes section in the default cluster")];
     let mut text = head.replace("os = \"el7\"", "os = \"debian12\"");
+    let key = ssh_key(dir);
+    let keys = "ssh_authorized_keys = []";
+    assert!(
+        text.contains(keys),
+        "the default cluster's [access] keys line"
+    );
+    text = text.replace(keys, &format!("ssh_authorized_keys = [\"{}\"]", key.1));
     for (host, role, last) in NODES {
         text.push_str(&format!(
             "[[node]]\nhostname = \"{host}\"\nrole = \"{role}\"\nip = \"192.168.2.{last}\"\nmac = \"{}\"\n\n",
