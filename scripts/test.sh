@@ -11,13 +11,17 @@ cd "$root"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Command -> Debian package, for the checks the tests run on rendered outputs and the build
-# stages they compile.
+# Command -> Debian package, for the checks the tests run on rendered outputs, the build
+# stages they compile, the commit archives and signed RPMs the artifact verification tests make
+# (git, rpm, gnupg) and the disks layer's loop-device test (tests/disks.rs).
 declare -A need=(
     [shellcheck]=shellcheck [keepalived]=keepalived [haproxy]=haproxy
     [systemd-analyze]=systemd [mmdebstrap]=mmdebstrap [unshare]=util-linux
     [gcc]=build-essential [make]=build-essential [patch]=patch [bzip2]=bzip2 [xz]=xz-utils
     [unzip]=unzip [zip]=zip [perl]=perl
+    [git]=git [rpmbuild]=rpm [rpmsign]=rpm [rpmkeys]=rpm [rpmdb]=rpm [gpg]=gnupg
+    [gpg-agent]=gpg-agent [gpgconf]=gpgconf
+    [mkfs.xfs]=xfsprogs [mkfs.ext4]=e2fsprogs [losetup]=mount [lsblk]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do

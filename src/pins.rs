@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::artifact::{self, Cache, FetchOptions, Lock};
-use crate::bundle::ArtifactPin;
+use crate::bundle::{ArtifactPin, Signer};
 use crate::cluster::Os;
 use crate::stage;
 
@@ -31,6 +31,7 @@ fn stage_pin(name: &str, key: &str, sha256: &str) -> ArtifactPin {
     ArtifactPin {
         sha256: Some(sha256.to_string()),
         file: format!("{name}-{}.tar.gz", &key[..key.len().min(16)]),
+        signer: None,
     }
 }
 
@@ -63,8 +64,15 @@ pub fn resolve(
         out.pins.insert(
             name.to_string(),
             ArtifactPin {
-                sha256: a.sha256.as_ref().map(|d| d.hex()),
+                // The lock's digest, or the one recorded when a signature or git tree check
+                // passed (those pins need no digest in the lock).
+                sha256: cache.known_sha256(a).as_ref().map(|d| d.hex()),
                 file: a.file.clone(),
+                signer: a.signer().map(|k| Signer {
+                    fingerprint: k.fingerprint.clone(),
+                    key: k.armored.clone(),
+                    key_file: k.file.clone(),
+                }),
             },
         );
     }
@@ -97,6 +105,7 @@ pub fn resolve(
                         ArtifactPin {
                             sha256: None,
                             file: format!("{name}.tar.gz"),
+                            signer: None,
                         },
                     );
                     continue;
@@ -119,6 +128,7 @@ pub fn resolve(
                 _ => ArtifactPin {
                     sha256: None,
                     file: format!("{name}.tar.gz"),
+                    signer: None,
                 },
             };
             out.pins.insert(name.clone(), pin);

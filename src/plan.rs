@@ -168,8 +168,18 @@ pub fn role_params(role: &Role, cluster: &Cluster, origin: &str) -> Result<toml:
 }
 
 fn node_json(n: &Node) -> serde_json::Value {
+    // Each disk with what its purpose implies (mount point, label, filesystem), so templates do
+    // not repeat those rules; `fs`, `mount` and `label` are null for system and keep disks.
+    let disks: Vec<serde_json::Value> = n
+        .disks
+        .iter()
+        .map(|d| {
+            json!({"device": d.device, "purpose": d.purpose, "fs": d.filesystem(),
+                   "mount": d.purpose.mount(), "label": d.purpose.label()})
+        })
+        .collect();
     json!({"hostname": n.hostname, "role": n.role, "ip": n.ip.to_string(), "mac": n.mac,
-           "disks": n.disks})
+           "disks": disks})
 }
 
 /// `kubernetes.*` of the template context. The CA hash is a secret placeholder: it is public,
@@ -221,6 +231,8 @@ pub fn context(cluster: &Cluster, node: &Node, params: &toml::Table) -> Result<m
             "sandbox_image": cluster.sandbox_image,
             "registry_mirror": cluster.registry_mirror,
             "yum_mirror": cluster.yum_mirror,
+            "yum_mirror_layout": cluster.yum_mirror_layout,
+            "yum_repos": crate::cluster::yum_repos(cluster),
             "network": {
                 "cidr": net.cidr.to_string(),
                 "prefix": net.cidr.prefix_len(),

@@ -323,7 +323,7 @@ fn bad_cluster_files_are_located_exactly_and_leave_out_untouched() {
         ),
         bad(
             "ip = \"192.168.2.212\"",
-            "ip = \"192.168.2.212\"\nmac = \"52:54:00:00:00:01\"\n\n[[node.disk]]\ndevice = «\"sdb\"»\nmount = \"/data\"",
+            "ip = \"192.168.2.212\"\nmac = \"52:54:00:00:00:01\"\n\n[[node.disk]]\ndevice = «\"sdb\"»\npurpose = \"keep\"",
             "node \"slb-02\".disk[0].device",
             "must be a /dev path",
         ),
@@ -1782,28 +1782,40 @@ fn trust_on_first_use_is_one_step_then_checked() {
     let s = Site::new(&default_cluster());
     let mirror = s.dir.path().join("mirror");
     std::fs::create_dir_all(&mirror).expect("mkdir");
-    let rpm = b"a stand-in kernel-ml rpm: upstream publishes no digest for the real one\n";
-    std::fs::write(
-        mirror.join("kernel-ml-5.11.16-1.el7.elrepo.x86_64.rpm"),
-        rpm,
-    )
-    .expect("write");
+    let rpm = b"# a stand-in for Calico's operator manifest: upstream publishes no digest for it\n";
+    std::fs::write(mirror.join("calico-v3.27.0-tigera-operator.yaml"), rpm).expect("write");
     let digest = ezimg::digest::sha256_hex(rpm);
     let fetch = |extra: &[&str]| {
         run(s
-            .ezimg(&[&["fetch", "kernel-ml", "--progress", "plain"], extra].concat())
+            .ezimg(
+                &[
+                    &["fetch", "calico-tigera-operator", "--progress", "plain"],
+                    extra,
+                ]
+                .concat(),
+            )
             .arg("--mirror")
             .arg(&mirror))
     };
     let o = fetch(&[]);
     assert!(!o.ok, "fetched a pin with no digest");
-    assert!(o.stderr.contains("`ezimg lock kernel-ml`"), "{}", o.stderr);
-    let o = run(&mut s.ezimg(&["fetch", "kernel-ml", "--allow-unverified"]));
+    assert!(
+        o.stderr.contains("`ezimg lock calico-tigera-operator`"),
+        "{}",
+        o.stderr
+    );
+    let o = run(&mut s.ezimg(&["fetch", "calico-tigera-operator", "--allow-unverified"]));
     assert!(!o.ok, "--allow-unverified is gone: lock is the one way in");
     // Without a lock file and without -c there is nowhere to record: said how to get one.
     let o = run(ezimg()
         .env("EZIMG_CACHE_DIR", &s.cache)
-        .args(["lock", "kernel-ml", "--progress", "plain", "--mirror"])
+        .args([
+            "lock",
+            "calico-tigera-operator",
+            "--progress",
+            "plain",
+            "--mirror",
+        ])
         .arg(&mirror));
     assert!(
         !o.ok && o.stderr.contains("`ezimg lock --lock FILE`"),
@@ -1814,7 +1826,13 @@ fn trust_on_first_use_is_one_step_then_checked() {
     let site_lock = s.dir.path().join("site.lock");
     let o = run(ezimg()
         .env("EZIMG_CACHE_DIR", &s.cache)
-        .args(["lock", "kernel-ml", "--progress", "plain", "--mirror"])
+        .args([
+            "lock",
+            "calico-tigera-operator",
+            "--progress",
+            "plain",
+            "--mirror",
+        ])
         .arg(&mirror)
         .arg("--lock")
         .arg(&site_lock));
@@ -1823,7 +1841,13 @@ fn trust_on_first_use_is_one_step_then_checked() {
     assert!(text.contains(&format!("sha256 = \"{digest}\"")), "{text}");
     // With -c: beside the cluster file, where build and fetch look.
     let o = run(s
-        .ezimg(&["lock", "kernel-ml", "--progress", "plain", "--mirror"])
+        .ezimg(&[
+            "lock",
+            "calico-tigera-operator",
+            "--progress",
+            "plain",
+            "--mirror",
+        ])
         .arg(&mirror));
     assert!(o.ok, "{}", o.stderr);
     assert!(
@@ -1838,19 +1862,157 @@ fn trust_on_first_use_is_one_step_then_checked() {
     assert!(text.contains(&format!("sha256 = \"{digest}\"")), "{text}");
     // Now checked against the recorded digest: offline from the cache, and with no flag.
     for extra in [&["--offline"][..], &[][..]] {
-        let o =
-            run(&mut s.ezimg(&[&["fetch", "kernel-ml", "--progress", "plain"], extra].concat()));
+        let o = run(&mut s.ezimg(
+            &[
+                &["fetch", "calico-tigera-operator", "--progress", "plain"],
+                extra,
+            ]
+            .concat(),
+        ));
         assert!(o.ok, "fetch {extra:?}: {}", o.stderr);
-        assert!(o.stdout.starts_with("kernel-ml\t") && o.stdout.trim_end().ends_with(&digest));
+        assert!(
+            o.stdout.starts_with("calico-tigera-operator\t")
+                && o.stdout.trim_end().ends_with(&digest)
+        );
         assert!(o.stderr.contains("recorded on first use"), "{}", o.stderr);
     }
     // A mirror that serves other bytes now is caught.
     std::fs::write(
-        mirror.join("kernel-ml-5.11.16-1.el7.elrepo.x86_64.rpm"),
+        mirror.join("calico-v3.27.0-tigera-operator.yaml"),
         b"changed",
     )
     .expect("write");
     std::fs::remove_dir_all(&s.cache).expect("rm cache");
     let o = fetch(&[]);
     assert!(!o.ok && o.stderr.contains("mismatch"), "{}", o.stderr);
+}
+
+/// `[[node.disk]]` purposes: each mistake is an error naming the node's field and its line.
+#[test]
+fn disks_are_checked_by_purpose() {
+    // Disks under the node whose hostname line is given.
+    let with_disks = |host: &str, disks: &str| with_disks_in(&default_cluster(), host, disks);
+    let disk = |dev: &str, purpose: &str, fs: Option<&str>| {
+        let fs = fs.map(|f| format!("fs = \"{f}\"\n")).unwrap_or_default();
+        format!("\n[[node.disk]]\ndevice = \"{dev}\"\npurpose = \"{purpose}\"\n{fs}")
+    };
+    // Accepted: seed 002's master (system, etcd, data) and a worker with a data and a keep disk.
+    let ok = with_disks(
+        "master-01",
+        &(disk("/dev/sda", "system", None)
+            + &disk("/dev/sdb", "etcd", None)
+            + &disk(
+                "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4",
+                "data",
+                Some("ext4"),
+            )),
+    );
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = write(d.path(), "cluster.toml", &ok);
+    let o = run(ezimg().arg("check").arg("-c").arg(&f));
+    assert!(o.ok, "{}", o.stderr);
+
+    let line_of = |text: &str, needle: &str, after: &str| {
+        let start = text.find(after).expect("anchor");
+        text[..start + text[start..].find(needle).expect("needle")]
+            .matches('\n')
+            .count()
+            + 1
+    };
+    // etcd on a worker: refused, at the worker's disk line (not master-01's, which also has one).
+    let text = with_disks("master-01", &disk("/dev/sdb", "etcd", None));
+    let text = with_disks_in(&text, "worker-02", &disk("/dev/sdb", "etcd", None));
+    let l = line_of(&text, "purpose = \"etcd\"", "hostname = \"worker-02\"");
+    check_fails(
+        &text,
+        &[
+            &format!("cluster.toml:{l}:11: node \"worker-02\".disk[0].purpose = \"etcd\""),
+            "an etcd disk belongs on a master",
+        ],
+    );
+    for (disks, needles) in [
+        (
+            disk("/dev/sda", "system", None) + &disk("/dev/sdb", "system", None),
+            &[
+                "node \"master-01\".disk[1].purpose",
+                "exactly one system disk",
+            ][..],
+        ),
+        (
+            disk("/dev/sdb", "data", None) + &disk("/dev/sdc", "data", None),
+            &[
+                "node \"master-01\".disk[1].purpose",
+                "already the data disk",
+            ],
+        ),
+        (
+            disk("/dev/sdb", "keep", Some("xfs")),
+            &["node \"master-01\".disk[0].fs", "never touched"],
+        ),
+        (
+            disk("/dev/sdb", "data", Some("btrfs")),
+            &["node \"master-01\".disk[0].fs", "must be xfs or ext4"],
+        ),
+        (
+            disk("/dev/sda", "data", None),
+            &[
+                "node \"master-01\".disk[0].device",
+                "declare the node's system disk",
+            ],
+        ),
+        (
+            disk("/dev/sdb", "data", None) + &disk("/dev/sdb", "keep", None),
+            &[
+                "node \"master-01\".disk[1].device",
+                "is also disk[0] of this node",
+            ],
+        ),
+        (
+            disk("sdb", "data", None),
+            &["node \"master-01\".disk[0].device", "must be a /dev path"],
+        ),
+        (
+            disk("/dev/sdb", "scratch", None),
+            &[
+                "unknown variant `scratch`",
+                "`system`, `etcd`, `data`, `keep`",
+            ],
+        ),
+    ] {
+        check_fails(&with_disks("master-01", &disks), needles);
+    }
+}
+
+/// `with_disks` on a text that already has disks elsewhere.
+fn with_disks_in(text: &str, host: &str, disks: &str) -> String {
+    let anchor = format!("hostname = \"{host}\"\n");
+    let at = text.find(&anchor).expect("node");
+    let end = text[at..].find("\n\n").map_or(text.len(), |e| at + e);
+    format!("{}\n{disks}{}", &text[..end], &text[end..])
+}
+
+#[test]
+fn yum_mirror_is_a_url_and_a_known_layout() {
+    let text = default_cluster().replace("yum_mirror = \"\"", "yum_mirror = \"mirror.local\"");
+    check_fails(
+        &text,
+        &["cluster.toml:", "yum_mirror", "not a mirror root URL"],
+    );
+    let text = default_cluster().replace(
+        "yum_mirror_layout = \"vault\"",
+        "yum_mirror_layout = \"tuna\"",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains("\"tuna\""))
+        .expect("the edited line")
+        + 1;
+    check_fails(
+        &text,
+        &[
+            &format!("cluster.toml:{line}:"),
+            "unknown variant `tuna`",
+            "`vault` or `aliyun`",
+        ],
+    );
 }

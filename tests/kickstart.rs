@@ -160,28 +160,90 @@ fn post_body_is_valid_bash_and_writes_secrets_verbatim() {
     );
 }
 
+/// Disks by purpose: the installer sees, partitions and wipes the system disk only
+/// (`ignoredisk --only-use`, `clearpart --drives`), on el7 and el9; the other disks are the
+/// bundle's disks layer's, which the node's plan carries with their purposes.
 #[test]
-fn extra_disks_are_left_to_the_bundle() {
+fn only_the_system_disk_is_the_installers() {
+    use ezimg::cluster::{Disk, DiskPurpose};
     let tree = DataTree::embedded();
-    let mut fx = Fixture::new(Os::El7, None);
-    fx.loaded.cluster.nodes[3].disks = vec![ezimg::cluster::Disk {
-        device: "/dev/sdb".into(),
-        mount: "/var/lib/containerd".into(),
-        fs: "xfs".into(),
-    }];
-    fx.loaded.cluster.nodes[3].mac = Some("52:54:00:AB:CD:EF".into());
-    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEzimgTestKeyOnly0000000000000000000 ops@ezimg";
-    fx.plans[3].params["ssh_authorized_keys"] = serde_json::json!([key]);
-    let inputs = fx.inputs();
-    let ks = kickstart::render(&tree, &inputs[3]).expect("render");
-    assert!(ks.contains("ignoredisk --drives=sdb\n"), "{ks}");
-    assert!(ks.contains("--device=52:54:00:ab:cd:ef "));
-    assert!(ks.contains(&format!(
-        "printf '%s\\n' '{key}' >>/root/.ssh/authorized_keys\n"
-    )));
-    let seed = ezimg::output::cloudinit::render(&inputs[3]).expect("seed");
-    assert!(seed.user_data.contains(key), "{}", seed.user_data);
-    validate(&ks, "RHEL7", "with-disk");
+    let disk = |device: &str, purpose, fs: Option<&str>| Disk {
+        device: device.into(),
+        purpose,
+        fs: fs.map(String::from),
+    };
+    for (os, version) in [(Os::El7, "RHEL7"), (Os::El9, "RHEL9")] {
+        let mut fx = Fixture::new(os, None);
+        // master-01: a declared system disk (virtio), etcd, data by id, keep.
+        fx.loaded.cluster.nodes[3].disks = vec![
+            disk("/dev/vda", DiskPurpose::System, None),
+            disk("/dev/vdb", DiskPurpose::Etcd, None),
+            disk(
+                "/dev/disk/by-id/virtio-data1",
+                DiskPurpose::Data,
+                Some("ext4"),
+            ),
+            disk("/dev/vdd", DiskPurpose::Keep, None),
+        ];
+        fx.loaded.cluster.nodes[3].mac = Some("52:54:00:AB:CD:EF".into());
+        // worker-01: no system disk declared, a data disk: the default system disk.
+        fx.loaded.cluster.nodes[6].disks = vec![disk("/dev/sdb", DiskPurpose::Data, None)];
+        // Plans as `build` makes them, from the cluster with these disks.
+        let catalog = ezimg::plan::Catalog::load(&tree).expect("catalog");
+        for i in [3, 6] {
+            fx.plans[i] = ezimg::plan::plan_node(&catalog, &fx.loaded, &fx.loaded.cluster.nodes[i])
+                .expect("plan");
+        }
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEzimgTestKeyOnly0000000000000000000 ops@ezimg";
+        fx.plans[3].params["ssh_authorized_keys"] = serde_json::json!([key]);
+        let inputs = fx.inputs();
+
+        let ks = kickstart::render(&tree, &inputs[3]).expect("render");
+        for line in [
+            "ignoredisk --only-use=vda\n",
+            "clearpart --all --initlabel --drives=vda\n",
+            "part pv.01 --size=1 --grow --ondisk=vda\n",
+            "bootloader --location=mbr --timeout=3 --boot-drive=vda\n",
+        ] {
+            assert!(ks.contains(line), "{os}: no {line:?} in\n{ks}");
+        }
+        // No installer command names another disk, and none clears every disk.
+        let commands = &ks[..ks.find("\n%post").expect("%post")];
+        for l in commands.lines().filter(|l| !l.starts_with('#')) {
+            for other in ["vdb", "vdd", "virtio-data1", "sda"] {
+                assert!(!l.contains(other), "{os}: {l}");
+            }
+        }
+        assert!(!ks.contains("clearpart --all --initlabel\n"), "{ks}");
+        assert!(ks.contains("--device=52:54:00:ab:cd:ef "));
+        if os == Os::El7 {
+            assert!(ks.contains(&format!(
+                "printf '%s\\n' '{key}' >>/root/.ssh/authorized_keys\n"
+            )));
+        }
+        validate(&ks, version, &format!("with-disks-{os}"));
+
+        let ks = kickstart::render(&tree, &inputs[6]).expect("render");
+        assert!(ks.contains("ignoredisk --only-use=sda\n"), "{ks}");
+        assert!(ks.contains("clearpart --all --initlabel --drives=sda\n"));
+        validate(&ks, version, &format!("default-system-disk-{os}"));
+
+        // The bundle's disks layer gets the node's disks, with their purposes.
+        let disks = fx.plans[3]
+            .applied()
+            .find(|l| l.name == "disks")
+            .expect("disks layer on a node with disks");
+        let script = String::from_utf8_lossy(&disks.scripts[0].content).to_string();
+        assert!(
+            script.contains(
+                "'system:/dev/vda' 'etcd:/dev/vdb:xfs' 'data:/dev/disk/by-id/virtio-data1:ext4' 'keep:/dev/vdd'"
+            ),
+            "{script}"
+        );
+        let seed = ezimg::output::cloudinit::render(&inputs[3]).expect("seed");
+        assert!(seed.user_data.contains(key), "{}", seed.user_data);
+    }
 }
 
 /// A valid OpenSSH key and a crypt(3) hash, made for these tests (`ssh-keygen`, `openssl passwd -6`).
@@ -211,5 +273,75 @@ fn access_keys_and_password_hash() {
         let sshkey = ks.contains(&format!("sshkey --username=root \"{TEST_KEY}\"\n"));
         assert_eq!((in_post, sshkey), (os == Os::El7, os == Os::El9), "{ks}");
         validate(&ks, version, &format!("access-{os}"));
+    }
+}
+
+/// The installer's sources are URLs that exist without a mirrorlist: the CentOS vault
+/// (7.9.2009) on el7, Rocky 9 BaseOS + AppStream on el9; a custom mirror follows its layout.
+#[test]
+fn install_source_is_a_url_without_mirrorlist() {
+    use ezimg::cluster::MirrorLayout;
+    let tree = DataTree::embedded();
+    let cases = [
+        (
+            Os::El7,
+            "RHEL7",
+            "",
+            MirrorLayout::Vault,
+            vec![
+                "url --url=https://vault.centos.org/7.9.2009/os/x86_64/",
+                "repo --name=updates --baseurl=https://vault.centos.org/7.9.2009/updates/x86_64/",
+                "repo --name=extras --baseurl=https://vault.centos.org/7.9.2009/extras/x86_64/",
+            ],
+        ),
+        (
+            Os::El9,
+            "RHEL9",
+            "",
+            MirrorLayout::Vault,
+            vec![
+                "url --url=https://dl.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os/",
+                "repo --name=AppStream --baseurl=https://dl.rockylinux.org/pub/rocky/9/AppStream/x86_64/os/",
+            ],
+        ),
+        (
+            Os::El7,
+            "RHEL7",
+            "http://192.0.2.10/mirrors/",
+            MirrorLayout::Aliyun,
+            vec![
+                "url --url=http://192.0.2.10/mirrors/centos-vault/7.9.2009/os/x86_64/",
+                "repo --name=updates --baseurl=http://192.0.2.10/mirrors/centos-vault/7.9.2009/updates/x86_64/",
+                "repo --name=extras --baseurl=http://192.0.2.10/mirrors/centos-vault/7.9.2009/extras/x86_64/",
+            ],
+        ),
+        (
+            Os::El9,
+            "RHEL9",
+            "http://192.0.2.10",
+            MirrorLayout::Vault,
+            vec![
+                "url --url=http://192.0.2.10/rocky/9/BaseOS/x86_64/os/",
+                "repo --name=AppStream --baseurl=http://192.0.2.10/rocky/9/AppStream/x86_64/os/",
+            ],
+        ),
+    ];
+    for (os, version, mirror, layout, want) in cases {
+        let mut fx = Fixture::new(os, None);
+        fx.loaded.cluster.yum_mirror = mirror.into();
+        fx.loaded.cluster.yum_mirror_layout = layout;
+        let inputs = fx.inputs();
+        let ks = kickstart::render(&tree, &inputs[0]).expect("render");
+        let got: Vec<&str> = ks
+            .lines()
+            .filter(|l| l.starts_with("url ") || l.starts_with("repo "))
+            .collect();
+        assert_eq!(got, want, "{os} {mirror:?} {layout:?}");
+        assert!(
+            !ks.lines()
+                .any(|l| !l.starts_with('#') && l.contains("mirrorlist")),
+            "{ks}"
+        );
+        validate(&ks, version, &format!("repos-{os}-{layout:?}"));
     }
 }

@@ -229,8 +229,15 @@ fn os_specific_layers_and_artifacts() {
             !deb,
             "no firewalld on Debian"
         );
-        // The default cluster has no yum mirror: the layer says so instead of acting.
-        assert!(!applied(master, "yum-mirror"));
+        // Repositories by URL on every el node (the default: the public trees), none on Debian.
+        assert_eq!(
+            applied(master, "yum-mirror"),
+            !deb,
+            "yum repositories ({os})"
+        );
+        // The disks layer is on every node, disks or not (its packages must be in the role
+        // image for whichever node has disks).
+        assert!(applied(master, "disks") && applied(slb, "disks"));
         // The container runtime is for every node but the slbs.
         assert!(applied(master, "nerdctl") && applied(node(&plans, "ops"), "containerd"));
         assert!(slb.layers.iter().all(|l| l.name != "nerdctl"));
@@ -294,25 +301,205 @@ fn os_specific_layers_and_artifacts() {
     }
 }
 
+/// The `.repo` file's `[id]` → baseurl pairs, and whether any repo uses a mirrorlist.
+fn repo_baseurls(repo: &str) -> (Vec<(String, String)>, bool) {
+    let mut out = Vec::new();
+    let mut id = String::new();
+    for l in repo.lines() {
+        if let Some(i) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            id = i.to_string();
+        } else if let Some(u) = l.strip_prefix("baseurl=") {
+            out.push((id.clone(), u.to_string()));
+        }
+    }
+    (
+        out,
+        repo.contains("mirrorlist") && repo.lines().any(|l| l.starts_with("mirrorlist")),
+    )
+}
+
+/// Seed 000's repositories, by URL: the default is the CentOS vault 7.9.2009 (os, updates,
+/// extras) and the EPEL 7 archive on el7, Rocky 9 and EPEL 9 on el9; a custom root follows the
+/// layout it is given (vault, or the seeds' Aliyun); no mirrorlist anywhere; base-packages
+/// installs no epel-release (EPEL is one of ezimg's repos).
 #[test]
 fn yum_mirror_layer_follows_the_cluster_file() {
+    use ezimg::cluster::MirrorLayout;
     let tree = DataTree::embedded();
-    for os in Os::ALL {
+    let b = "$basearch";
+    // (yum_mirror, layout, os, [(repo id, baseurl)])
+    type Case<'a> = (&'a str, MirrorLayout, Os, Vec<(&'a str, String)>);
+    let cases: [Case; 6] = [
+        (
+            "",
+            MirrorLayout::Vault,
+            Os::El7,
+            vec![
+                ("base", format!("https://vault.centos.org/7.9.2009/os/{b}/")),
+                (
+                    "updates",
+                    format!("https://vault.centos.org/7.9.2009/updates/{b}/"),
+                ),
+                (
+                    "extras",
+                    format!("https://vault.centos.org/7.9.2009/extras/{b}/"),
+                ),
+                (
+                    "epel",
+                    format!("https://archives.fedoraproject.org/pub/archive/epel/7/{b}/"),
+                ),
+            ],
+        ),
+        (
+            "",
+            MirrorLayout::Vault,
+            Os::El9,
+            vec![
+                (
+                    "baseos",
+                    format!("https://dl.rockylinux.org/pub/rocky/9/BaseOS/{b}/os/"),
+                ),
+                (
+                    "appstream",
+                    format!("https://dl.rockylinux.org/pub/rocky/9/AppStream/{b}/os/"),
+                ),
+                (
+                    "crb",
+                    format!("https://dl.rockylinux.org/pub/rocky/9/CRB/{b}/os/"),
+                ),
+                (
+                    "extras",
+                    format!("https://dl.rockylinux.org/pub/rocky/9/extras/{b}/os/"),
+                ),
+                (
+                    "epel",
+                    format!("https://dl.fedoraproject.org/pub/epel/9/Everything/{b}/"),
+                ),
+            ],
+        ),
+        (
+            "http://mirror.example.org/pub/",
+            MirrorLayout::Vault,
+            Os::El7,
+            vec![
+                (
+                    "base",
+                    format!("http://mirror.example.org/pub/centos/7.9.2009/os/{b}/"),
+                ),
+                (
+                    "updates",
+                    format!("http://mirror.example.org/pub/centos/7.9.2009/updates/{b}/"),
+                ),
+                (
+                    "extras",
+                    format!("http://mirror.example.org/pub/centos/7.9.2009/extras/{b}/"),
+                ),
+                ("epel", format!("http://mirror.example.org/pub/epel/7/{b}/")),
+            ],
+        ),
+        (
+            "http://mirror.example.org",
+            MirrorLayout::Vault,
+            Os::El9,
+            vec![
+                (
+                    "baseos",
+                    format!("http://mirror.example.org/rocky/9/BaseOS/{b}/os/"),
+                ),
+                (
+                    "appstream",
+                    format!("http://mirror.example.org/rocky/9/AppStream/{b}/os/"),
+                ),
+                (
+                    "crb",
+                    format!("http://mirror.example.org/rocky/9/CRB/{b}/os/"),
+                ),
+                (
+                    "extras",
+                    format!("http://mirror.example.org/rocky/9/extras/{b}/os/"),
+                ),
+                (
+                    "epel",
+                    format!("http://mirror.example.org/epel/9/Everything/{b}/"),
+                ),
+            ],
+        ),
+        (
+            "",
+            MirrorLayout::Aliyun,
+            Os::El7,
+            vec![
+                (
+                    "base",
+                    format!("https://mirrors.aliyun.com/centos-vault/7.9.2009/os/{b}/"),
+                ),
+                (
+                    "updates",
+                    format!("https://mirrors.aliyun.com/centos-vault/7.9.2009/updates/{b}/"),
+                ),
+                (
+                    "extras",
+                    format!("https://mirrors.aliyun.com/centos-vault/7.9.2009/extras/{b}/"),
+                ),
+                (
+                    "epel",
+                    format!("https://mirrors.aliyun.com/epel-archive/7/{b}/"),
+                ),
+            ],
+        ),
+        (
+            "http://10.0.0.5/mirror",
+            MirrorLayout::Aliyun,
+            Os::El9,
+            vec![
+                (
+                    "baseos",
+                    format!("http://10.0.0.5/mirror/rockylinux/9/BaseOS/{b}/os/"),
+                ),
+                (
+                    "appstream",
+                    format!("http://10.0.0.5/mirror/rockylinux/9/AppStream/{b}/os/"),
+                ),
+                (
+                    "crb",
+                    format!("http://10.0.0.5/mirror/rockylinux/9/CRB/{b}/os/"),
+                ),
+                (
+                    "extras",
+                    format!("http://10.0.0.5/mirror/rockylinux/9/extras/{b}/os/"),
+                ),
+                (
+                    "epel",
+                    format!("http://10.0.0.5/mirror/epel/9/Everything/{b}/"),
+                ),
+            ],
+        ),
+    ];
+    for (mirror, layout, os, want) in cases {
         let mut loaded = cluster_for(os, &[]);
-        loaded.cluster.yum_mirror = "http://mirrors.example.org/".into();
+        loaded.cluster.yum_mirror = mirror.into();
+        loaded.cluster.yum_mirror_layout = layout;
         let plans = plan_all(&tree, &loaded);
         let p = node(&plans, "worker-01");
-        let repo = file(p, "/etc/yum.repos.d/ezimg-mirror.repo");
-        if os == Os::Debian12 {
-            assert!(repo.is_none(), "no yum repo on Debian");
-            continue;
-        }
-        let repo = repo.expect("mirror repo planned on el");
-        assert!(
-            repo.contains("baseurl=http://mirrors.example.org/"),
+        let repo = file(p, "/etc/yum.repos.d/ezimg-mirror.repo").expect("repo file on el");
+        let (got, mirrorlist) = repo_baseurls(repo);
+        let want: Vec<(String, String)> =
+            want.into_iter().map(|(i, u)| (i.to_string(), u)).collect();
+        assert_eq!(got, want, "{mirror:?} {layout:?} {os}:\n{repo}");
+        assert!(!mirrorlist, "{repo}");
+        // Every repo enabled, the distribution's keys for the distribution's trees.
+        let key = if os == Os::El7 {
+            "RPM-GPG-KEY-CentOS-7"
+        } else {
+            "RPM-GPG-KEY-Rocky-9"
+        };
+        assert_eq!(
+            repo.matches(&format!("gpgkey=file:///etc/pki/rpm-gpg/{key}"))
+                .count(),
+            got.len() - 1,
             "{repo}"
         );
-        assert!(!repo.contains(".org//"), "trailing slash trimmed: {repo}");
+        assert_eq!(repo.matches("enabled=1").count(), got.len(), "{repo}");
         let base = p
             .applied()
             .find(|l| l.name == "base-packages")
@@ -320,9 +507,17 @@ fn yum_mirror_layer_follows_the_cluster_file() {
         let script = String::from_utf8_lossy(&base.scripts[0].content);
         assert!(
             !script.contains("epel-release"),
-            "the mirror lists EPEL: {script}"
+            "EPEL is ezimg's: {script}"
         );
     }
+    let plans = plan_all(&tree, &cluster_for(Os::Debian12, &[]));
+    assert!(
+        file(
+            node(&plans, "worker-01"),
+            "/etc/yum.repos.d/ezimg-mirror.repo"
+        )
+        .is_none()
+    );
 }
 
 #[test]
@@ -342,6 +537,14 @@ fn sysctl_file_has_every_seed_key_and_value() {
                     p.hostname
                 );
             }
+            // Seed 002's one key beyond seed 000's.
+            assert_eq!(
+                got.get("net.ipv4.conf.all.route_localnet")
+                    .map(String::as_str),
+                Some("1"),
+                "{} on {os}: route_localnet (seed 002)",
+                p.hostname
+            );
             // swap-off persists the seed's `sysctl -w vm.swappiness=0`.
             let swap = sysctl_pairs(must_file(p, "/etc/sysctl.d/swap.conf"));
             assert_eq!(swap.get("vm.swappiness").map(String::as_str), Some("0"));
@@ -575,7 +778,14 @@ fn vrrp_master_backup_and_unicast_peers() {
                 "{c}"
             );
             assert!(c.contains("script_user root") && c.contains("enable_script_security"));
-            assert!(c.contains("interval 5") && c.contains("weight 2"));
+            assert!(c.contains("interval 5") && c.contains("fall 2") && c.contains("rise 1"));
+            // A failing check alone must hand the VIP to the next slb: its weight drops the
+            // MASTER below the BACKUP (the script's own stop of keepalived may time out).
+            let w: i64 = conf_value(c, "weight").parse().expect("weight");
+            assert!(
+                (p1 as i64) + w < p2 as i64,
+                "a failing check (weight {w}) must drop MASTER {p1} below BACKUP {p2}"
+            );
             assert!(c.contains(&format!("script \"{CHECK_DIR}nginx_process_check.sh\"")));
         }
         match mode {
@@ -589,6 +799,102 @@ fn vrrp_master_backup_and_unicast_peers() {
                 assert_eq!(unicast_peers(one), Some(vec!["192.168.2.212".to_string()]));
                 assert_eq!(unicast_peers(two), Some(vec!["192.168.2.211".to_string()]));
             }
+        }
+    }
+}
+
+/// Seed 000 reboots after installing kernel-ml. On el7 a live apply asks for that reboot once
+/// (a marker) through a flag in /run, `apply` reboots at its very end, and the join neither
+/// starts from the live apply nor at boot while the flag stands (the reboot clears /run).
+/// Kickstart's %post is not live: the install's own reboot starts the new kernel. Checked on
+/// the rendered files (there is no el7 guest here to reboot).
+#[test]
+fn kernel_ml_reboot_comes_before_the_join() {
+    let tree = DataTree::embedded();
+    let flag = "/run/ezimg/reboot-required";
+    for os in Os::ALL {
+        let plans = plan_all(&tree, &cluster_for(os, &[]));
+        for host in ["slb-01", "master-02", "worker-01"] {
+            let p = node(&plans, host);
+            let kernel = p.applied().find(|l| l.name == "kernel-ml");
+            assert_eq!(kernel.is_some(), os == Os::El7, "{host} on {os}");
+            if let Some(k) = kernel {
+                let script = String::from_utf8_lossy(&k.scripts[0].content).to_string();
+                let ask = script
+                    .find(&format!(">{flag}"))
+                    .expect("the flag is written");
+                let guard = script[..ask]
+                    .rfind("if ez_live && [ \"$(uname -r)\" != \"$want\" ]")
+                    .expect("only live, only on another kernel");
+                assert!(
+                    script[guard..ask].contains("if ! ez_marker kernel-ml-reboot"),
+                    "once per node: {script}"
+                );
+                assert!(
+                    script.contains("want=5.11.16-1.el7.elrepo.x86_64"),
+                    "{script}"
+                );
+            }
+            if host == "slb-01" {
+                continue;
+            }
+            let unit = must_file(p, "/etc/systemd/system/ezimg-join.service");
+            assert!(
+                unit.lines()
+                    .any(|l| l == format!("ConditionPathExists=!{flag}")),
+                "{unit}"
+            );
+            let join = p.applied().find(|l| l.name == "ezimg-join").expect("join");
+            let script = String::from_utf8_lossy(&join.scripts[0].content).to_string();
+            let wait = script
+                .find(&format!("[ -e {flag} ]"))
+                .unwrap_or_else(|| panic!("the join does not wait: {script}"));
+            let start = script.find("systemctl start --no-block").expect("start");
+            assert!(wait < start, "{script}");
+        }
+    }
+    let apply =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bundle/apply.sh"))
+            .expect("apply.sh");
+    let reboot = apply.find("shutdown -r +1").expect("apply reboots");
+    let last = apply
+        .find("printf 'ezimg apply: %s changes")
+        .expect("summary");
+    assert!(last < reboot, "the reboot comes after every layer");
+    assert!(apply[..reboot].contains(&format!("if ez_live && [ -e {flag} ]")));
+}
+
+/// The vrrp_script block of a keepalived.conf, its lines trimmed.
+fn vrrp_script_block(conf: &str) -> Vec<String> {
+    let start = conf.find("vrrp_script ").expect("a vrrp_script block");
+    conf[start..]
+        .lines()
+        .take_while(|l| l.trim() != "}")
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The check's parameters, the same for both variants: `interval 5` (seeds 000/004), `fall 2`,
+/// `rise 1` (seed 004) and `weight -15` (not the seeds' `+2`/`-5`: with 100/90 priorities a
+/// failing check alone must move the VIP). `keepalived -t` checks both
+/// (keepalived_accepts_the_rendered_configs).
+#[test]
+fn vrrp_check_is_the_same_for_both_variants() {
+    let tree = DataTree::embedded();
+    for (variant, lb) in [(SLB_VARIANTS[0], "nginx"), (SLB_VARIANTS[2], "haproxy")] {
+        let want = vec![
+            format!("vrrp_script check_{lb} {{"),
+            format!("script \"/ezops/service/keepalived/etc/keepalived/{lb}_process_check.sh\""),
+            "interval 5".to_string(),
+            "weight -15".to_string(),
+            "fall 2".to_string(),
+            "rise 1".to_string(),
+        ];
+        let plans = plan_all(&tree, &cluster_for(Os::El7, variant));
+        for slb in ["slb-01", "slb-02"] {
+            let conf = must_file(node(&plans, slb), KEEPALIVED_CONF);
+            assert_eq!(vrrp_script_block(conf), want, "{variant:?} {slb}");
         }
     }
 }

@@ -59,6 +59,21 @@ pub const API_STANDIN_BOOTCMD: &str = r#"  - |
     systemd-run --no-block --unit=api-standin --collect python3 /run/api-standin.py
 "#;
 
+/// `EZIMG_REAL_K8S=1` only (a connected machine): bring up the user-mode uplink NIC (QEMU's
+/// fixed 10.0.2.0/24, gateway .2, DNS .3) and route the internet through it, so containerd can
+/// pull the real images. The node's own NIC keeps the cluster network; its default route (a
+/// gateway that exists only on a real site) is replaced. bootcmd runs on every boot.
+pub const UPLINK_BOOTCMD: &str = r#"  - |
+    for d in /sys/class/net/*; do
+        [ "$(cat "$d/address")" = "@UPLINK_MAC@" ] || continue
+        n=${d##*/}
+        ip link set "$n" up
+        ip addr replace 10.0.2.15/24 dev "$n"
+        ip route replace default via 10.0.2.2 dev "$n"
+        echo 'nameserver 10.0.2.3' >/etc/resolv.conf
+    done
+"#;
+
 /// The NoCloud vendor-data of a test guest: the agent, plus `extra` bootcmd entries.
 pub fn vendor_data(extra: &[&str]) -> String {
     let mut v = String::from("#cloud-config\nbootcmd:\n");
@@ -76,6 +91,12 @@ pub struct BootOpts {
     pub cpus: u32,
     /// Extra vendor-data bootcmd entries (e.g. [`API_STANDIN_BOOTCMD`]).
     pub bootcmd: Vec<&'static str>,
+    /// A user-mode uplink to the host's network ([`UPLINK_BOOTCMD`]): only with
+    /// `EZIMG_REAL_K8S=1` on a connected machine.
+    pub uplink: bool,
+    /// A blank 1 GiB disk with this serial (`/dev/disk/by-id/virtio-<serial>` in the guest),
+    /// kept across reboots of the guest.
+    pub data_disk: Option<&'static str>,
 }
 
 impl Default for BootOpts {
@@ -84,6 +105,8 @@ impl Default for BootOpts {
             mem_mib: 1536,
             cpus: 2,
             bootcmd: Vec::new(),
+            uplink: false,
+            data_disk: None,
         }
     }
 }
@@ -207,7 +230,19 @@ impl Guest {
                 ));
             }
         }
-        files.push(("vendor-data", vendor_data(&opts.bootcmd).into_bytes()));
+        let mut bootcmd: Vec<&str> = opts.bootcmd.clone();
+        // The uplink's MAC: the wire's with 03 for 02 in the fifth byte.
+        let uplink = match wire {
+            Some((_, mac)) if opts.uplink => Some(mac.replacen(":02:", ":03:", 1)),
+            _ => None,
+        };
+        let uplink_cmd = uplink
+            .as_ref()
+            .map(|m| UPLINK_BOOTCMD.replace("@UPLINK_MAC@", m));
+        if let Some(c) = &uplink_cmd {
+            bootcmd.push(c.as_str());
+        }
+        files.push(("vendor-data", vendor_data(&bootcmd).into_bytes()));
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (*n, c.as_slice())).collect();
         let seed_img = dir.join("seed.img");
         ezimg::output::seed_fat::write(&refs, &seed_img)?;
@@ -216,6 +251,26 @@ impl Guest {
         spec.cpus = opts.cpus;
         spec.allow_reboot = true;
         spec.disks = vec![Disk::qcow2(&disk), Disk::raw_ro(&seed_img, "cidata")];
+        spec.uplink = uplink;
+        if let Some(serial) = opts.data_disk {
+            let p = dir.join(format!("{serial}.qcow2"));
+            let o = std::process::Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(&p)
+                .arg("1G")
+                .output()
+                .context("running qemu-img create")?;
+            anyhow::ensure!(
+                o.status.success(),
+                "qemu-img create {}: {}",
+                p.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            spec.disks.push(Disk {
+                serial: Some(serial.into()),
+                ..Disk::qcow2(&p)
+            });
+        }
         if let Some((w, mac)) = wire {
             spec.nics.push(McastNic {
                 group: w.group.clone(),
@@ -282,6 +337,30 @@ pub const NODES: [(&str, &str, u8); 6] = [
     ("master-03", "master", 223),
     ("worker-01", "worker", 231),
 ];
+/// The operator's SSH key of a test cluster: (private key file, public key line), made once in
+/// `dir` with ssh-keygen (ed25519, no passphrase).
+pub fn ssh_key(dir: &Path) -> (PathBuf, String) {
+    let private = dir.join("ssh").join("id_ed25519");
+    if !private.exists() {
+        std::fs::create_dir_all(private.parent().expect("parent")).expect("mkdir ssh");
+        let o = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "ezimg-vm-test", "-f"])
+            .arg(&private)
+            .output()
+            .expect("ssh-keygen (openssh-client)");
+        assert!(
+            o.status.success(),
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let public = std::fs::read_to_string(private.with_extension("pub")).expect("public key");
+    (private, public.trim().to_string())
+}
+
+/// The node booted with a blank etcd disk (seed 002's layout), and the disk's serial.
+pub const ETCD_DISK: (&str, &str) = ("master-02", "etcd1");
+
 /// MAC of a node on the test wire: its seed matches the NIC by it and names it `ens33`.
 pub fn mac_of(ip_last: u8) -> String {
     format!("52:54:00:00:02:{ip_last:02x}")
@@ -296,11 +375,24 @@ pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
         .find("# Nodes:")
         .expect("a nodes section in the default cluster")];
     let mut text = head.replace("os = \"el7\"", "os = \"debian12\"");
+    let key = ssh_key(dir);
+    let keys = "ssh_authorized_keys = []";
+    assert!(
+        text.contains(keys),
+        "the default cluster's [access] keys line"
+    );
+    text = text.replace(keys, &format!("ssh_authorized_keys = [\"{}\"]", key.1));
     for (host, role, last) in NODES {
         text.push_str(&format!(
             "[[node]]\nhostname = \"{host}\"\nrole = \"{role}\"\nip = \"192.168.2.{last}\"\nmac = \"{}\"\n\n",
             mac_of(last)
         ));
+        if host == ETCD_DISK.0 {
+            text.push_str(&format!(
+                "[[node.disk]]\ndevice = \"/dev/disk/by-id/virtio-{}\"\npurpose = \"etcd\"\n\n",
+                ETCD_DISK.1
+            ));
+        }
     }
     text.push_str(&format!(
         "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"{}\"\n\n",

@@ -3,10 +3,7 @@
 # chrony is added to the seed's list here: the chrony layer installs its config file before its
 # own scripts run, and a package installed over an existing config leaves a .rpmnew or asks dpkg.
 {% if os == "el7" %}
-{% if cluster.yum_mirror == "" %}
-# EPEL (jq, tcping, ack, bash-completion-extras); with a mirror, yum-mirror lists EPEL itself.
-ez_pkg_install epel-release
-{% endif %}
+# EPEL (jq, tcping, ack, bash-completion-extras) is one of the yum-mirror layer's repositories.
 # The seed's list as is (its duplicates removed).
 ez_pkg_install gcc glibc gcc-c++ make cmake net-tools screen vim lrzsz tree dos2unix lsof \
     tcpdump bash-completion wget ntp setuptool openssl openssl-devel bind-utils traceroute \
@@ -16,15 +13,9 @@ ez_pkg_install gcc glibc gcc-c++ make cmake net-tools screen vim lrzsz tree dos2
     ncurses ncurses-devel elfutils-libelf-devel ack zip socat glib2 glib2-devel tcping \
     chrony
 {% elif os == "el9" %}
-# EPEL needs CRB on el9 (binutils-devel lives there too).
+# EPEL and CRB (EPEL needs it; binutils-devel lives there too) are among the yum-mirror
+# layer's repositories.
 ez_pkg_install dnf-plugins-core
-{% if cluster.yum_mirror == "" %}
-ez_pkg_install epel-release
-if ! dnf repolist --enabled | awk '$1 == "crb" { found = 1 } END { exit !found }'; then
-    dnf config-manager --set-enabled crb
-    ez_changed "enabled the crb repository"
-fi
-{% endif %}
 # Left out of the seed's list, no el9 package: ntp (chrony replaces it, RHEL 8+),
 # setuptool, bash-completion-extras (merged into bash-completion), tcping (not in EPEL 9),
 # bridge-utils (dropped in RHEL 9: `ip link`/`bridge` from iproute do the same).

@@ -9,7 +9,10 @@ fi
 # Live (cloud-init's apply at first boot, or a later apply): at boot the unit's condition was false
 # (this node's kubeadm configuration only arrives with this apply), so start it now, in the
 # background. A join in progress is left alone; a failed one is started again.
-if ez_live && [ ! -e /var/lib/ezimg/join.done ]; then
+# Not while a reboot into a new kernel is pending (kernel-ml): the unit starts after it.
+if ez_live && [ -e /run/ezimg/reboot-required ]; then
+    ez_log "the join starts after the reboot into the new kernel ($(cat /run/ezimg/reboot-required))"
+elif ez_live && [ ! -e /var/lib/ezimg/join.done ]; then
     state=$(systemctl is-active ezimg-join.service 2>/dev/null || true)
     case "$state" in
         active | activating | reloading) ;;

@@ -16,7 +16,8 @@ done
 
 if [ "$err" != 0 ]; then
     logger -t keepalived-check -p daemon.err "haproxy is not running, stopping keepalived"
-    /usr/bin/systemctl stop keepalived
+    # --no-block: this script is keepalived's child (see nginx_process_check.sh).
+    /usr/bin/systemctl stop --no-block keepalived
     exit 1
 fi
 exit 0

@@ -4,6 +4,12 @@
 //! `artifacts.lock` (a copy of the lock used) and `sha256/<hex>` for every entry. Import hashes
 //! each entry (sha256 and sha512 in one pass) into a temporary file and adds it to the cache only
 //! when its content matches its name.
+//!
+//! Pins verified by content (git tree, signature) may have no sha256 in the lock: the exporting
+//! cache knows it through its `verified/` aliases. Those travel as `verified.list`
+//! (`<alias> <sha256 hex>`) with the public keys they name (`keys/<fingerprint>.asc`), and import
+//! writes an alias only after the check passed again here (tree recomputed, signature verified
+//! with the key whose fingerprint the alias names).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -13,7 +19,8 @@ use anyhow::{Context, Result, bail};
 
 use super::cache::Cache;
 use super::hash::{Hasher, Sha256Digest};
-use super::lock::Lock;
+use super::lock::{Check, Lock};
+use super::{gittree, rpmsig};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default)]
@@ -48,12 +55,23 @@ pub fn export(
 ) -> Result<ExportSummary> {
     let mut sum = ExportSummary::default();
     let mut entries: Vec<(String, Sha256Digest, PathBuf)> = Vec::new();
+    let mut verified = String::new();
+    let mut keys: Vec<(String, String)> = Vec::new();
     for n in names {
         let a = lock.get(n)?;
         match (cache.lookup(a), cache.known_sha256(a)) {
             (Some(p), Some(d)) => {
                 if !entries.iter().any(|(_, e, _)| *e == d) {
                     entries.push((n.clone(), d, p));
+                }
+                if let Some(alias) = Cache::alias_name(a) {
+                    verified.push_str(&format!("{alias} {}\n", d.hex()));
+                }
+                if let Some(Check::Signature(k)) = &a.check
+                    && let Some(text) = &k.armored
+                    && !keys.iter().any(|(f, _)| *f == k.fingerprint)
+                {
+                    keys.push((k.fingerprint.clone(), text.clone()));
                 }
             }
             _ => sum.missing.push(n.clone()),
@@ -79,6 +97,19 @@ pub fn export(
     let lt = lock.text.as_bytes();
     tb.append(&header("artifacts.lock", lt.len() as u64, 0o644)?, lt)
         .context("writing artifacts.lock to the archive")?;
+    if !verified.is_empty() {
+        let v = verified.as_bytes();
+        tb.append(&header("verified.list", v.len() as u64, 0o644)?, v)
+            .context("writing verified.list to the archive")?;
+    }
+    for (fpr, text) in &keys {
+        let t = text.as_bytes();
+        tb.append(
+            &header(&format!("keys/{fpr}.asc"), t.len() as u64, 0o644)?,
+            t,
+        )
+        .context("writing a key to the archive")?;
+    }
     for (name, d, p) in &entries {
         let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
         let len = f
@@ -135,6 +166,33 @@ pub struct ImportSummary {
     pub rejected: Vec<String>,
     /// The archive's copy of the lock.
     pub lock_text: Option<String>,
+    /// Aliases of content-verified entries, recorded after their check passed again.
+    pub verified: Vec<String>,
+}
+
+/// Re-check `entry` against what the alias `name` claims; Ok when it holds.
+fn recheck_alias(name: &str, entry: &Path, keys: &[(String, String)]) -> Result<()> {
+    if let Some(id) = name.strip_prefix("gittree-") {
+        let want: gittree::GitTreeId = id.parse()?;
+        let got = gittree::tree_of_archive(entry)?;
+        if got != want {
+            bail!("the entry unpacks to git tree {got}, not {want}");
+        }
+        return Ok(());
+    }
+    if let Some(rest) = name.strip_prefix("rpm-")
+        && let Some(fpr) = rest.get(..40)
+    {
+        let text = keys
+            .iter()
+            .find(|(f, _)| f == fpr)
+            .map(|(_, t)| t)
+            .with_context(|| format!("no key {fpr} in the archive"))?;
+        let key = rpmsig::load_key(text, fpr)?;
+        rpmsig::verify_rpm(entry, &key, fpr)?;
+        return Ok(());
+    }
+    bail!("unknown kind of alias")
 }
 
 /// Add every `sha256/<hex>` entry of the tar at `file` to `cache`, each only after its content
@@ -144,6 +202,8 @@ pub fn import(cache: &Cache, file: &Path) -> Result<ImportSummary> {
     let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let mut ar = tar::Archive::new(std::io::BufReader::new(f));
     let mut sum = ImportSummary::default();
+    let mut verified = String::new();
+    let mut keys: Vec<(String, String)> = Vec::new();
     let entries = ar
         .entries()
         .with_context(|| format!("reading {}", file.display()))?;
@@ -160,6 +220,21 @@ pub fn import(cache: &Cache, file: &Path) -> Result<ImportSummary> {
             e.read_to_string(&mut s)
                 .with_context(|| format!("{at}: reading"))?;
             sum.lock_text = Some(s);
+            continue;
+        }
+        if path == "verified.list" {
+            e.read_to_string(&mut verified)
+                .with_context(|| format!("{at}: reading"))?;
+            continue;
+        }
+        if let Some(fpr) = path
+            .strip_prefix("keys/")
+            .and_then(|p| p.strip_suffix(".asc"))
+        {
+            let mut s = String::new();
+            e.read_to_string(&mut s)
+                .with_context(|| format!("{at}: reading"))?;
+            keys.push((fpr.to_string(), s));
             continue;
         }
         let Some(hexname) = path.strip_prefix("sha256/") else {
@@ -212,6 +287,33 @@ pub fn import(cache: &Cache, file: &Path) -> Result<ImportSummary> {
             return Err(err);
         }
         sum.added.push(want);
+    }
+    for line in verified.lines().filter(|l| !l.trim().is_empty()) {
+        let at = format!("{}: verified.list: {line:?}", file.display());
+        let Some((name, hexname)) = line.split_once(' ') else {
+            sum.rejected
+                .push(format!("{at}: expected `<alias> <sha256>`"));
+            continue;
+        };
+        let d: Sha256Digest = match hexname.trim().parse() {
+            Ok(d) => d,
+            Err(err) => {
+                sum.rejected.push(format!("{at}: {err:#}"));
+                continue;
+            }
+        };
+        let entry = cache.sha256_path(&d);
+        if !entry.is_file() {
+            sum.rejected.push(format!("{at}: no such entry"));
+            continue;
+        }
+        match recheck_alias(name, &entry, &keys) {
+            Ok(()) => {
+                cache.record_alias(name, &d)?;
+                sum.verified.push(name.to_string());
+            }
+            Err(err) => sum.rejected.push(format!("{at}: {err:#}")),
+        }
     }
     if !sum.rejected.is_empty() {
         bail!(

@@ -8,6 +8,10 @@
 //! - `sha512/<hex>`: a one-line alias holding the sha256 hex of the same content, written only
 //!   after both digests were computed over the same bytes. It lets sha512-only pins (Debian's
 //!   images) be found without rehashing.
+//! - `verified/<pin>`: a one-line alias holding the sha256 hex of a file that was verified by
+//!   content rather than by a pinned digest: `gittree-<tree id>` for commit archives,
+//!   `rpm-<key fingerprint>-<file>` for signed RPMs. Written only after the check passed, so
+//!   such pins are found again without network (and `ezimg lock` can record the sha256).
 //! - `tmp/<key>.part`: partial downloads (resumed with HTTP Range), `tmp/<key>.lock`: advisory
 //!   locks so two ezimg processes never write the same partial file.
 
@@ -19,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::hash::{Hashes, Sha256Digest, Sha512Digest, hash_file};
-use super::lock::Artifact;
+use super::lock::{Artifact, Check};
 
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -84,10 +88,62 @@ impl Cache {
         text.trim().parse().ok()
     }
 
-    /// The sha256 of `a`'s content, when known (pinned, or learnt through a sha512 alias).
+    /// The name of the alias of a content-verified pin (None for digest-only pins).
+    pub fn alias_name(a: &Artifact) -> Option<String> {
+        Some(match a.check.as_ref()? {
+            Check::GitTree(id) => format!("gittree-{}", id.hex()),
+            Check::Signature(k) => format!("rpm-{}-{}", k.fingerprint, a.file),
+        })
+    }
+
+    fn verified_alias(&self, a: &Artifact) -> Option<PathBuf> {
+        Some(self.root.join("verified").join(Cache::alias_name(a)?))
+    }
+
+    /// Record that the entry `d` passed `a`'s content check.
+    pub fn record_verified(&self, a: &Artifact, d: &Sha256Digest) -> Result<()> {
+        match Cache::alias_name(a) {
+            Some(name) => self.record_alias(&name, d),
+            None => Ok(()),
+        }
+    }
+
+    /// Write the alias `name` (see [`Cache::alias_name`]) for entry `d`. Only for an entry that
+    /// has just passed the check the name stands for.
+    pub(crate) fn record_alias(&self, name: &str, d: &Sha256Digest) -> Result<()> {
+        if name.contains('/') || name.starts_with('.') {
+            bail!("bad alias name {name:?}");
+        }
+        let alias = self.root.join("verified").join(name);
+        let dir = self.root.join("verified");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut t = tempfile::NamedTempFile::new_in(&dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        writeln!(t, "{}", d.hex()).with_context(|| format!("writing {}", alias.display()))?;
+        t.persist(&alias)
+            .with_context(|| format!("writing {}", alias.display()))?;
+        Ok(())
+    }
+
+    /// The sha256 of `a`'s content, when known: pinned, learnt through a sha512 alias, or
+    /// recorded when its content check passed. A commit archive's bytes may change upstream
+    /// while its tree does not, so for those a pinned sha256 counts only while it is cached.
     pub fn known_sha256(&self, a: &Artifact) -> Option<Sha256Digest> {
-        a.sha256
-            .or_else(|| a.sha512.as_ref().and_then(|d| self.resolve_sha512(d)))
+        let pinned = a
+            .sha256
+            .or_else(|| a.sha512.as_ref().and_then(|d| self.resolve_sha512(d)));
+        let recorded = || {
+            let text = fs::read_to_string(self.verified_alias(a)?).ok()?;
+            text.trim().parse::<Sha256Digest>().ok()
+        };
+        match &a.check {
+            None => pinned,
+            Some(Check::Signature(_)) => pinned.or_else(recorded),
+            Some(Check::GitTree(_)) => match pinned {
+                Some(d) if self.sha256_path(&d).is_file() => Some(d),
+                _ => recorded().or(pinned),
+            },
+        }
     }
 
     /// The cached file of `a`, if present. Entries are trusted (they are only created verified);
@@ -96,7 +152,7 @@ impl Cache {
         let d = self.known_sha256(a)?;
         let p = self.sha256_path(&d);
         let meta = fs::metadata(&p).ok()?;
-        if !meta.is_file() || a.size.is_some_and(|s| s != meta.len()) {
+        if !meta.is_file() || (a.bytes_pinned() && a.size.is_some_and(|s| s != meta.len())) {
             return None;
         }
         Some(p)

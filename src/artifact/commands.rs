@@ -157,8 +157,8 @@ pub fn lock(g: &Global, a: &LockArgs) -> Result<()> {
             );
         } else {
             eprintln!(
-                "ezimg: {}: sha512 verified; recording {} ({} bytes)",
-                l.record.name, l.record.sha256, l.record.size
+                "ezimg: {}: {} verified; recording {} ({} bytes)",
+                l.record.name, l.how, l.record.sha256, l.record.size
             );
         }
     }

@@ -1,5 +1,6 @@
 //! Downloading one artifact: retries with backoff, resume with HTTP Range, hashing while
-//! streaming, and a rename into the cache only after the digest matched.
+//! streaming, and a rename into the cache only after the digest matched (and, for pins verified
+//! by content, after the git tree or the OpenPGP signature checked out).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -15,9 +16,10 @@ use reqwest::{StatusCode, Url};
 use super::FetchOptions;
 use super::cache::Cache;
 use super::hash::{Hasher, Hashes, Sha256Digest, Sha512Digest};
-use super::lock::Artifact;
+use super::lock::{Artifact, Check};
 use super::mirror::{Source, sources};
 use super::progress::{Reporter, Task};
+use super::{gittree, rpmsig};
 
 /// What one artifact's fetch produced.
 #[derive(Debug, Clone)]
@@ -28,29 +30,44 @@ pub struct Fetched {
     pub source: String,
 }
 
-/// The digests a download must match (none at all: trust on first use).
+/// The digests a download must match, and the content check it must pass (none at all: trust
+/// on first use).
 #[derive(Debug, Clone)]
 pub(crate) struct Want {
     pub name: String,
     pub sha256: Option<Sha256Digest>,
     pub sha512: Option<Sha512Digest>,
     pub size: Option<u64>,
+    pub check: Option<Check>,
 }
 
 impl Want {
     pub fn of(a: &Artifact, cache: &Cache) -> Want {
+        if !a.bytes_pinned() {
+            // A commit archive: any bytes that unpack to the pinned tree will do.
+            return Want {
+                name: a.name.clone(),
+                sha256: None,
+                sha512: None,
+                size: None,
+                check: a.check.clone(),
+            };
+        }
         Want {
             name: a.name.clone(),
             sha256: cache.known_sha256(a),
             sha512: a.sha512,
             size: a.size,
+            check: a.check.clone(),
         }
     }
     fn key(&self) -> String {
-        match (&self.sha256, &self.sha512) {
-            (Some(d), _) => d.hex(),
-            (None, Some(d)) => format!("sha512-{}", d.hex()),
-            (None, None) => format!("tofu-{}", self.name),
+        match (&self.sha256, &self.sha512, &self.check) {
+            (Some(d), _, _) => d.hex(),
+            (None, Some(d), _) => format!("sha512-{}", d.hex()),
+            (None, None, Some(Check::GitTree(id))) => format!("gittree-{}", id.hex()),
+            (None, None, Some(Check::Signature(_))) => format!("signed-{}", self.name),
+            (None, None, None) => format!("tofu-{}", self.name),
         }
     }
     /// None when `h` is what was pinned, else why not.
@@ -397,6 +414,42 @@ async fn from_file(src: &Path, part: &mut Partial, want: &Want) -> Result<Hashes
     Ok(h)
 }
 
+/// Check what `path` holds against `check`; Ok names what was verified.
+pub fn verify_content(check: &Check, path: &Path) -> Result<String> {
+    match check {
+        Check::GitTree(want) => {
+            let got = gittree::tree_of_archive(path)?;
+            if got != *want {
+                bail!(
+                    "git tree mismatch: the archive unpacks to tree {got}, the lock pins {want} \
+                     (a different commit, or changed content)"
+                );
+            }
+            Ok(format!("git tree {want}"))
+        }
+        Check::Signature(k) => {
+            let armored = k.armored.as_deref().with_context(|| missing_key(k))?;
+            let key = rpmsig::load_key(armored, &k.fingerprint)
+                .with_context(|| format!("key {:?} ({})", k.name, k.file))?;
+            let v = rpmsig::verify_rpm(path, &key, &k.name)?;
+            Ok(format!(
+                "{} signature(s) by key {:?} ({})",
+                v.signatures.join(" and "),
+                k.name,
+                k.fingerprint
+            ))
+        }
+    }
+}
+
+fn missing_key(k: &super::lock::KeyPin) -> String {
+    format!(
+        "signed_by key {:?} has no key file: add the vendor's published key file as {} (next to \
+         the lock; fingerprint {}); without it the signature cannot be checked",
+        k.name, k.file, k.fingerprint
+    )
+}
+
 /// Fetch one artifact into the cache from the first source that delivers the pinned bytes.
 pub(crate) async fn fetch_one(
     client: reqwest::Client,
@@ -406,6 +459,11 @@ pub(crate) async fn fetch_one(
 ) -> Result<Fetched> {
     let cache = &opts.cache;
     let want = Want::of(&a, cache);
+    if let Some(k) = a.signer()
+        && k.armored.is_none()
+    {
+        bail!("{}", missing_key(k));
+    }
     let srcs = sources(&a, &opts.mirrors)?;
     if srcs.is_empty() {
         bail!(
@@ -430,7 +488,7 @@ pub(crate) async fn fetch_one(
     let part_path = cache.tmp_dir().join(format!("{key}.part"));
     let mut part = Partial::open(part_path.clone(), want.sha512.is_some()).await?;
     if want.sha256.is_none() && want.sha512.is_none() {
-        // Nothing to check a leftover against: trust on first use starts from zero.
+        // No digest to check a leftover against: start from zero.
         part.reset()?;
     }
     let task = reporter.task(&a.name, want.size);
@@ -442,14 +500,32 @@ pub(crate) async fn fetch_one(
             Source::Url(u) => from_url(&client, u, &mut part, &want, &opts, &task).await,
             Source::File(p) => from_file(p, &mut part, &want).await,
         };
+        let res = match (res, &want.check) {
+            (Ok(h), Some(check)) => {
+                let (check, p) = (check.clone(), part_path.clone());
+                match tokio::task::spawn_blocking(move || verify_content(&check, &p))
+                    .await
+                    .context("checking the download")?
+                {
+                    Ok(_) => Ok(h),
+                    Err(e) => {
+                        part.reset()?;
+                        Err(e.context("refused"))
+                    }
+                }
+            }
+            (res, _) => res,
+        };
         match res {
             Ok(h) => {
                 drop(part);
                 let path = cache.insert_verified(&part_path, &h)?;
+                cache.record_verified(&a, &h.sha256)?;
+                // Verified: by a pinned digest, or by its content (git tree id, signature).
                 task.done(
                     h.size,
                     started.elapsed(),
-                    want.sha256.is_some() || want.sha512.is_some(),
+                    want.sha256.is_some() || want.sha512.is_some() || want.check.is_some(),
                 );
                 return Ok(Fetched {
                     path,

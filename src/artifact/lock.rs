@@ -13,24 +13,50 @@
 //! size = 1234                     # optional; checked when present
 //! verified = true                 # false: no public digest (trust on first use)
 //! mirror_path = "a/b/file"        # optional path under `--mirror` (default: `file`)
+//! git_tree = "<40 hex>"           # a commit archive: its content's git tree id
+//! signed_by = "elrepo"            # an RPM: the `[[key]]` that must have signed it
+//!
+//! [[key]]                         # an OpenPGP key that signs pinned RPMs
+//! name = "elrepo"
+//! file = "keys/RPM-GPG-KEY-elrepo.org"   # the vendor's key file, relative to the lock
+//! fingerprint = "<40 hex>"        # its full v4 fingerprint, checked against the file
 //!
 //! [[image]]                       # a container image the cluster runs
 //! reference = "registry.k8s.io/pause:3.9"
 //! digest = "sha256:<64 hex>"      # optional
 //! used_by = "kubeadm"
 //! ```
+//!
+//! A pin is verified by its digest, or, where upstream publishes none, by what the content
+//! proves: `git_tree` (the archive unpacks to that git tree, see `gittree`) or `signed_by` (an
+//! OpenPGP signature by the pinned key, see `rpmsig`). Those pins need no sha256 in the lock:
+//! the cache records the sha256 of the verified file, and `ezimg lock` writes it here.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use super::gittree::GitTreeId;
 use super::hash::{Sha256Digest, Sha512Digest};
 use crate::cluster::line_col;
 
 /// The lock shipped inside the binary (the repository's `artifacts.lock`).
 pub const EMBEDDED: &str = include_str!("../../artifacts.lock");
+
+/// The key files the embedded lock names, shipped with it (path relative to the lock).
+const EMBEDDED_KEYS: &[(&str, &str)] = &[
+    (
+        "keys/RPM-GPG-KEY-elrepo.org",
+        include_str!("../../keys/RPM-GPG-KEY-elrepo.org"),
+    ),
+    (
+        "keys/RPM-GPG-KEY-centosofficial",
+        include_str!("../../keys/RPM-GPG-KEY-centosofficial"),
+    ),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +94,16 @@ struct RawLock {
     artifacts: Vec<toml::Spanned<RawArtifact>>,
     #[serde(default, rename = "image")]
     images: Vec<toml::Spanned<ImagePin>>,
+    #[serde(default, rename = "key")]
+    keys: Vec<toml::Spanned<RawKey>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    file: String,
+    fingerprint: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,12 +123,47 @@ struct RawArtifact {
     sha512: Option<String>,
     #[serde(default)]
     size: Option<u64>,
-    #[serde(default = "yes")]
-    verified: bool,
+    #[serde(default)]
+    verified: Option<bool>,
+    #[serde(default)]
+    git_tree: Option<String>,
+    #[serde(default)]
+    signed_by: Option<String>,
 }
 
-fn yes() -> bool {
-    true
+/// An OpenPGP key that signs pinned artifacts (`[[key]]`).
+#[derive(Debug, Clone)]
+pub struct KeyPin {
+    pub name: String,
+    /// The vendor's key file, relative to the lock's folder.
+    pub file: String,
+    /// Full v4 fingerprint, 40 uppercase hex digits.
+    pub fingerprint: String,
+    /// Line of the `[[key]]` table, for messages.
+    pub line: usize,
+    /// The ASCII-armored key, checked against `fingerprint`; None when the file is missing.
+    pub armored: Option<String>,
+}
+
+/// What, besides a digest, proves an artifact's content.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// A commit archive whose unpacked content is this git tree.
+    GitTree(GitTreeId),
+    /// An RPM signed by this key.
+    Signature(Arc<KeyPin>),
+}
+
+impl Check {
+    /// A short name of the check, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Check::GitTree(id) => format!("git tree {id}"),
+            Check::Signature(k) => {
+                format!("OpenPGP signature by key {:?} ({})", k.name, k.fingerprint)
+            }
+        }
+    }
 }
 
 /// One pinned artifact.
@@ -112,6 +183,8 @@ pub struct Artifact {
     pub size: Option<u64>,
     /// False for pins whose digest was not published upstream (recorded on first use).
     pub verified: bool,
+    /// Verification by content (`git_tree`, `signed_by`), done on every download.
+    pub check: Option<Check>,
     /// Line of the `[[artifact]]` table in the lock, for messages.
     pub line: usize,
 }
@@ -120,6 +193,18 @@ impl Artifact {
     /// True when some digest is pinned (so a download can be checked).
     pub fn has_digest(&self) -> bool {
         self.sha256.is_some() || self.sha512.is_some()
+    }
+    /// False for commit archives: their bytes may change upstream while their tree does not,
+    /// so their `sha256`/`size` only record the bytes last accepted.
+    pub fn bytes_pinned(&self) -> bool {
+        !matches!(self.check, Some(Check::GitTree(_)))
+    }
+    /// The key that must have signed this artifact, if any.
+    pub fn signer(&self) -> Option<&KeyPin> {
+        match &self.check {
+            Some(Check::Signature(k)) => Some(k),
+            _ => None,
+        }
     }
     /// The relative paths tried under a mirror, in order.
     pub fn mirror_names(&self) -> Vec<&str> {
@@ -143,6 +228,8 @@ pub struct Lock {
     pub artifacts: Vec<Artifact>,
     /// The container images the cluster needs (`[[image]]`).
     pub images: Vec<ImagePin>,
+    /// The keys `signed_by` names (`[[key]]`).
+    pub keys: Vec<Arc<KeyPin>>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -166,12 +253,70 @@ impl Lock {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut lock = Lock::parse(&text, &path.display().to_string())?;
         lock.path = Some(path.to_path_buf());
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        lock.attach_keys(|file| {
+            let p = dir.join(file);
+            match std::fs::read_to_string(&p) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+            }
+        })?;
         Ok(lock)
     }
 
-    /// The lock compiled into the binary.
+    /// The lock compiled into the binary (with the key files it names).
     pub fn embedded() -> Result<Lock> {
-        Lock::parse(EMBEDDED, "<embedded>/artifacts.lock")
+        let mut lock = Lock::parse(EMBEDDED, "<embedded>/artifacts.lock")?;
+        lock.attach_keys(|file| {
+            Ok(EMBEDDED_KEYS
+                .iter()
+                .find(|(f, _)| *f == file)
+                .map(|(_, t)| t.to_string()))
+        })?;
+        Ok(lock)
+    }
+
+    /// Read each `[[key]]`'s file through `read` (None: missing), check that it is the key the
+    /// fingerprint pins, and hand it to the artifacts it signs. A file missing next to the lock
+    /// is taken from the keys shipped in ezimg when one has that fingerprint (the fingerprint is
+    /// what is trusted, not where the file lies: a lock copied out of the repository by
+    /// `ezimg lock --lock FILE` keeps working). Otherwise it is not an error here: fetching an
+    /// artifact signed by that key is refused, naming the file.
+    pub fn attach_keys(&mut self, read: impl Fn(&str) -> Result<Option<String>>) -> Result<()> {
+        let mut keys = Vec::new();
+        for k in &self.keys {
+            let mut k = KeyPin::clone(k);
+            let shipped = || {
+                EMBEDDED_KEYS
+                    .iter()
+                    .find(|(_, t)| super::rpmsig::load_key(t, &k.fingerprint).is_ok())
+                    .map(|(_, t)| t.to_string())
+            };
+            if let Some(text) = read(&k.file)?.or_else(shipped) {
+                super::rpmsig::load_key(&text, &k.fingerprint).with_context(|| {
+                    format!(
+                        "{}:{}: key {:?}: file {}",
+                        self.origin, k.line, k.name, k.file
+                    )
+                })?;
+                k.armored = Some(text);
+            }
+            keys.push(Arc::new(k));
+        }
+        for a in &mut self.artifacts {
+            if let Some(Check::Signature(k)) = &mut a.check
+                && let Some(new) = keys.iter().find(|n| n.name == k.name)
+            {
+                *k = new.clone();
+            }
+        }
+        self.keys = keys;
+        Ok(())
     }
 
     /// The lock a command uses, by one rule (never the current directory implicitly: the same
@@ -225,6 +370,38 @@ impl Lock {
                 raw.lock_version
             );
         }
+        let mut keys: Vec<Arc<KeyPin>> = Vec::new();
+        for sp in raw.keys {
+            let (line, _) = line_col(text, sp.span().start);
+            let k = sp.into_inner();
+            let at = format!("{origin}:{line}: key {:?}", k.name);
+            if !valid_name(&k.name) {
+                bail!("{at}: field `name`: use lowercase letters, digits, '.', '_' and '-'");
+            }
+            if keys.iter().any(|o| o.name == k.name) {
+                bail!("{at}: field `name`: defined twice");
+            }
+            if !valid_rel_path(&k.file) {
+                bail!(
+                    "{at}: field `file`: {:?} must be a path relative to the lock, without `..`",
+                    k.file
+                );
+            }
+            let fingerprint: String = k.fingerprint.chars().filter(|c| *c != ' ').collect();
+            if fingerprint.len() != 40 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "{at}: field `fingerprint`: {:?} is not a full v4 fingerprint (40 hex digits)",
+                    k.fingerprint
+                );
+            }
+            keys.push(Arc::new(KeyPin {
+                name: k.name,
+                file: k.file,
+                fingerprint: fingerprint.to_ascii_uppercase(),
+                line,
+                armored: None,
+            }));
+        }
         let mut seen = BTreeSet::new();
         let mut artifacts = Vec::new();
         for sp in raw.artifacts {
@@ -274,10 +451,55 @@ impl Lock {
                 .map(str::parse::<Sha512Digest>)
                 .transpose()
                 .with_context(|| format!("{at}: field `sha512`"))?;
-            if r.verified && sha256.is_none() && sha512.is_none() {
+            let check = match (&r.git_tree, &r.signed_by) {
+                (Some(_), Some(_)) => {
+                    bail!("{at}: give `git_tree` or `signed_by`, not both")
+                }
+                (Some(t), None) => {
+                    if !matches!(r.kind, Kind::Source | Kind::Tarball) {
+                        bail!(
+                            "{at}: field `git_tree`: only a source or tarball (a commit archive) has one"
+                        );
+                    }
+                    let id = t
+                        .to_ascii_lowercase()
+                        .parse::<GitTreeId>()
+                        .with_context(|| format!("{at}: field `git_tree`"))?;
+                    Some(Check::GitTree(id))
+                }
+                (None, Some(k)) => {
+                    if r.kind != Kind::Rpm {
+                        bail!("{at}: field `signed_by`: only an rpm is checked by signature");
+                    }
+                    let key = keys.iter().find(|x| x.name == *k).with_context(|| {
+                        format!(
+                            "{at}: field `signed_by`: no [[key]] named {k:?} (known: {})",
+                            keys.iter()
+                                .map(|x| x.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?;
+                    Some(Check::Signature(key.clone()))
+                }
+                (None, None) => None,
+            };
+            if check.is_some() && r.verified == Some(false) {
                 bail!(
-                    "{at}: a verified pin needs `sha256` or `sha512`; for a file without a \
-                     published digest write `verified = false` and run `ezimg lock`"
+                    "{at}: field `verified`: this pin is verified by its {}; remove `verified = false`",
+                    if r.git_tree.is_some() {
+                        "git tree"
+                    } else {
+                        "signature"
+                    }
+                );
+            }
+            let verified = r.verified.unwrap_or(true);
+            if verified && sha256.is_none() && sha512.is_none() && check.is_none() {
+                bail!(
+                    "{at}: a verified pin needs `sha256` or `sha512` (or `git_tree` for a commit \
+                     archive, `signed_by` for a signed rpm); for a file without a published \
+                     digest write `verified = false` and run `ezimg lock`"
                 );
             }
             if r.size == Some(0) {
@@ -293,7 +515,8 @@ impl Lock {
                 sha256,
                 sha512,
                 size: r.size,
-                verified: r.verified,
+                verified,
+                check,
                 line,
             });
         }
@@ -321,6 +544,7 @@ impl Lock {
             text: text.to_string(),
             artifacts,
             images,
+            keys,
         })
     }
 
@@ -406,8 +630,102 @@ mod tests {
         }
         let deb = lock.get("debian12-genericcloud")?;
         assert!(deb.urls.is_empty() && deb.sha512.is_some());
-        assert!(!lock.get("kernel-ml")?.verified);
+        // No trust on first use left for the RPMs and commit archives: signatures and trees.
+        for n in ["kernel-ml", "kernel-ml-devel", "libseccomp-el8"] {
+            let a = lock.get(n)?;
+            let k = a.signer().with_context(|| format!("{n} has no signer"))?;
+            assert!(
+                a.verified && k.armored.is_some(),
+                "{n}: key {} not shipped",
+                k.file
+            );
+        }
+        assert_eq!(
+            lock.get("kernel-ml")?
+                .signer()
+                .map(|k| k.fingerprint.as_str()),
+            Some("96C0104F631547311E0BB1AE309BC305BAADAE52")
+        );
+        assert_eq!(
+            lock.get("libseccomp-el8")?
+                .signer()
+                .map(|k| k.fingerprint.as_str()),
+            Some("99DB70FAE1D7CE227FB6488205B555B38483C65D")
+        );
+        for (n, tree) in [
+            (
+                "ngx_healthcheck_module",
+                "f420c64db1c03437c0c2679ed68e7049f355330d",
+            ),
+            (
+                "ngx_http_proxy_connect_module",
+                "249a003fdb4aba4ad1631fa7be8cd8d3b10c474d",
+            ),
+            (
+                "ngx_http_status_code_counter",
+                "df61d4ecb5a0f755df2db6bf143eb733c120461b",
+            ),
+        ] {
+            match &lock.get(n)?.check {
+                Some(Check::GitTree(id)) => assert_eq!(id.hex(), tree),
+                other => panic!("{n}: {other:?}"),
+            }
+        }
         Ok(())
+    }
+
+    const KEYED: &str = "lock_version = 1\n\n[[key]]\nname = \"k\"\nfile = \"k.asc\"\nfingerprint = \"96C0 104F 6315 4731 1E0B B1AE 309B C305 BAAD AE52\"\n\n[[artifact]]\nname = \"x\"\nversion = \"1\"\nkind = \"rpm\"\nfile = \"x.rpm\"\nurls = [\"https://example.invalid/x.rpm\"]\n";
+
+    fn parse_err(text: &str) -> String {
+        match Lock::parse(text, "t.lock") {
+            Ok(_) => String::new(),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn content_checks_are_validated() {
+        let ok = Lock::parse(&format!("{KEYED}signed_by = \"k\"\n"), "t.lock");
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        let e = parse_err(&format!("{KEYED}signed_by = \"nope\"\n"));
+        assert!(
+            e.contains("t.lock:8") && e.contains("no [[key]] named \"nope\""),
+            "{e}"
+        );
+        let e = parse_err(&format!("{KEYED}signed_by = \"k\"\nverified = false\n"));
+        assert!(e.contains("field `verified`"), "{e}");
+        let e = parse_err(&format!("{KEYED}git_tree = \"f420c64d\"\n"));
+        assert!(e.contains("git_tree"), "{e}");
+        let e = parse_err(&KEYED.replace("BAAD AE52", "BAAD"));
+        assert!(e.contains("t.lock:3") && e.contains("fingerprint"), "{e}");
+        let e = parse_err(&KEYED.replace("fingerprint", "fpr"));
+        assert!(e.contains("fpr"), "{e}");
+    }
+
+    #[test]
+    fn a_key_file_must_be_the_pinned_key() {
+        let mut lock = match Lock::parse(&format!("{KEYED}signed_by = \"k\"\n"), "t.lock") {
+            Ok(l) => l,
+            Err(e) => panic!("{e:#}"),
+        };
+        let centos = EMBEDDED_KEYS[1].1;
+        let e = lock
+            .attach_keys(|_| Ok(Some(centos.to_string())))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            e.contains("t.lock:3") && e.contains("99DB70FAE1D7CE227FB6488205B555B38483C65D"),
+            "{e}"
+        );
+        // A missing file is not an error at load: fetching the RPM is (see fetch).
+        assert!(lock.attach_keys(|_| Ok(None)).is_ok());
+        assert!(
+            lock.get("x")
+                .ok()
+                .and_then(|a| a.signer())
+                .is_some_and(|k| k.armored.is_none())
+        );
     }
 
     #[test]

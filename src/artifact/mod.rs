@@ -18,10 +18,12 @@ pub mod archive;
 pub mod cache;
 pub mod commands;
 pub mod fetch;
+pub mod gittree;
 pub mod hash;
 pub mod lock;
 pub mod mirror;
 mod progress;
+pub mod rpmsig;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ use anyhow::{Context, Result, bail};
 
 pub use cache::Cache;
 pub use hash::{Digest, Sha256Digest, Sha512Digest};
-pub use lock::{Artifact, Kind, Lock};
+pub use lock::{Artifact, Check, KeyPin, Kind, Lock};
 pub use mirror::Mirror;
 pub use progress::Progress;
 
@@ -213,7 +215,7 @@ pub async fn ensure_async(
     for (&i, (a, res)) in missing.iter().zip(results) {
         match res {
             Ok(f) => {
-                if !a.has_digest() && opts.cache.known_sha256(&a).is_none() {
+                if !a.has_digest() && a.check.is_none() && opts.cache.known_sha256(&a).is_none() {
                     reporter.warn(&format!(
                         "{}: TRUST ON FIRST USE: no digest in {}; accepted {} from {} \
                          unchecked. Run `ezimg lock` to pin it.",
@@ -281,6 +283,14 @@ pub struct Learnt {
     pub source: String,
     /// The pin has no public digest: this sha256 is trust on first use.
     pub tofu: bool,
+    /// What verified the file (`sha512`, a git tree, a signature), when not trust on first use.
+    pub how: String,
+}
+
+fn how(a: &Artifact) -> String {
+    a.check
+        .as_ref()
+        .map_or_else(|| "sha512".to_string(), lock::Check::describe)
 }
 
 /// For every named pin without a sha256 (unverified pins, sha512-only pins), get the file
@@ -307,6 +317,7 @@ pub async fn learn_digests(
                     },
                     source: "cache".into(),
                     tofu: !a.verified,
+                    how: how(a),
                 });
             }
             None if opts.offline => bail!(
@@ -328,6 +339,7 @@ pub async fn learn_digests(
                 },
                 source: f.source,
                 tofu: !a.verified,
+                how: how(&a),
             }),
             Err(e) => errors.push(format!("{}: {e:#}", a.name)),
         }

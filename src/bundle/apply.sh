@@ -156,3 +156,14 @@ fi
 changes=$(wc -l <"$EZ_CHANGES_FILE")
 ez_log "node $EZ_NODE (role $EZ_ROLE, $EZ_OS): $changes changes"
 printf 'ezimg apply: %s changes\n' "$changes"
+
+# A layer asked for a reboot (kernel-ml: the new kernel runs from the next boot; it asks once per
+# node). At the very end, so every layer is in place, and a minute later, so the caller (cloud-init's
+# final stage) finishes first; `shutdown -c` cancels it. Units that must wait for it are conditioned
+# on the flag, which /run loses with the reboot.
+if ez_live && [ -e /run/ezimg/reboot-required ] && [ ! -e /run/ezimg/reboot-scheduled ]; then
+    why=$(head -n1 /run/ezimg/reboot-required)
+    ez_log "rebooting in 1 minute: $why"
+    shutdown -r +1 "ezimg: $why" >&2
+    : >/run/ezimg/reboot-scheduled
+fi

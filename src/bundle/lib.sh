@@ -171,11 +171,39 @@ ez_unpack_stage() {
     EZ_STAGE_CHANGED=1
 }
 
-# ez_artifact NAME: print the path of artifact NAME, verified against the bundle's artifacts.list.
+# ez_rpm_checksig FILE FINGERPRINT KEYFILE: FILE must carry a valid OpenPGP signature by the key
+# in KEYFILE (the one the lock pins). rpmkeys checks it against a private, throw-away keyring that
+# holds only that key: the node's rpm database is not touched and no other key counts. Refuses an
+# unsigned package (rpm -K then reports digests only), another key's signature and a modified
+# header or payload.
+ez_rpm_checksig() {
+    local file=$1 fpr=$2 keyfile=$3 db out rc=0 id
+    command -v rpmkeys >/dev/null 2>&1 ||
+        ez_die "checking the signature of $file needs rpmkeys (package rpm)"
+    [ -f "$keyfile" ] || ez_die "no key file $keyfile to check $file"
+    db=$(mktemp -d) || ez_die "mktemp failed"
+    if ! out=$(rpmdb --dbpath "$db" --initdb 2>&1 && rpmkeys --dbpath "$db" --import "$keyfile" 2>&1); then
+        rm -rf "$db"
+        ez_die "importing key $fpr from $keyfile failed: $out"
+    fi
+    out=$(LC_ALL=C rpmkeys --dbpath "$db" --checksig -v "$file" 2>&1) || rc=$?
+    rm -rf "$db"
+    # rpm prints the last 8 hex digits of the signing key's id, in lower case.
+    id=${fpr: -8}
+    id=${id,,}
+    if [ "$rc" -ne 0 ] ||
+        printf '%s\n' "$out" | grep -qE '^[[:space:]].*(BAD|NOT OK|NOKEY|NOTTRUSTED)' ||
+        ! printf '%s\n' "$out" | grep -qE "^[[:space:]].*Signature, key ID $id: OK"; then
+        ez_die "$file: OpenPGP signature check failed (it must be signed by key $fpr): $(printf '%s' "$out" | tr -s '\n ' ' ')"
+    fi
+}
+
+# ez_artifact NAME: print the path of artifact NAME, verified against the bundle's artifacts.list
+# (and, for a signed RPM listed in signatures.list, by its signature: ez_rpm_checksig).
 # Looks in $EZ_ARTIFACTS (a directory, or an http(s) base URL fetched into the node's cache) and
 # in /var/cache/ezimg/artifacts (where an image bake leaves them).
 ez_artifact() {
-    local name=$1 sha file cache=/var/cache/ezimg/artifacts path=""
+    local name=$1 sha file cache=/var/cache/ezimg/artifacts path="" fpr=""
     read -r sha file < <(awk -v n="$name" '$1 == n { print $2, $3 }' "$EZ_BUNDLE/artifacts.list")
     [ -n "${sha:-}" ] || ez_die "artifact $name is not in this bundle's artifacts.list"
     case "${EZ_ARTIFACTS:-}" in
@@ -195,6 +223,12 @@ ez_artifact() {
     if [ "$(ez_sha256 "$path")" != "$sha" ]; then
         case "$path" in "$cache"/*) rm -f "$path" ;; esac
         ez_die "artifact $name ($path): sha256 mismatch, expected $sha"
+    fi
+    if [ -f "$EZ_BUNDLE/signatures.list" ]; then
+        fpr=$(awk -v n="$name" '$1 == n { print $2 }' "$EZ_BUNDLE/signatures.list")
+    fi
+    if [ -n "$fpr" ]; then
+        ez_rpm_checksig "$path" "$fpr" "$EZ_BUNDLE/keys/$fpr.asc"
     fi
     printf '%s\n' "$path"
 }

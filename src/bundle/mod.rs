@@ -2,7 +2,9 @@
 //!
 //! Layout: `apply`, `lib/ezimg.sh`, `bundle.env`, `plan.json`, `artifacts.list`,
 //! `nodes/<host>/steps` (what to install, in order), `blobs/<sha256>` (file contents, stored once
-//! however many nodes share them) and `MANIFEST` (sha256 of every other member).
+//! however many nodes share them) and `MANIFEST` (sha256 of every other member). When an
+//! artifact is a signed RPM: `signatures.list` (`<artifact> <key fingerprint>`) and
+//! `keys/<fingerprint>.asc` (the pinned public key), so the node checks the signature itself.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,6 +43,19 @@ pub fn source_date_epoch() -> Result<u64> {
 pub struct ArtifactPin {
     pub sha256: Option<String>,
     pub file: String,
+    /// The key that must have signed it (an RPM pinned with `signed_by`).
+    pub signer: Option<Signer>,
+}
+
+/// The pinned key of a signed artifact, shipped in the bundle (it is public).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// Full v4 fingerprint, 40 uppercase hex digits.
+    pub fingerprint: String,
+    /// The ASCII-armored key; None when the lock's key file is missing.
+    pub key: Option<String>,
+    /// The key file the lock names, for messages.
+    pub key_file: String,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +163,7 @@ pub fn build(
     needed.sort();
     needed.dedup();
     let mut list = String::new();
+    let mut signatures = String::new();
     for name in &needed {
         let pin = artifacts.get(name).with_context(|| {
             format!("role {role} needs artifact {name:?}, which artifacts.lock does not pin")
@@ -157,8 +173,25 @@ pub fn build(
             pin.sha256.as_deref().unwrap_or("-"),
             pin.file
         ));
+        if let Some(sig) = &pin.signer {
+            let key = sig.key.as_ref().with_context(|| {
+                format!(
+                    "role {role}: artifact {name:?} must be signed by the key with fingerprint \
+                     {}, whose file {} is missing next to the lock; add the vendor's key file",
+                    sig.fingerprint, sig.key_file
+                )
+            })?;
+            signatures.push_str(&format!("{name} {}\n", sig.fingerprint));
+            entries.insert(
+                format!("keys/{}.asc", sig.fingerprint),
+                (0o644, key.clone().into_bytes()),
+            );
+        }
     }
     entries.insert("artifacts.list".into(), (0o644, list.into_bytes()));
+    if !signatures.is_empty() {
+        entries.insert("signatures.list".into(), (0o644, signatures.into_bytes()));
+    }
     let plan_json = serde_json::to_vec_pretty(&json!({ "role": role, "nodes": plans }))
         .context("serializing the plan")?;
     entries.insert("plan.json".into(), (0o644, plan_json));

@@ -1,6 +1,7 @@
 //! The cluster file: inventory and network plan, and its validation.
 
 pub mod locate;
+mod repos;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use repos::{MirrorLayout, YumRepo, yum_repos};
 pub use validate::{
     Diagnostic, RoleParams, Severity, check_ssh_key, is_crypt_hash, valid_interface, validate,
 };
@@ -116,18 +118,78 @@ fn default_vrrp_mode() -> VrrpMode {
     VrrpMode::Multicast
 }
 
+/// What a node's disk is for (seed 002 磁盘划分). The installer touches only the system disk;
+/// the `disks` layer formats an etcd or data disk only while it is blank; a keep disk is never
+/// touched by anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskPurpose {
+    /// The installer's target: `/`, `/boot`; the only disk kickstart may wipe.
+    System,
+    /// Masters: etcd's data directory, `/var/lib/etcd`.
+    Etcd,
+    /// `/data`, with `/var/lib/kubelet` and `/var/lib/containerd` bound from it.
+    Data,
+    /// Never touched (not partitioned, formatted or mounted).
+    Keep,
+}
+
+impl DiskPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskPurpose::System => "system",
+            DiskPurpose::Etcd => "etcd",
+            DiskPurpose::Data => "data",
+            DiskPurpose::Keep => "keep",
+        }
+    }
+
+    /// Where the `disks` layer mounts it, for the purposes it manages.
+    pub fn mount(self) -> Option<&'static str> {
+        match self {
+            DiskPurpose::Etcd => Some("/var/lib/etcd"),
+            DiskPurpose::Data => Some("/data"),
+            DiskPurpose::System | DiskPurpose::Keep => None,
+        }
+    }
+
+    /// The filesystem label the `disks` layer gives it and fstab mounts it by.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            DiskPurpose::Etcd => Some("EZ-ETCD"),
+            DiskPurpose::Data => Some("EZ-DATA"),
+            DiskPurpose::System | DiskPurpose::Keep => None,
+        }
+    }
+}
+
+/// The system disk of a node that declares none: the first SCSI/SATA disk, as on the seeds'
+/// VMware machines. Kickstart names it, so an installer that has no such disk stops instead of
+/// choosing another.
+pub const DEFAULT_SYSTEM_DISK: &str = "/dev/sda";
+
+/// Filesystem of an etcd or data disk when the cluster file names none (the seed's `mkfs.xfs`).
+pub const DEFAULT_DISK_FS: &str = "xfs";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Disk {
-    /// Block device as the node sees it, e.g. `/dev/sdb` or `/dev/vdb`.
+    /// Block device as the node sees it, e.g. `/dev/sdb`, `/dev/vdb` or a stable
+    /// `/dev/disk/by-id/...` path.
     pub device: String,
-    pub mount: String,
-    #[serde(default = "default_fs")]
-    pub fs: String,
+    pub purpose: DiskPurpose,
+    /// `xfs` or `ext4`, for etcd and data disks only (default xfs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<String>,
 }
 
-fn default_fs() -> String {
-    "xfs".into()
+impl Disk {
+    /// The filesystem the `disks` layer makes: for etcd and data disks only.
+    pub fn filesystem(&self) -> Option<&str> {
+        self.purpose
+            .mount()
+            .map(|_| self.fs.as_deref().unwrap_or(DEFAULT_DISK_FS))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +204,17 @@ pub struct Node {
     pub disks: Vec<Disk>,
 }
 
+impl Node {
+    /// The device the installer may use and wipe: the disk declared `system`, else
+    /// [`DEFAULT_SYSTEM_DISK`].
+    pub fn system_disk(&self) -> &str {
+        self.disks
+            .iter()
+            .find(|d| d.purpose == DiskPurpose::System)
+            .map_or(DEFAULT_SYSTEM_DISK, |d| d.device.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
@@ -154,8 +227,12 @@ pub struct Cluster {
     pub sandbox_image: String,
     #[serde(default)]
     pub registry_mirror: String,
+    /// A yum/dnf mirror's root URL; "" for the public trees (see `repos`).
     #[serde(default)]
     pub yum_mirror: String,
+    /// How `yum_mirror` is laid out: `vault` (default) or `aliyun` (the seeds' mirror).
+    #[serde(default)]
+    pub yum_mirror_layout: MirrorLayout,
     pub network: Network,
     pub vrrp: Vrrp,
     #[serde(rename = "node")]

@@ -232,6 +232,24 @@ pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
         );
     }
 
+    let m = &c.yum_mirror;
+    if !m.is_empty()
+        && (!["http://", "https://", "ftp://", "file:///"]
+            .iter()
+            .any(|p| m.starts_with(p) && m.len() > p.len())
+            || !m
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-:/+@%~".contains(ch)))
+    {
+        cx.error(
+            &path("yum_mirror"),
+            format!(
+                "is not a mirror root URL (http://, https://, ftp:// or file:///, no spaces \
+                 or quotes): it goes into .repo files and kickstart's url line"
+            ),
+        );
+    }
+
     let v = &c.vrrp;
     if !net.cidr.contains(&v.vip) {
         cx.error(
@@ -359,26 +377,7 @@ pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
                 format!("is not a role (known: {})", known_roles.join(", ")),
             );
         }
-        for (d, disk) in n.disks.iter().enumerate() {
-            let at = |k| {
-                [
-                    Seg::Key("node"),
-                    Seg::Index(i),
-                    Seg::Key("disk"),
-                    Seg::Index(d),
-                    Seg::Key(k),
-                ]
-            };
-            if !disk.device.starts_with("/dev/") {
-                cx.error(&at("device"), "must be a /dev path");
-            }
-            if !disk.mount.starts_with('/') || disk.mount == "/" {
-                cx.error(&at("mount"), "must be an absolute path other than /");
-            }
-            if !matches!(disk.fs.as_str(), "xfs" | "ext4") {
-                cx.error(&at("fs"), "must be xfs or ext4");
-            }
-        }
+        check_disks(&mut cx, i, n);
     }
     for (role, over) in &c.roles {
         let Some(defaults) = roles.get(role) else {
@@ -512,6 +511,96 @@ pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
     }
     cx.out.sort_by_key(|d| d.severity);
     cx.out
+}
+
+/// A node's `[[node.disk]]` entries: one system disk (the installer's, and only its), etcd on
+/// masters, at most one etcd and one data disk, a filesystem only where ezimg makes one.
+fn check_disks(cx: &mut Ctx<'_>, i: usize, n: &super::Node) {
+    use super::{DEFAULT_SYSTEM_DISK, DiskPurpose};
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let declares_system = n.disks.iter().any(|d| d.purpose == DiskPurpose::System);
+    for (d, disk) in n.disks.iter().enumerate() {
+        let f = |k: &'static str| {
+            [
+                Seg::Key("node"),
+                Seg::Index(i),
+                Seg::Key("disk"),
+                Seg::Index(d),
+                Seg::Key(k),
+            ]
+        };
+        let dev = disk.device.as_str();
+        let purpose = disk.purpose.as_str();
+        // Plain characters only: the path goes on kickstart and shell command lines unquoted.
+        if !dev.starts_with("/dev/")
+            || dev.len() <= 5
+            || dev.ends_with('/')
+            || dev.contains("..")
+            || !dev
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "/._-:+@".contains(ch))
+        {
+            cx.error(
+                &f("device"),
+                format!(
+                    "must be a /dev path such as /dev/sdb or /dev/disk/by-id/… (letters, \
+                     digits and /._-:+@)"
+                ),
+            );
+        }
+        if let Some(j) = seen.insert(dev, d) {
+            cx.error(&f("device"), format!("is also disk[{j}] of this node"));
+        }
+        if let Some(j) = first.insert(purpose, d)
+            && disk.purpose != DiskPurpose::Keep
+        {
+            first.insert(purpose, j);
+            let why = match disk.purpose {
+                DiskPurpose::System => "the installer uses exactly one system disk",
+                _ => "its mount point takes one disk",
+            };
+            cx.error(
+                &f("purpose"),
+                format!("disk[{j}] is already the {purpose} disk: {why}"),
+            );
+        }
+        if disk.purpose == DiskPurpose::Etcd && n.role != "master" {
+            cx.error(
+                &f("purpose"),
+                format!(
+                    "an etcd disk belongs on a master (etcd runs only there), not on {} node {:?}",
+                    n.role, n.hostname
+                ),
+            );
+        }
+        match (&disk.fs, disk.purpose.mount()) {
+            (Some(fs), Some(_)) if !matches!(fs.as_str(), "xfs" | "ext4") => {
+                cx.error(&f("fs"), "must be xfs or ext4".to_string());
+            }
+            (Some(_), None) => cx.error(
+                &f("fs"),
+                format!(
+                    "a {purpose} disk gets no filesystem from ezimg ({}): remove fs",
+                    if disk.purpose == DiskPurpose::System {
+                        "the installer lays it out"
+                    } else {
+                        "it is never touched"
+                    }
+                ),
+            ),
+            _ => {}
+        }
+        if !declares_system && dev == DEFAULT_SYSTEM_DISK {
+            cx.error(
+                &f("device"),
+                format!(
+                    "is the system disk the installer uses when none is declared: declare \
+                     the node's system disk ([[node.disk]] purpose = \"system\")"
+                ),
+            );
+        }
+    }
 }
 
 fn valid_dns_domain(s: &str) -> bool {

@@ -104,6 +104,9 @@ chmod 0755 /usr/sbin/policy-rc.d
 # placeholders and without the node's NIC (keepalived dies without its interface); the node's
 # first boot runs the same apply live, with its own seed.
 export EZIMG_LIVE=0
+# A root for every node of the role, with none of their disks: the disks layer leaves them to the
+# node's first boot.
+export EZIMG_IMAGE_BAKE=1
 say "STEP apply --node $node"
 # Each layer's start goes to the host too: progress, and where the minutes go.
 first=$("$dir/apply" --node "$node" 2> >(tee -a "$log" | grep --line-buffered -o 'ezimg\[[^]]*\]: layer .*' | sed -u 's/^ezimg\[[^]]*\]: /STEP /' >"$port") | tail -n1) ||

@@ -18,7 +18,9 @@
 //! | `hostname`, `role` | the node |
 //! | `network.{device,ip,netmask,gateway,nameservers}` | `device` is the MAC if given, else `cluster.network.interface`; `nameservers` comma-joined, maybe empty |
 //! | `timezone`, `ntp_servers` | from the cluster file |
-//! | `ignore_drives` | the node's extra disks (`sdb,sdc`), left alone by the installer, or empty |
+//! | `system_drive` | the one disk the installer sees, partitions and wipes (`sda`): the node's `system` disk, else `/dev/sda` |
+//! | `other_drives` | the node's other declared disks with their purpose (`sdb (etcd)`), for a comment |
+//! | `repos` | `{name, baseurl}`: the install source first (`url`), then the other `repo` lines; empty when the boot line gives the source |
 //! | `packages` | `%packages` lines |
 //! | `bundle.{file_name,sha256,url}` | the role bundle (`url` empty when embedded) |
 //! | `post_log` | where `%post --log` writes |
@@ -95,10 +97,25 @@ pub fn context(input: &NodeInput) -> Result<serde_json::Value> {
         .iter()
         .map(|s| word("ntp server", s))
         .collect::<Result<_>>()?;
-    let drives: Vec<String> = node
+    // The install source and the trees the installer also uses: baseurls, no mirrorlist.
+    let repos: Vec<serde_json::Value> = crate::cluster::yum_repos(c)
+        .iter()
+        .filter(|r| r.install)
+        .map(|r| {
+            Ok(json!({"name": r.installer_name,
+                      "baseurl": word("repository URL", &r.install_url())?}))
+        })
+        .collect::<Result<_>>()?;
+    // Anaconda names disks without /dev/ (`sda`, `disk/by-id/...`).
+    let system_drive = word(
+        "system disk",
+        node.system_disk().trim_start_matches("/dev/"),
+    )?;
+    let other_drives: Vec<String> = node
         .disks
         .iter()
-        .map(|d| word("disk", d.device.trim_start_matches("/dev/")))
+        .filter(|d| d.purpose != crate::cluster::DiskPurpose::System)
+        .map(|d| word("disk", &d.device).map(|dev| format!("{dev} ({})", d.purpose.as_str())))
         .collect::<Result<_>>()?;
     Ok(json!({
         "os": c.os,
@@ -114,7 +131,9 @@ pub fn context(input: &NodeInput) -> Result<serde_json::Value> {
         },
         "timezone": word("timezone", &c.timezone)?,
         "ntp_servers": ntp,
-        "ignore_drives": drives.join(","),
+        "repos": repos,
+        "system_drive": system_drive,
+        "other_drives": other_drives.join(", "),
         "packages": PACKAGES,
         "bundle": {
             "file_name": input.bundle.file_name,

@@ -8,8 +8,10 @@
 //!   are read from there, never guessed from a console or a timeout (as cloud-hypervisor's
 //!   tests report "booted" to a host listener).
 //! - Networking is either none (`-nic none`) or QEMU socket netdevs on a multicast group bound
-//!   to 127.0.0.1: guests only see each other, never the host's network. No user-mode (slirp)
-//!   networking, bridges or taps.
+//!   to 127.0.0.1: guests only see each other, never the host's network. No bridges or taps.
+//!   The one exception is [`VmSpec::uplink`], a user-mode (slirp) NIC that only the
+//!   connected-machine run of the VM tests sets (`EZIMG_REAL_K8S=1`: guests pull the real
+//!   Kubernetes images); the bake and the default tests never do.
 //! - The QEMU process is killed when the [`Vm`] is dropped.
 
 pub mod tool;
@@ -218,6 +220,9 @@ pub struct VmSpec {
     pub allow_reboot: bool,
     /// Boot this kernel and initrd with this command line instead of the disk's bootloader.
     pub direct_kernel: Option<DirectKernel>,
+    /// A user-mode NIC with this MAC: NAT to the host's own network. Only for test runs on a
+    /// connected machine that need the internet (see the module docs).
+    pub uplink: Option<String>,
 }
 
 /// `-kernel`, `-initrd`, `-append`.
@@ -239,6 +244,7 @@ impl VmSpec {
             dir: dir.to_path_buf(),
             allow_reboot: false,
             direct_kernel: None,
+            uplink: None,
         }
     }
 }
@@ -323,8 +329,13 @@ impl Vm {
             }
             cmd.arg("-device").arg(dev);
         }
-        if spec.nics.is_empty() {
+        if spec.nics.is_empty() && spec.uplink.is_none() {
             cmd.args(["-nic", "none"]);
+        }
+        if let Some(mac) = &spec.uplink {
+            cmd.args(["-netdev", "user,id=uplink"]);
+            cmd.arg("-device")
+                .arg(format!("virtio-net-pci,netdev=uplink,mac={mac}"));
         }
         for (i, n) in spec.nics.iter().enumerate() {
             if !n.group.starts_with("230.") && !n.group.starts_with("239.") {
