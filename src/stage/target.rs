@@ -292,6 +292,21 @@ mod tests {
                 );
                 target.allowed_for(Some(&st)).unwrap();
             }
+            // The layer that unpacks the output installs the same packages on the node.
+            let layer = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("layers/{s}/apply.sh")),
+            )
+            .unwrap();
+            for p in st.spec.runtime.values().flatten() {
+                assert!(
+                    layer
+                        .lines()
+                        .any(|l| l.starts_with("ez_pkg_install")
+                            && l.split_whitespace().any(|w| w == p)),
+                    "stage {s}: runtime package {p} is not installed by layers/{s}/apply.sh"
+                );
+            }
         }
     }
 
