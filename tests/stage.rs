@@ -998,6 +998,32 @@ fn keepalived_output_runs_on_debian12_and_not_on_el7() {
         "{e}"
     );
 
+    // `ezimg stage check` finds the stage in the manifest next to the cached tarball.
+    let cli = |t: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ezimg"))
+            .args(["stage", "check", "--target", t])
+            .arg(&o.tarball)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = cli("debian12");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("(stage keepalived) runs on debian12"), "{out}");
+    let (code, out) = cli("el7");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("sbin/keepalived: requires GLIBC_") && out.contains("needs libssl.so.3"),
+        "{out}"
+    );
+
     // A build for el7 that finds this output in the cache is refused too.
     let mut opts = quiet_opts(&heavy_cache());
     opts.target = "el7".into();
@@ -1149,4 +1175,27 @@ fn elf_check_names_a_soname_the_target_lacks_and_ignores_static_and_non_elf() {
     let tar3 = t.path().join("three.tar.gz");
     pack_dir(&staging, &tar3);
     stage::target::check(&tar3, &target("el7"), None).unwrap();
+}
+
+#[test]
+fn host_built_nginx_runs_on_debian12_and_not_on_el7() {
+    let Some(up) = upstream("host_built_nginx_runs_on_debian12_and_not_on_el7") else {
+        return;
+    };
+    let (o, _) = nginx(&up);
+    let st = nginx_test_stage();
+    stage::target::check(&o.tarball, &target("debian12"), Some(&st)).unwrap();
+    let e = err_text(stage::target::check(&o.tarball, &target("el7"), Some(&st)).unwrap_err());
+    assert!(
+        e.contains("stage nginx-test: the output does not run on el7")
+            && e.contains("ezops/service/nginx/sbin/nginx: requires GLIBC_")
+            && e.contains("el7 has glibc 2.17"),
+        "{e}"
+    );
+    // The test build links the host's OpenSSL 3 (el7 has 1.0.2).
+    assert!(
+        e.contains("sbin/nginx: needs libssl.so.3")
+            || e.contains("sbin/nginx: needs libcrypto.so.3"),
+        "{e}"
+    );
 }

@@ -1,4 +1,5 @@
-//! Running a stage: key, cache lookup, unpack, patch, edit, configure, make, install, pack.
+//! Running a stage: key, cache lookup, unpack, patch, edit, configure, make, install, pack, and
+//! the ELF check for the target before the output enters the cache.
 
 use std::collections::BTreeMap;
 use std::fs;
