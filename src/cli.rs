@@ -488,6 +488,21 @@ pub enum StageCommand {
     Build(StageBuildArgs),
     /// List the stages: embedded, and those in <data>/stages/
     List,
+    /// Check a stage tarball's ELF files against a target: highest GLIBC version, every NEEDED soname
+    Check(StageCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StageCheckArgs {
+    /// The stage tarball (`ezimg stage build --out`, or `<cache>/stages/<key>.tar.gz`)
+    pub tarball: PathBuf,
+    /// Target list: `el7`, `el9`, `debian12` (stages/targets/<target>.toml; <data>/stages/targets/ overrides)
+    #[arg(long, short, value_name = "TARGET")]
+    pub target: String,
+    /// The stage the tarball is from, for its declared runtime packages (default: the `stage`
+    /// of the manifest next to the tarball: FILE.json or <key>.json)
+    #[arg(long, value_name = "NAME")]
+    pub stage: Option<String>,
 }
 
 #[derive(Debug, Args)]

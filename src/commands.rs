@@ -740,11 +740,52 @@ pub fn import(a: &crate::cli::ImportArgs) -> Result<()> {
     crate::artifact::commands::import(a)
 }
 
-/// `ezimg stage build|list`.
+/// `ezimg stage check`: the stage named, else the one the manifest next to the tarball names.
+fn stage_check(g: &Global, c: &crate::cli::StageCheckArgs) -> Result<()> {
+    use crate::stage;
+    let name = match &c.stage {
+        Some(n) => n.clone(),
+        None => {
+            let t = c.tarball.display().to_string();
+            let candidates = [
+                format!("{t}.json"),
+                format!("{}.json", t.strip_suffix(".tar.gz").unwrap_or(&t)),
+            ];
+            let m = candidates
+                .iter()
+                .find(|p| std::path::Path::new(p).is_file())
+                .with_context(|| {
+                    format!(
+                        "{t}: no manifest next to it ({}); pass --stage NAME",
+                        candidates.join(" or ")
+                    )
+                })?;
+            let text = std::fs::read_to_string(m).with_context(|| format!("reading {m}"))?;
+            let m: stage::Manifest = serde_json::from_str(&text)
+                .with_context(|| format!("{m}: not a stage manifest"))?;
+            m.stage
+        }
+    };
+    let st = stage::load(&name, g.data.as_deref())?;
+    let target = stage::Target::load(&c.target, g.data.as_deref())?;
+    stage::target::check(&c.tarball, &target, Some(&st))?;
+    println!(
+        "ok: {} (stage {}) runs on {}: glibc <= {}, every NEEDED soname in {}",
+        c.tarball.display(),
+        st.spec.name,
+        target.name,
+        target.glibc,
+        target.origin
+    );
+    Ok(())
+}
+
+/// `ezimg stage build|list|check`.
 pub fn stage(g: &Global, a: &crate::cli::StageArgs) -> Result<()> {
     use crate::cli::StageCommand;
     use crate::stage;
     match &a.command {
+        StageCommand::Check(c) => stage_check(g, c),
         StageCommand::List => {
             for name in stage::names(g.data.as_deref())? {
                 println!("{}", stage::load(&name, g.data.as_deref())?.summary());
@@ -788,6 +829,7 @@ pub fn stage(g: &Global, a: &crate::cli::StageArgs) -> Result<()> {
                 None => stage::default_cache_root()?,
             };
             let mut opts = stage::BuildOptions::new(root);
+            opts.data = g.data.clone();
             opts.vars = pairs(&b.vars, "var")?;
             if let Some(j) = b.jobs {
                 opts.jobs = j.max(1);

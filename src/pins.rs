@@ -113,7 +113,10 @@ pub fn resolve(
                 found
             }
         };
-        let opts = stage::BuildOptions::new(cache.root());
+        let mut opts = stage::BuildOptions::new(cache.root());
+        // The output is checked for the node's OS before it is cached or pinned.
+        opts.target = os.as_str().to_string();
+        opts.data = data.map(Path::to_path_buf);
         if get.is_some() {
             let o = stage::build(&st, &sources, &opts)?;
             out.pins.insert(
@@ -124,7 +127,14 @@ pub fn resolve(
         } else {
             let key = stage::cache_key(&st, &sources, &opts)?;
             let pin = match stage::lookup(cache.root(), &key)? {
-                Some((_, m)) if os == Os::Debian12 => stage_pin(name, &key, &m.output.sha256),
+                Some((tarball, m)) if os == Os::Debian12 => {
+                    // A cached output is pinned only if it runs on the node.
+                    let target = stage::Target::load(&opts.target, data)?;
+                    stage::target::check(&tarball, &target, Some(&st)).with_context(|| {
+                        format!("artifact {name}: cached output {}", tarball.display())
+                    })?;
+                    stage_pin(name, &key, &m.output.sha256)
+                }
                 _ => ArtifactPin {
                     sha256: None,
                     file: format!("{name}.tar.gz"),

@@ -186,6 +186,10 @@ fn test_variant_differs_only_as_documented() {
     assert_eq!(test.spec.prefix, product.spec.prefix);
     assert_eq!(test.spec.build, product.spec.build);
     assert_eq!(test.spec.install, product.spec.install);
+    assert_eq!(
+        test.spec.runtime["debian12"],
+        product.spec.runtime["debian12"]
+    );
     let removed = [
         "--with-http_geoip_module",
         "--with-http_image_filter_module",
@@ -833,7 +837,9 @@ fn nginx_rebuild_with_nothing_changed_is_a_cache_hit() {
     eprintln!("nginx rebuild with nothing changed: cache hit in {took:?}");
     assert!(o.cached, "no compile on the second build");
     assert_eq!(o.key, first.key);
-    assert!(took < Duration::from_secs(1), "cache hit took {took:?}");
+    // A hit compiles nothing (a build takes minutes); it hashes the tarball and re-checks its
+    // ELF files for the target.
+    assert!(took < Duration::from_secs(5), "cache hit took {took:?}");
     // One flag more: another key, not in the cache.
     let st2 = Stage::parse(
         &st.text.replace(
@@ -956,5 +962,240 @@ fn keepalived_builds_and_checks_a_vrrp_config() {
         &quiet_opts(&heavy_cache()),
     )
     .unwrap();
-    assert!(again.cached && t0.elapsed() < Duration::from_secs(1));
+    // A hit compiles nothing; it hashes the tarball and re-checks its ELF files for the target.
+    assert!(again.cached && t0.elapsed() < Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ELF check: each stage output runs on the target it is for
+
+fn target(name: &str) -> stage::Target {
+    stage::Target::load(name, None).unwrap()
+}
+
+#[test]
+fn keepalived_output_runs_on_debian12_and_not_on_el7() {
+    let Some(up) = upstream("keepalived_output_runs_on_debian12_and_not_on_el7") else {
+        return;
+    };
+    let (o, _) = keepalived(&up);
+    let st = stage::embedded("keepalived").unwrap();
+    stage::target::check(&o.tarball, &target("debian12"), Some(&st)).unwrap();
+
+    let e = err_text(stage::target::check(&o.tarball, &target("el7"), Some(&st)).unwrap_err());
+    assert!(
+        e.contains("stage keepalived: the output does not run on el7"),
+        "{e}"
+    );
+    assert!(
+        e.contains("ezops/service/keepalived/sbin/keepalived: requires GLIBC_2.3"),
+        "the glibc 2.36 build needs GLIBC_2.34 or later: {e}"
+    );
+    assert!(e.contains("el7 has glibc 2.17"), "{e}");
+    // Debian 12's OpenSSL 3 is not el7's 1.0.2 (libssl.so.10).
+    assert!(
+        e.contains("sbin/keepalived: needs libssl.so.3, which <embedded>/stages/targets/el7.toml"),
+        "{e}"
+    );
+
+    // `ezimg stage check` finds the stage in the manifest next to the cached tarball.
+    let cli = |t: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ezimg"))
+            .args(["stage", "check", "--target", t])
+            .arg(&o.tarball)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = cli("debian12");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("(stage keepalived) runs on debian12"), "{out}");
+    let (code, out) = cli("el7");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("sbin/keepalived: requires GLIBC_") && out.contains("needs libssl.so.3"),
+        "{out}"
+    );
+
+    // A build for el7 that finds this output in the cache is refused too.
+    let mut opts = quiet_opts(&heavy_cache());
+    opts.target = "el7".into();
+    let sources = BTreeMap::from([(
+        "keepalived".to_string(),
+        up.join("keepalived_2.2.7.orig.tar.gz"),
+    )]);
+    let e = err_text(stage::build(&st, &sources, &opts).unwrap_err());
+    assert!(
+        e.contains("cached output") && e.contains("requires GLIBC_"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hello_for_el7_is_refused_and_nothing_is_cached() {
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut opts = quiet_opts(cache.path());
+    opts.work_root = Some(work.path().to_path_buf());
+    opts.target = "el7".into();
+    let st = hello_stage(|t| t);
+    let e = err_text(stage::build(&st, &hello_sources(), &opts).unwrap_err());
+    assert!(e.contains("step `check`; nothing cached"), "{e}");
+    assert!(
+        e.contains("ezops/service/hello/bin/hello: requires GLIBC_")
+            && e.contains("el7 has glibc 2.17"),
+        "{e}"
+    );
+    assert_eq!(
+        count_entries(&cache.path().join("stages")),
+        0,
+        "nothing cached"
+    );
+    assert_eq!(count_entries(work.path()), 0, "work dirs removed");
+
+    // The same build for the host's target is accepted and cached.
+    opts.target = "debian12".into();
+    let o = stage::build(&st, &hello_sources(), &opts).unwrap();
+    assert!(!o.cached && o.tarball.is_file());
+
+    // `ezimg stage check` on it (--stage: the hello stage is a test fixture, not embedded).
+    let ezimg = |t: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ezimg"))
+            .args(["stage", "check", "--target", t, "--stage"])
+            .arg(fx("hello.toml"))
+            .arg(&o.tarball)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = ezimg("debian12");
+    assert!(
+        ok && out.contains("ok: ") && out.contains("runs on debian12"),
+        "{out}"
+    );
+    let (ok, out) = ezimg("el7");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("stage hello: the output does not run on el7")
+            && out.contains("ezops/service/hello/bin/hello: requires GLIBC_"),
+        "{out}"
+    );
+
+    // An unknown target fails before any compile.
+    opts.target = "el8".into();
+    let e = err_text(stage::build(&st, &hello_sources(), &opts).unwrap_err());
+    assert!(e.contains("no target list named \"el8\""), "{e}");
+}
+
+fn gcc(args: &[&str], cwd: &Path) {
+    let (ok, out) = run(Command::new("gcc").args(args).current_dir(cwd));
+    assert!(ok, "gcc {args:?}: {out}");
+}
+
+/// A tarball of `root` (as a stage packs it).
+fn pack_dir(root: &Path, to: &Path) {
+    let f = std::fs::File::create(to).unwrap();
+    stage::cache::pack(root, &["/opt".to_string()], std::io::BufWriter::new(f)).unwrap();
+}
+
+#[test]
+fn elf_check_names_a_soname_the_target_lacks_and_ignores_static_and_non_elf() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("lib.c"), "int ezimg_answer(void) { return 42; }\n").unwrap();
+    std::fs::write(
+        src.join("main.c"),
+        "int ezimg_answer(void);\nint main(void) { return ezimg_answer() == 42 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    gcc(
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libezimgtest.so.1",
+            "-o",
+            "libezimgtest.so.1",
+            "lib.c",
+        ],
+        &src,
+    );
+    gcc(
+        &["-o", "uses-lib", "main.c", "-L.", "-l:libezimgtest.so.1"],
+        &src,
+    );
+    std::fs::write(src.join("static.c"), "int main(void) { return 0; }\n").unwrap();
+    gcc(&["-static", "-o", "static-bin", "static.c"], &src);
+
+    // A program linking a library no target list has: refused, the soname named.
+    let staging = t.path().join("staging");
+    let bin = staging.join("opt/x/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(src.join("uses-lib"), bin.join("uses-lib")).unwrap();
+    let tar1 = t.path().join("one.tar.gz");
+    pack_dir(&staging, &tar1);
+    let e = err_text(stage::target::check(&tar1, &target("debian12"), None).unwrap_err());
+    assert!(
+        e.contains("opt/x/bin/uses-lib: needs libezimgtest.so.1, which <embedded>/stages/targets/debian12.toml does not list for debian12"),
+        "{e}"
+    );
+    // Its libc is on the list: only the one soname is a problem.
+    let p = stage::target::problems(&tar1, &target("debian12"), None).unwrap();
+    assert_eq!(p.len(), 1, "{p:?}");
+
+    // The library shipped in the output itself satisfies it.
+    let lib = staging.join("opt/x/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(src.join("libezimgtest.so.1"), lib.join("libezimgtest.so.1")).unwrap();
+    let tar2 = t.path().join("two.tar.gz");
+    pack_dir(&staging, &tar2);
+    stage::target::check(&tar2, &target("debian12"), None).unwrap();
+
+    // A static binary and non-ELF files need nothing: accepted even for el7.
+    let staging = t.path().join("staging-static");
+    let bin = staging.join("opt/y/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(src.join("static-bin"), bin.join("static-bin")).unwrap();
+    std::fs::write(bin.join("run.sh"), "#!/bin/sh\nexec static-bin\n").unwrap();
+    std::fs::write(bin.join("short"), "\x7fE").unwrap();
+    let tar3 = t.path().join("three.tar.gz");
+    pack_dir(&staging, &tar3);
+    stage::target::check(&tar3, &target("el7"), None).unwrap();
+}
+
+#[test]
+fn host_built_nginx_runs_on_debian12_and_not_on_el7() {
+    let Some(up) = upstream("host_built_nginx_runs_on_debian12_and_not_on_el7") else {
+        return;
+    };
+    let (o, _) = nginx(&up);
+    let st = nginx_test_stage();
+    stage::target::check(&o.tarball, &target("debian12"), Some(&st)).unwrap();
+    let e = err_text(stage::target::check(&o.tarball, &target("el7"), Some(&st)).unwrap_err());
+    assert!(
+        e.contains("stage nginx-test: the output does not run on el7")
+            && e.contains("ezops/service/nginx/sbin/nginx: requires GLIBC_")
+            && e.contains("el7 has glibc 2.17"),
+        "{e}"
+    );
+    // The test build links the host's OpenSSL 3 (el7 has 1.0.2).
+    assert!(
+        e.contains("sbin/nginx: needs libssl.so.3")
+            || e.contains("sbin/nginx: needs libcrypto.so.3"),
+        "{e}"
+    );
 }

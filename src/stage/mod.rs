@@ -8,8 +8,10 @@
 //! fixtures.
 
 pub mod cache;
+pub mod elf;
 pub mod run;
 pub mod spec;
+pub mod target;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +24,13 @@ use serde::{Deserialize, Serialize};
 pub use cache::{default_cache_root, lookup, unpack_output};
 pub use run::{Builder, build, cache_key};
 pub use spec::{Rule, Stage, StageSpec};
+pub use target::Target;
 
 static STAGES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/stages");
+
+/// The target the host builder builds for (it is a Debian 12 machine): the default of
+/// [`BuildOptions::target`].
+pub const HOST_TARGET: &str = "debian12";
 
 /// Bumped when the builder or packing changes what a key produces.
 pub const FORMAT: &str = "ezimg-stage-v1";
@@ -119,6 +126,11 @@ pub struct BuildOptions {
     /// Build even when the cache has the key (the new output replaces the entry).
     pub rebuild: bool,
     pub builder: Builder,
+    /// The target the output is for (`stages/targets/<target>.toml`): the output is checked
+    /// against it before it is cached, and a cached output before it is returned.
+    pub target: String,
+    /// `--data`: `<data>/stages/targets/` overrides the embedded target lists.
+    pub data: Option<PathBuf>,
 }
 
 impl BuildOptions {
@@ -134,6 +146,8 @@ impl BuildOptions {
             quiet: false,
             rebuild: false,
             builder: Builder::Host,
+            target: HOST_TARGET.to_string(),
+            data: None,
         }
     }
 }

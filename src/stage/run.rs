@@ -1,4 +1,5 @@
-//! Running a stage: key, cache lookup, unpack, patch, edit, configure, make, install, pack.
+//! Running a stage: key, cache lookup, unpack, patch, edit, configure, make, install, pack, and
+//! the ELF check for the target before the output enters the cache.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use super::cache::{self, FIXED_MTIME};
 use super::spec::{PatchFrom, Rule, Stage, expand};
+use super::target::{self as stage_target, Target};
 use super::{
     BuildOptions, EditRecord, FORMAT, Input, Manifest, Outcome, OutputRecord, PatchRecord,
 };
@@ -190,6 +192,10 @@ pub fn build(
 ) -> Result<Outcome> {
     let t0 = Instant::now();
     let name = &stage.spec.name;
+    // The target's list is read first: an unknown target or runtime package fails before any
+    // compile.
+    let target = Target::load(&opts.target, opts.data.as_deref())?;
+    target.allowed_for(Some(stage))?;
     let k = keyed(stage, sources, opts)?;
     if !opts.rebuild
         && let Some((tarball, manifest)) = cache::lookup(&opts.cache_root, &k.key)?
@@ -197,6 +203,9 @@ pub fn build(
         if !opts.quiet {
             eprintln!("stage {name}: cache hit {}", k.key);
         }
+        // The key does not name the target: a cached output is checked for this one.
+        stage_target::check(&tarball, &target, Some(stage))
+            .with_context(|| format!("cached output {}", tarball.display()))?;
         return Ok(Outcome {
             cached: true,
             key: k.key.clone(),
@@ -229,6 +238,8 @@ pub fn build(
         if !opts.rebuild
             && let Some((tarball, manifest)) = cache::lookup(&opts.cache_root, &k.key)?
         {
+            stage_target::check(&tarball, &target, Some(stage))
+                .with_context(|| format!("cached output {}", tarball.display()))?;
             return Ok(Outcome {
                 cached: true,
                 key: k.key.clone(),
@@ -252,6 +263,7 @@ pub fn build(
         stage,
         opts,
         k: &k,
+        target: &target,
         dir: &dir,
         t0,
     }
@@ -300,6 +312,7 @@ struct Run<'a> {
     stage: &'a Stage,
     opts: &'a BuildOptions,
     k: &'a Keyed,
+    target: &'a Target,
     dir: &'a Path,
     t0: Instant,
 }
@@ -469,6 +482,10 @@ impl Run<'_> {
             .with_context(|| format!("creating a temporary file in {}", sdir.display()))?;
         let packed = cache::pack(&staging, &out_paths, std::io::BufWriter::new(tmp.as_file()))
             .with_context(|| format!("stage {name}: step `pack`"))?;
+        // Only an output that runs on its target enters the cache.
+        self.say(&format!("check ELF files for {}", self.target.name));
+        stage_target::check(tmp.path(), self.target, Some(self.stage))
+            .with_context(|| format!("stage {name}: step `check`; nothing cached"))?;
         let key = &self.k.key;
         let manifest = Manifest {
             format: FORMAT.into(),

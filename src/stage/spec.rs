@@ -39,6 +39,11 @@ pub struct StageSpec {
     pub patches: Vec<PatchSpec>,
     #[serde(rename = "edit", default)]
     pub edits: Vec<EditSpec>,
+    /// Per target (`el7`, `el9`, `debian12`): the packages the node installs for the output's
+    /// shared libraries. The ELF check allows the sonames they provide on that target
+    /// (`stages/targets/<target>.toml`), besides the target's base install.
+    #[serde(default)]
+    pub runtime: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
