@@ -243,10 +243,8 @@ pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
     {
         cx.error(
             &path("yum_mirror"),
-            format!(
-                "is not a mirror root URL (http://, https://, ftp:// or file:///, no spaces \
-                 or quotes): it goes into .repo files and kickstart's url line"
-            ),
+            "is not a mirror root URL (http://, https://, ftp:// or file:///, no spaces \
+                 or quotes): it goes into .repo files and kickstart's url line",
         );
     }
 
@@ -543,10 +541,8 @@ fn check_disks(cx: &mut Ctx<'_>, i: usize, n: &super::Node) {
         {
             cx.error(
                 &f("device"),
-                format!(
-                    "must be a /dev path such as /dev/sdb or /dev/disk/by-id/… (letters, \
-                     digits and /._-:+@)"
-                ),
+                "must be a /dev path such as /dev/sdb or /dev/disk/by-id/… (letters, \
+                     digits and /._-:+@)",
             );
         }
         if let Some(j) = seen.insert(dev, d) {
@@ -594,10 +590,8 @@ fn check_disks(cx: &mut Ctx<'_>, i: usize, n: &super::Node) {
         if !declares_system && dev == DEFAULT_SYSTEM_DISK {
             cx.error(
                 &f("device"),
-                format!(
-                    "is the system disk the installer uses when none is declared: declare \
-                     the node's system disk ([[node.disk]] purpose = \"system\")"
-                ),
+                "is the system disk the installer uses when none is declared: declare \
+                     the node's system disk ([[node.disk]] purpose = \"system\")",
             );
         }
     }
