@@ -718,7 +718,23 @@ mod tests {
             e.contains("t.lock:3") && e.contains("99DB70FAE1D7CE227FB6488205B555B38483C65D"),
             "{e}"
         );
-        // A missing file is not an error at load: fetching the RPM is (see fetch).
+        // A file missing next to the lock: the key shipped in ezimg with that fingerprint.
+        assert!(lock.attach_keys(|_| Ok(None)).is_ok());
+        assert!(
+            lock.get("x")
+                .ok()
+                .and_then(|a| a.signer())
+                .is_some_and(|k| k.armored.as_deref() == Some(EMBEDDED_KEYS[0].1))
+        );
+        // No shipped key has the fingerprint: not an error at load; fetching the RPM is.
+        let other = KEYED.replace(
+            "96C0 104F 6315 4731 1E0B B1AE 309B C305 BAAD AE52",
+            "0000 104F 6315 4731 1E0B B1AE 309B C305 BAAD AE52",
+        );
+        let mut lock = match Lock::parse(&format!("{other}signed_by = \"k\"\n"), "t.lock") {
+            Ok(l) => l,
+            Err(e) => panic!("{e:#}"),
+        };
         assert!(lock.attach_keys(|_| Ok(None)).is_ok());
         assert!(
             lock.get("x")

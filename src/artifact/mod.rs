@@ -151,12 +151,15 @@ pub async fn ensure_async(
     let arts = resolve(lock, names)?;
     let reporter = Arc::new(Reporter::new(opts.progress));
     if !opts.allow_unverified {
-        // A pin with no digest: nothing to check a download against. `ezimg lock` is the one
-        // trust-on-first-use step: it records the sha256, and from then on the pin is checked.
+        // A pin with no digest and no content check (git tree, signature): nothing to check a
+        // download against. `ezimg lock` is the one trust-on-first-use step: it records the
+        // sha256, and from then on the pin is checked.
         let refused: Vec<&Artifact> = arts
             .iter()
             .copied()
-            .filter(|a| !a.has_digest() && opts.cache.known_sha256(a).is_none())
+            .filter(|a| {
+                !a.has_digest() && a.check.is_none() && opts.cache.known_sha256(a).is_none()
+            })
             .collect();
         if !refused.is_empty() {
             bail!(
