@@ -13,7 +13,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Command -> Debian package, for the checks the tests run on rendered outputs, the build
 # stages they compile, the commit archives and signed RPMs the artifact verification tests make
-# (git, rpm, gnupg) and the disks layer's loop-device test (tests/disks.rs).
+# (git, rpm, gnupg), the disks layer's loop-device test (tests/disks.rs) and the VM scenario's
+# operator key (ssh-keygen).
 declare -A need=(
     [shellcheck]=shellcheck [keepalived]=keepalived [haproxy]=haproxy
     [systemd-analyze]=systemd [mmdebstrap]=mmdebstrap [unshare]=util-linux
@@ -22,6 +23,7 @@ declare -A need=(
     [git]=git [rpmbuild]=rpm [rpmsign]=rpm [rpmkeys]=rpm [rpmdb]=rpm [gpg]=gnupg
     [gpg-agent]=gpg-agent [gpgconf]=gpgconf
     [mkfs.xfs]=xfsprogs [mkfs.ext4]=e2fsprogs [losetup]=mount [lsblk]=util-linux
+    [ssh-keygen]=openssh-client
 )
 missing=()
 for cmd in "${!need[@]}"; do
