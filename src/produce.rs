@@ -238,6 +238,13 @@ fn missing_artifacts(
                         "the build stage's output is not built (`ezimg build --role {role} \
                          --fetch` compiles it)"
                     )
+                } else if let Some(check) = job.lock.find(name).and_then(|a| a.check.as_ref()) {
+                    // Verified by content: fetching it verifies it and records its sha256.
+                    format!(
+                        "not in the verified cache (`ezimg fetch {name}`, or `build --fetch \
+                         [--mirror URL|DIR]`; verified by its {})",
+                        check.describe()
+                    )
                 } else {
                     format!(
                         "no digest pinned, upstream publishes none (`ezimg lock {name}` on a \

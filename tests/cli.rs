@@ -914,8 +914,11 @@ fn build_refuses_outputs_that_cannot_install_a_node() {
     assert!(!o.ok, "build wrote outputs that cannot install a node");
     for needle in [
         "nothing was written",
-        "kernel-ml (roles ops, slb, master, worker): no digest pinned",
-        "`ezimg lock kernel-ml`",
+        "kernel-ml (roles ops, slb, master, worker): not in the verified cache",
+        "`ezimg fetch kernel-ml`",
+        "verified by its OpenPGP signature by key \"elrepo\"",
+        "calico-tigera-operator (roles master): no digest pinned",
+        "`ezimg lock calico-tigera-operator`",
         "nerdctl-full (roles ops, master, worker)",
         "`ezimg fetch nerdctl-full`",
         "nginx-stage (roles slb): the build stage's output is not built",
