@@ -165,6 +165,14 @@ fn holds_vip(g: &mut Guest) -> bool {
     out.trim() != "0"
 }
 
+/// Stop nginx on slb-01 and wait (within [`FAILOVER_BOUND`]) until the VIP is on slb-02 only.
+fn fail_over(slbs: &mut [Guest], what: &str) -> Duration {
+    slbs[0]
+        .check("systemctl stop nginx")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    wait_vip(slbs, [false, true], FAILOVER_BOUND, what)
+}
+
 /// Poll until slb-01/slb-02 hold the VIP as `want` says; the time it took.
 fn wait_vip(slbs: &mut [Guest], want: [bool; 2], bound: Duration, what: &str) -> Duration {
     let t = Instant::now();
@@ -316,16 +324,8 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
         );
         before.insert(host, r);
     }
-    slbs[0]
-        .check("systemctl stop nginx")
-        .unwrap_or_else(|e| panic!("{e:#}"));
     // (b) the failover: only the slb pair runs yet, so the LAN bound holds.
-    let took = wait_vip(
-        &mut slbs,
-        [false, true],
-        FAILOVER_BOUND,
-        "nginx stopped on slb-01 before the joins",
-    );
+    let took = fail_over(&mut slbs, "nginx stopped on slb-01 before the joins");
     eprintln!(
         "vm_scenarios (b): nginx stopped on slb-01, VIP on slb-02 after {:.1}s (bound {}s); \
          powering on the masters and the worker",
@@ -494,15 +494,7 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
     // After the operator's restore, the next failure fails over like the first. (With the
     // seed's `weight 2` it did not always: a check run that timed out under load left the VIP
     // on slb-01 for 40 s; see keepalived.conf.)
-    slbs[0]
-        .check("systemctl stop nginx")
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let took = wait_vip(
-        &mut slbs,
-        [false, true],
-        FAILOVER_BOUND,
-        "nginx stopped on slb-01 a second time",
-    );
+    let took = fail_over(&mut slbs, "nginx stopped on slb-01 a second time");
     eprintln!(
         "vm_scenarios (b): second failure: VIP on slb-02 after {:.1}s (bound {}s)",
         took.as_secs_f64(),
