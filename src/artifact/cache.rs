@@ -16,14 +16,13 @@
 //!   locks so two ezimg processes never write the same partial file.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::hash::{Hashes, Sha256Digest, Sha512Digest, hash_file};
 use super::lock::{Artifact, Check};
+use crate::digest::{Hashes, Sha256Digest, Sha512Digest, hash_file};
 
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -115,14 +114,7 @@ impl Cache {
             bail!("bad alias name {name:?}");
         }
         let alias = self.root.join("verified").join(name);
-        let dir = self.root.join("verified");
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut t = tempfile::NamedTempFile::new_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        writeln!(t, "{}", d.hex()).with_context(|| format!("writing {}", alias.display()))?;
-        t.persist(&alias)
-            .with_context(|| format!("writing {}", alias.display()))?;
-        Ok(())
+        crate::fsutil::write_atomic(&alias, format!("{}\n", d.hex()).as_bytes())
     }
 
     /// The sha256 of `a`'s content, when known: pinned, learnt through a sha512 alias, or
@@ -203,13 +195,7 @@ impl Cache {
 
     fn write_alias(&self, d512: &Sha512Digest, d256: &Sha256Digest) -> Result<()> {
         let alias = self.sha512_alias(d512);
-        let dir = self.root.join("sha512");
-        let mut t = tempfile::NamedTempFile::new_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        writeln!(t, "{}", d256.hex()).with_context(|| format!("writing {}", alias.display()))?;
-        t.persist(&alias)
-            .with_context(|| format!("writing {}", alias.display()))?;
-        Ok(())
+        crate::fsutil::write_atomic(&alias, format!("{}\n", d256.hex()).as_bytes())
     }
 
     /// Every `sha256/<hex>` entry.

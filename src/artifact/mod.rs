@@ -19,7 +19,6 @@ pub mod cache;
 pub mod commands;
 pub mod fetch;
 pub mod gittree;
-pub mod hash;
 pub mod lock;
 pub mod mirror;
 mod progress;
@@ -32,8 +31,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+pub use crate::digest::{Digest, Sha256Digest, Sha512Digest};
 pub use cache::Cache;
-pub use hash::{Digest, Sha256Digest, Sha512Digest};
 pub use lock::{Artifact, Check, KeyPin, Kind, Lock};
 pub use mirror::Mirror;
 pub use progress::Progress;

@@ -27,9 +27,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Os;
-use crate::digest::sha256_hex;
+use crate::digest::{sha256_file, sha256_hex};
 use crate::plan::NodePlan;
 use crate::vm::{self, Disk, Vm, VmSpec, tool};
+use crate::{fsutil, process};
 
 const BAKE_SH: &str = include_str!("bake.sh");
 /// Bump when the bake procedure changes in a way the inputs do not show.
@@ -175,7 +176,7 @@ fn package_repo(
     std::fs::create_dir_all(dir.join("partial"))
         .with_context(|| format!("creating {}", dir.display()))?;
     if !pkgs.is_empty() {
-        tool::run(
+        process::run(
             Command::new("apt-get")
                 .args(["-q", "-y", "--no-install-recommends", "--download-only"])
                 .arg(format!("-oDir::State::status={}", base_status.display()))
@@ -190,14 +191,14 @@ fn package_repo(
     }
     let _ = std::fs::remove_dir_all(dir.join("partial"));
     let _ = std::fs::remove_file(dir.join("lock"));
-    let packages = tool::run_stdout(
+    let packages = process::run_stdout(
         Command::new("apt-ftparchive")
             .args(["packages", "."])
             .current_dir(dir),
         "indexing the package repository (apt-ftparchive)",
     )?;
     std::fs::write(dir.join("Packages"), &packages).context("writing Packages")?;
-    let release = tool::run_stdout(
+    let release = process::run_stdout(
         Command::new("apt-ftparchive")
             .args(["release", "."])
             .current_dir(dir),
@@ -267,7 +268,7 @@ fn base_for(
     match acache.lookup(art) {
         Some(p) => Ok(BaseImage {
             file: art.file.clone(),
-            sha256: tool::sha256_file(&p)?,
+            sha256: sha256_file(&p)?,
             image: p,
             dpkg_status: None,
             direct: None,
@@ -371,12 +372,12 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
     let dir = cache_root.join("bake");
     let image = dir.join(format!("{role}-{}.qcow2", &key[..16]));
     let manifest_path = with_suffix(&image, ".json");
-    let _lock = tool::lock_exclusive(
+    let _lock = fsutil::lock_exclusive(
         &dir.join(format!(".{role}-{}.lock", &key[..16])),
         &format!("baking the same {role} image"),
     )?;
     if image.exists() && manifest_path.exists() {
-        let manifest: BakeManifest = tool::read_json(&manifest_path)?;
+        let manifest: BakeManifest = fsutil::read_json(&manifest_path)?;
         return Ok(Baked {
             image,
             manifest,
@@ -384,11 +385,11 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
             seconds: t0.elapsed().as_secs_f64(),
         });
     }
-    tool::require(
+    process::require(
         &["qemu-img", "xorriso", "apt-get", "apt-ftparchive"],
         "baking a qcow2",
     )?;
-    let work = tool::work_dir(&dir)?;
+    let work = fsutil::work_dir(&dir)?;
     let w = work.path();
 
     // The bake disk.
@@ -418,7 +419,7 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
     )
     .context("writing bake.env")?;
     let iso = w.join("bake.iso");
-    tool::run(
+    process::run(
         Command::new("xorriso")
             .args(["-as", "mkisofs", "-quiet", "-R", "-V", "EZBAKE", "-o"])
             .arg(&iso)
@@ -516,7 +517,7 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
 
     let tmp_img = w.join("image.qcow2");
     tool::qcow2_compress(&disk, "qcow2", &tmp_img)?;
-    let sha256 = tool::sha256_file(&tmp_img)?;
+    let sha256 = sha256_file(&tmp_img)?;
     let size = std::fs::metadata(&tmp_img)
         .with_context(|| format!("reading {}", tmp_img.display()))?
         .len();

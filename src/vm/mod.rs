@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::process;
+
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
 /// Name of the guest's marker port (`/dev/virtio-ports/ezimg.0`).
@@ -136,7 +138,7 @@ fn probe_kvm() -> Result<()> {
         .unwrap_or_default();
     anyhow::bail!(
         "the KVM probe guest did not run within 8 s: {}",
-        tool::tail_lines(&err, 5)
+        process::tail_lines(&err, 5)
     )
 }
 
@@ -265,7 +267,7 @@ pub struct Vm {
 impl Vm {
     /// Start QEMU for `spec` and connect to the guest's marker port.
     pub fn start(spec: &VmSpec) -> Result<Vm> {
-        tool::require(&[QEMU], "running a VM")?;
+        process::require(&[QEMU], "running a VM")?;
         std::fs::create_dir_all(&spec.dir)
             .with_context(|| format!("creating {}", spec.dir.display()))?;
         // Unix socket paths are limited to 108 bytes: keep the socket in a short temp dir.
@@ -367,7 +369,7 @@ impl Vm {
                         anyhow::bail!(
                             "{QEMU} for {} exited at once ({st}):\n{}",
                             spec.name,
-                            tool::tail_lines(
+                            process::tail_lines(
                                 &std::fs::read_to_string(&qemu_err).unwrap_or_default(),
                                 20
                             )
@@ -424,7 +426,7 @@ impl Vm {
     /// The last `n` lines of the serial console.
     pub fn serial_tail(&self, n: usize) -> String {
         let text = std::fs::read(&self.serial_log).unwrap_or_default();
-        tool::tail_lines(&String::from_utf8_lossy(&text), n)
+        process::tail_lines(&String::from_utf8_lossy(&text), n)
     }
 
     pub fn serial_log(&self) -> &Path {
@@ -462,7 +464,7 @@ impl Vm {
                 anyhow::bail!(
                     "{}: QEMU exited ({st}) before the guest reported; QEMU said:\n{}\nconsole tail:\n{}",
                     self.name,
-                    tool::tail_lines(
+                    process::tail_lines(
                         &std::fs::read_to_string(&self.qemu_err).unwrap_or_default(),
                         10
                     ),
@@ -536,7 +538,7 @@ pub fn overlay(base: &Path, dst: &Path, min_size: Option<u64>) -> Result<()> {
         let vs = tool::virtual_size(&base_abs)?;
         cmd.arg(vs.max(sz).to_string());
     }
-    tool::run(&mut cmd, "creating a disk overlay (qemu-img create)")?;
+    process::run(&mut cmd, "creating a disk overlay (qemu-img create)")?;
     Ok(())
 }
 
