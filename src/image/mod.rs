@@ -80,11 +80,69 @@ pub struct Baked {
     pub seconds: f64,
 }
 
+/// How bakes run. Parsed once by the CLI (`--bake-jobs`, `--bake-timeout` or their
+/// `EZIMG_BAKE_*` variables, where a bad value is an error naming the variable) and passed down:
+/// the library reads no environment for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BakeOptions {
+    /// Bakes run side by side. A TCG guest installing packages keeps about one core busy.
+    pub jobs: usize,
+    /// How long one bake VM may run before the bake fails.
+    pub timeout: Duration,
+}
+
+impl BakeOptions {
+    /// Default `jobs`: 2 when the machine has 2 cores or more, else 1.
+    pub fn default_jobs() -> usize {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 2)
+    }
+    /// Parse `--bake-jobs` / `EZIMG_BAKE_JOBS`: a whole number of bakes, at least 1.
+    pub fn parse_jobs(v: &str) -> Result<usize, String> {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                "expected a positive whole number of bakes (--bake-jobs or EZIMG_BAKE_JOBS)".into()
+            })
+    }
+    /// Parse `--bake-timeout` / `EZIMG_BAKE_TIMEOUT`: whole seconds, at least 1.
+    pub fn parse_timeout(v: &str) -> Result<u64, String> {
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                "expected a positive whole number of seconds (--bake-timeout or EZIMG_BAKE_TIMEOUT)"
+                    .into()
+            })
+    }
+    /// Default `timeout`: an hour, several times a TCG bake of the largest role.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+}
+
+impl Default for BakeOptions {
+    fn default() -> Self {
+        BakeOptions {
+            jobs: Self::default_jobs(),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// `ezimg build --format qcow2` for one role: bake (or take from the cache) and write the image
 /// to `out`, its manifest to `out.json` and a `sha256sum -c` line to `out.sha256`.
-pub fn bake_role(role: &str, bundle: &[u8], plans: &[NodePlan], out: &Path) -> Result<()> {
+pub fn bake_role(
+    role: &str,
+    bundle: &[u8],
+    plans: &[NodePlan],
+    out: &Path,
+    opts: &BakeOptions,
+) -> Result<()> {
     let cache_root = crate::stage::default_cache_root()?;
-    let b = bake(role, bundle, plans, &cache_root)?;
+    let b = bake(role, bundle, plans, &cache_root, opts)?;
     if let Some(p) = out.parent() {
         std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     }
@@ -286,7 +344,13 @@ fn base_for(
 }
 
 /// Bake (or find) the image of `role`.
-pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) -> Result<Baked> {
+pub fn bake(
+    role: &str,
+    bundle: &[u8],
+    plans: &[NodePlan],
+    cache_root: &Path,
+    opts: &BakeOptions,
+) -> Result<Baked> {
     let t0 = Instant::now();
     let plan = plans
         .first()
@@ -470,12 +534,7 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
             ];
         }
     }
-    let timeout = Duration::from_secs(
-        std::env::var("EZIMG_BAKE_TIMEOUT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3600),
-    );
+    let timeout = opts.timeout;
     let t_vm = Instant::now();
     let mut guest = Vm::start(&spec)?;
     eprintln!(
@@ -562,6 +621,18 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bake_settings_reject_bad_values_naming_the_variable() {
+        assert_eq!(BakeOptions::parse_jobs("3"), Ok(3));
+        assert_eq!(BakeOptions::parse_timeout("90"), Ok(90));
+        for bad in ["0", "-1", "two", ""] {
+            let e = BakeOptions::parse_jobs(bad).expect_err(bad);
+            assert!(e.contains("EZIMG_BAKE_JOBS"), "{e}");
+            let e = BakeOptions::parse_timeout(bad).expect_err(bad);
+            assert!(e.contains("EZIMG_BAKE_TIMEOUT"), "{e}");
+        }
+    }
 
     #[test]
     fn packages_come_from_the_rendered_debian_scripts() {
