@@ -3,6 +3,7 @@
 pub mod artifact;
 pub mod base;
 pub mod bundle;
+pub mod cachedir;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

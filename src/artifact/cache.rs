@@ -44,16 +44,7 @@ impl Cache {
     /// `explicit`, else `$EZIMG_CACHE_DIR`, else `$XDG_CACHE_HOME/ezimg` (or the platform cache
     /// directory).
     pub fn resolve(explicit: Option<&Path>) -> Result<Cache> {
-        if let Some(p) = explicit {
-            return Ok(Cache::new(p));
-        }
-        if let Some(p) = std::env::var_os("EZIMG_CACHE_DIR").filter(|v| !v.is_empty()) {
-            return Ok(Cache::new(PathBuf::from(p)));
-        }
-        let base = dirs::cache_dir().context(
-            "no cache directory: set XDG_CACHE_HOME or EZIMG_CACHE_DIR, or pass --cache-dir",
-        )?;
-        Ok(Cache::new(base.join("ezimg")))
+        Ok(Cache::new(crate::cachedir::root(explicit)?))
     }
 
     pub fn root(&self) -> &Path {
@@ -61,7 +52,7 @@ impl Cache {
     }
 
     pub fn sha256_path(&self, d: &Sha256Digest) -> PathBuf {
-        self.root.join("sha256").join(d.hex())
+        crate::cachedir::sha256(&self.root).join(d.hex())
     }
 
     fn sha512_alias(&self, d: &Sha512Digest) -> PathBuf {
@@ -200,7 +191,7 @@ impl Cache {
 
     /// Every `sha256/<hex>` entry.
     pub fn entries(&self) -> Result<Vec<(Sha256Digest, PathBuf)>> {
-        let dir = self.root.join("sha256");
+        let dir = crate::cachedir::sha256(&self.root);
         let mut out = Vec::new();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,

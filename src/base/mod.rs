@@ -128,7 +128,7 @@ pub struct Base {
 
 /// `<cache root>/base`.
 pub fn base_dir(cache_root: &Path) -> PathBuf {
-    cache_root.join("base")
+    crate::cachedir::base(cache_root)
 }
 
 pub fn cache_root(explicit: Option<&Path>) -> Result<PathBuf> {

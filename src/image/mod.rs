@@ -433,7 +433,7 @@ pub fn bake(
         k.push('\n');
     }
     let key = sha256_hex(k.as_bytes());
-    let dir = cache_root.join("bake");
+    let dir = crate::cachedir::bake(cache_root);
     let image = dir.join(format!("{role}-{}.qcow2", &key[..16]));
     let manifest_path = with_suffix(&image, ".json");
     let _lock = fsutil::lock_exclusive(

@@ -18,12 +18,11 @@ pub const FIXED_MTIME: u64 = 315_532_800;
 /// The cache root: `$EZIMG_CACHE_DIR`, else `$XDG_CACHE_HOME/ezimg` (the platform cache dir),
 /// the same root the artifact cache uses. Stages live in `<root>/stages/`.
 pub fn default_cache_root() -> Result<PathBuf> {
-    // One cache root for artifacts and stage outputs.
-    Ok(crate::artifact::Cache::resolve(None)?.root().to_path_buf())
+    crate::cachedir::root(None)
 }
 
 pub fn stages_dir(root: &Path) -> PathBuf {
-    root.join("stages")
+    crate::cachedir::stages(root)
 }
 
 pub fn tarball_path(root: &Path, key: &str) -> PathBuf {
