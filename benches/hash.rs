@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ezimg::artifact::hash::{hash_file, sha_ni_available};
+use ezimg::digest::{hash_file, sha_ni_available};
 
 struct TempFile(PathBuf);
 impl Drop for TempFile {

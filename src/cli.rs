@@ -316,6 +316,12 @@ pub struct BuildArgs {
     /// stops before changing anything, naming what is missing); without it such a build fails
     #[arg(long, env = "EZIMG_ALLOW_INCOMPLETE", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_incomplete: bool,
+    /// With --format qcow2: role bakes run side by side [default: 2 on 2 cores or more]
+    #[arg(long, env = "EZIMG_BAKE_JOBS", value_name = "N", value_parser = crate::image::BakeOptions::parse_jobs)]
+    pub bake_jobs: Option<usize>,
+    /// With --format qcow2: seconds one bake VM may run before the bake fails
+    #[arg(long, env = "EZIMG_BAKE_TIMEOUT", value_name = "SECONDS", default_value = "3600", value_parser = crate::image::BakeOptions::parse_timeout)]
+    pub bake_timeout: u64,
 }
 
 /// An http or https URL with a host.

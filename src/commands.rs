@@ -643,7 +643,13 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
              changing anything, until:\n  {list}"
         );
     }
-    run_bakes(&bakes)?;
+    let bake_opts = crate::image::BakeOptions {
+        jobs: a
+            .bake_jobs
+            .unwrap_or_else(crate::image::BakeOptions::default_jobs),
+        timeout: std::time::Duration::from_secs(a.bake_timeout),
+    };
+    run_bakes(&bakes, &bake_opts)?;
     for b in &bakes {
         for rel in [
             b.rel.clone(),
@@ -671,19 +677,10 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// Run the pending bakes, `EZIMG_BAKE_JOBS` at a time (default: 2 when the machine has 2
-/// cores or more). A TCG guest installing packages keeps about one core busy, so two bakes
-/// side by side nearly halve `build --all --format qcow2`.
-fn run_bakes(bakes: &[PendingBake]) -> Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = match std::env::var("EZIMG_BAKE_JOBS") {
-        Ok(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .with_context(|| format!("EZIMG_BAKE_JOBS={v:?}: expected a positive number"))?,
-        Err(_) => cores.clamp(1, 2),
-    };
+/// Run the pending bakes, `opts.jobs` at a time. A TCG guest installing packages keeps about
+/// one core busy, so two bakes side by side nearly halve `build --all --format qcow2`.
+fn run_bakes(bakes: &[PendingBake], opts: &crate::image::BakeOptions) -> Result<()> {
+    let jobs = opts.jobs;
     // A queue, not fixed pairs: a cache hit (no VM) frees its slot at once.
     let next = std::sync::atomic::AtomicUsize::new(0);
     let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
@@ -695,7 +692,7 @@ fn run_bakes(bakes: &[PendingBake]) -> Result<()> {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let Some(b) = bakes.get(i) else { break };
                         if let Err(e) =
-                            crate::image::bake_role(&b.role, &b.bundle, &b.plans, &b.dest)
+                            crate::image::bake_role(&b.role, &b.bundle, &b.plans, &b.dest, opts)
                         {
                             errs.push(e.context(format!("building role {}", b.role)));
                             // Fail fast: start no further bake.

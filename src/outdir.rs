@@ -231,13 +231,13 @@ impl Staging {
             }
             for f in files_in(&self.dir, rel)? {
                 let path = self.dir.join(&f);
-                let h = crate::artifact::hash::hash_file(&path, false)
+                let h = crate::digest::sha256_file(&path)
                     .with_context(|| format!("hashing {}", path.display()))?;
                 files.insert(
                     f,
                     Record {
                         owner: owner.clone(),
-                        sha256: h.sha256.hex(),
+                        sha256: h,
                     },
                 );
             }

@@ -2,14 +2,15 @@
 //! verified files themselves: lock artifacts from the cache or the network, `<stage>-stage`
 //! artifacts from the build stage (compiled once, cached by the hash of every input).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::artifact::{self, Cache, FetchOptions, Lock};
 use crate::bundle::{ArtifactPin, Signer};
 use crate::cluster::Os;
+use crate::data::DataTree;
 use crate::stage;
 
 /// Suffix of artifacts produced by a build stage (`nginx-stage` is the `nginx` stage's output).
@@ -162,4 +163,77 @@ pub fn export_files(resolved: &Resolved, dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The artifacts a role needs: the union of the `[[artifact]]` names of its layers (for every
+/// OS the layers target), in layer order.
+pub fn role_artifacts(tree: &DataTree, role: &str) -> Result<Vec<String>> {
+    let catalog = crate::plan::Catalog::load(tree)?;
+    let r = catalog.role(role)?;
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for l in &r.layers {
+        let layer = catalog
+            .layers
+            .get(l)
+            .with_context(|| format!("role {role:?}: layer {l:?} is not loaded"))?;
+        for a in &layer.manifest.artifacts {
+            if seen.insert(a.name.clone()) {
+                out.push(a.name.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Names from `--role` (each), `--all` (the whole lock) and explicit names, checked against
+/// the lock. A layer artifact named `<stage>-stage` is the output of a build stage, not a pin: it
+/// stands for that stage's sources (`stages/<stage>.toml`, `[[source]] name`). Any other name the
+/// lock lacks is an error naming the role.
+pub fn select(
+    lock: &Lock,
+    data: Option<&std::path::Path>,
+    roles: &[String],
+    all: bool,
+    names: &[String],
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    if all {
+        out.extend(lock.names());
+    }
+    if !roles.is_empty() {
+        let tree = DataTree::load(data)?;
+        for role in roles {
+            for n in role_artifacts(&tree, role)? {
+                if lock.find(&n).is_some() {
+                    out.push(n);
+                } else if let Some(stage) = n.strip_suffix(STAGE_SUFFIX) {
+                    let st = stage::load(stage, data).with_context(|| {
+                        format!("role {role:?} needs {n:?}, the output of stage {stage:?}")
+                    })?;
+                    for src in &st.spec.sources {
+                        if lock.find(&src.name).is_none() {
+                            bail!(
+                                "{}: source {:?} is not pinned in {}",
+                                st.origin,
+                                src.name,
+                                lock.origin
+                            );
+                        }
+                        out.push(src.name.clone());
+                    }
+                } else {
+                    bail!(
+                        "role {role:?} needs artifact {n:?}, which {} does not pin",
+                        lock.origin
+                    );
+                }
+            }
+        }
+    }
+    out.extend(names.iter().cloned());
+    let mut seen = BTreeSet::new();
+    out.retain(|n| seen.insert(n.clone()));
+    artifact::resolve(lock, &out)?;
+    Ok(out)
 }

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::cache::Cache;
-use super::hash::{Hasher, Sha256Digest};
 use super::lock::{Check, Lock};
 use super::{gittree, rpmsig};
+use crate::digest::{Hasher, Sha256Digest};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default)]

@@ -16,14 +16,13 @@
 //!   locks so two ezimg processes never write the same partial file.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::hash::{Hashes, Sha256Digest, Sha512Digest, hash_file};
 use super::lock::{Artifact, Check};
+use crate::digest::{Hashes, Sha256Digest, Sha512Digest, hash_file};
 
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -45,16 +44,7 @@ impl Cache {
     /// `explicit`, else `$EZIMG_CACHE_DIR`, else `$XDG_CACHE_HOME/ezimg` (or the platform cache
     /// directory).
     pub fn resolve(explicit: Option<&Path>) -> Result<Cache> {
-        if let Some(p) = explicit {
-            return Ok(Cache::new(p));
-        }
-        if let Some(p) = std::env::var_os("EZIMG_CACHE_DIR").filter(|v| !v.is_empty()) {
-            return Ok(Cache::new(PathBuf::from(p)));
-        }
-        let base = dirs::cache_dir().context(
-            "no cache directory: set XDG_CACHE_HOME or EZIMG_CACHE_DIR, or pass --cache-dir",
-        )?;
-        Ok(Cache::new(base.join("ezimg")))
+        Ok(Cache::new(crate::cachedir::root(explicit)?))
     }
 
     pub fn root(&self) -> &Path {
@@ -62,7 +52,7 @@ impl Cache {
     }
 
     pub fn sha256_path(&self, d: &Sha256Digest) -> PathBuf {
-        self.root.join("sha256").join(d.hex())
+        crate::cachedir::sha256(&self.root).join(d.hex())
     }
 
     fn sha512_alias(&self, d: &Sha512Digest) -> PathBuf {
@@ -115,14 +105,7 @@ impl Cache {
             bail!("bad alias name {name:?}");
         }
         let alias = self.root.join("verified").join(name);
-        let dir = self.root.join("verified");
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut t = tempfile::NamedTempFile::new_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        writeln!(t, "{}", d.hex()).with_context(|| format!("writing {}", alias.display()))?;
-        t.persist(&alias)
-            .with_context(|| format!("writing {}", alias.display()))?;
-        Ok(())
+        crate::fsutil::write_atomic(&alias, format!("{}\n", d.hex()).as_bytes())
     }
 
     /// The sha256 of `a`'s content, when known: pinned, learnt through a sha512 alias, or
@@ -203,18 +186,12 @@ impl Cache {
 
     fn write_alias(&self, d512: &Sha512Digest, d256: &Sha256Digest) -> Result<()> {
         let alias = self.sha512_alias(d512);
-        let dir = self.root.join("sha512");
-        let mut t = tempfile::NamedTempFile::new_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        writeln!(t, "{}", d256.hex()).with_context(|| format!("writing {}", alias.display()))?;
-        t.persist(&alias)
-            .with_context(|| format!("writing {}", alias.display()))?;
-        Ok(())
+        crate::fsutil::write_atomic(&alias, format!("{}\n", d256.hex()).as_bytes())
     }
 
     /// Every `sha256/<hex>` entry.
     pub fn entries(&self) -> Result<Vec<(Sha256Digest, PathBuf)>> {
-        let dir = self.root.join("sha256");
+        let dir = crate::cachedir::sha256(&self.root);
         let mut out = Vec::new();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,

@@ -51,7 +51,7 @@ fn selection(
         }
         bail!("say which artifacts: NAME…, --role ROLE or --all");
     }
-    super::select(lock, g.data.as_deref(), &s.role, s.all, &s.names)
+    crate::pins::select(lock, g.data.as_deref(), &s.role, s.all, &s.names)
 }
 
 /// `ezimg fetch`: print `name<TAB>path` of each verified file on stdout.

@@ -15,11 +15,11 @@ use reqwest::{StatusCode, Url};
 
 use super::FetchOptions;
 use super::cache::Cache;
-use super::hash::{Hasher, Hashes, Sha256Digest, Sha512Digest};
 use super::lock::{Artifact, Check};
 use super::mirror::{Source, sources};
 use super::progress::{Reporter, Task};
 use super::{gittree, rpmsig};
+use crate::digest::{Hasher, Hashes, Sha256Digest, Sha512Digest};
 
 /// What one artifact's fetch produced.
 #[derive(Debug, Clone)]

@@ -40,8 +40,8 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use super::gittree::GitTreeId;
-use super::hash::{Sha256Digest, Sha512Digest};
 use crate::cluster::line_col;
+use crate::digest::{Sha256Digest, Sha512Digest};
 
 /// The lock shipped inside the binary (the repository's `artifacts.lock`).
 pub const EMBEDDED: &str = include_str!("../../artifacts.lock");
@@ -600,16 +600,7 @@ pub fn write_records(path: &Path, records: &[Record]) -> Result<()> {
     let out = doc.to_string();
     // Re-validate before replacing the reviewed file.
     Lock::parse(&out, &path.display().to_string())?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, out.as_bytes())
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("replacing {}", path.display()))?;
+    crate::fsutil::write_atomic(path, out.as_bytes())?;
     Ok(())
 }
 

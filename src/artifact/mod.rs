@@ -19,7 +19,6 @@ pub mod cache;
 pub mod commands;
 pub mod fetch;
 pub mod gittree;
-pub mod hash;
 pub mod lock;
 pub mod mirror;
 mod progress;
@@ -32,13 +31,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+pub use crate::digest::{Digest, Sha256Digest, Sha512Digest};
 pub use cache::Cache;
-pub use hash::{Digest, Sha256Digest, Sha512Digest};
 pub use lock::{Artifact, Check, KeyPin, Kind, Lock};
 pub use mirror::Mirror;
 pub use progress::Progress;
 
-use crate::data::DataTree;
 use fetch::Fetched;
 use progress::Reporter;
 
@@ -86,7 +84,8 @@ impl FetchOptions {
     }
 }
 
-fn resolve<'a>(lock: &'a Lock, names: &[impl AsRef<str>]) -> Result<Vec<&'a Artifact>> {
+/// The lock entries for `names`; an unknown name is an error naming the lock.
+pub fn resolve<'a>(lock: &'a Lock, names: &[impl AsRef<str>]) -> Result<Vec<&'a Artifact>> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     let mut unknown = Vec::new();
@@ -352,78 +351,5 @@ pub async fn learn_digests(
     }
     let order: Vec<String> = lock.names();
     out.sort_by_key(|l| order.iter().position(|n| *n == l.record.name));
-    Ok(out)
-}
-
-/// The artifacts a role needs: the union of the `[[artifact]]` names of its layers (for every
-/// OS the layers target), in layer order.
-pub fn role_artifacts(tree: &DataTree, role: &str) -> Result<Vec<String>> {
-    let catalog = crate::plan::Catalog::load(tree)?;
-    let r = catalog.role(role)?;
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for l in &r.layers {
-        let layer = catalog
-            .layers
-            .get(l)
-            .with_context(|| format!("role {role:?}: layer {l:?} is not loaded"))?;
-        for a in &layer.manifest.artifacts {
-            if seen.insert(a.name.clone()) {
-                out.push(a.name.clone());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Names from `--role` (each), `--all` (the whole lock) and explicit names, checked against
-/// the lock. A layer artifact named `<stage>-stage` is the output of a build stage, not a pin: it
-/// stands for that stage's sources (`stages/<stage>.toml`, `[[source]] name`). Any other name the
-/// lock lacks is an error naming the role.
-pub fn select(
-    lock: &Lock,
-    data: Option<&std::path::Path>,
-    roles: &[String],
-    all: bool,
-    names: &[String],
-) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    if all {
-        out.extend(lock.names());
-    }
-    if !roles.is_empty() {
-        let tree = DataTree::load(data)?;
-        for role in roles {
-            for n in role_artifacts(&tree, role)? {
-                if lock.find(&n).is_some() {
-                    out.push(n);
-                } else if let Some(stage) = n.strip_suffix("-stage") {
-                    let st = crate::stage::load(stage, data).with_context(|| {
-                        format!("role {role:?} needs {n:?}, the output of stage {stage:?}")
-                    })?;
-                    for src in &st.spec.sources {
-                        if lock.find(&src.name).is_none() {
-                            bail!(
-                                "{}: source {:?} is not pinned in {}",
-                                st.origin,
-                                src.name,
-                                lock.origin
-                            );
-                        }
-                        out.push(src.name.clone());
-                    }
-                } else {
-                    bail!(
-                        "role {role:?} needs artifact {n:?}, which {} does not pin",
-                        lock.origin
-                    );
-                }
-            }
-        }
-    }
-    out.extend(names.iter().cloned());
-    let mut seen = BTreeSet::new();
-    out.retain(|n| seen.insert(n.clone()));
-    resolve(lock, &out)?;
     Ok(out)
 }

@@ -21,8 +21,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::sha256_hex;
+use crate::digest::{sha256_file, sha256_hex};
 use crate::vm::tool;
+use crate::{fsutil, process};
 
 /// Bump when the recipe changes in a way the inputs below do not show.
 const RECIPE: &str = "debian12-base-v1";
@@ -127,7 +128,7 @@ pub struct Base {
 
 /// `<cache root>/base`.
 pub fn base_dir(cache_root: &Path) -> PathBuf {
-    cache_root.join("base")
+    crate::cachedir::base(cache_root)
 }
 
 pub fn cache_root(explicit: Option<&Path>) -> Result<PathBuf> {
@@ -307,7 +308,7 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
     let (key, src_text) = cache_key(os, &sources)?;
     let dir = base_dir(cache_root);
     let (image, manifest_path, status) = paths(&dir, os, &key);
-    let _lock = tool::lock_exclusive(
+    let _lock = fsutil::lock_exclusive(
         &dir.join(format!(".{}-{}.lock", os.name(), &key[..16.min(key.len())])),
         &format!("building the same {} base", os.name()),
     )?;
@@ -319,7 +320,7 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
         && kernel.exists()
         && initrd.exists()
     {
-        let manifest: BaseManifest = tool::read_json(&manifest_path)?;
+        let manifest: BaseManifest = fsutil::read_json(&manifest_path)?;
         return Ok(Base {
             image,
             manifest_path,
@@ -331,13 +332,13 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
             seconds: t0.elapsed().as_secs_f64(),
         });
     }
-    if !tool::is_root() {
+    if !process::is_root() {
         anyhow::bail!(
             "building the {} base needs root (mmdebstrap --mode=root, a loop device for GRUB)",
             os.name()
         );
     }
-    tool::require(
+    process::require(
         &[
             "mmdebstrap",
             "mkfs.ext4",
@@ -350,7 +351,7 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
         ],
         "building a base image",
     )?;
-    let work = tool::work_dir(&dir)?;
+    let work = fsutil::work_dir(&dir)?;
     let manifest = build_in(os, &key, &src_text, &sources, work.path())?;
     let w = work.path();
     // Publish: manifest last, so a present manifest means a complete entry.
@@ -385,7 +386,7 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
 /// Write `bytes` atomically, readable by all (a manifest holds no secret).
 pub fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    crate::output::seed_fat::write_atomic(path, bytes)?;
+    fsutil::write_atomic(path, bytes)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("setting the mode of {}", path.display()))
 }
@@ -397,7 +398,7 @@ struct Loop {
 
 impl Loop {
     fn attach(file: &Path) -> Result<Loop> {
-        let out = tool::run_stdout(
+        let out = process::run_stdout(
             Command::new("losetup")
                 .args(["--find", "--show", "--partscan"])
                 .arg(file),
@@ -415,7 +416,7 @@ impl Loop {
     fn part1(&self) -> Result<String> {
         let p = format!("{}p1", self.dev);
         if !Path::new(&p).exists() {
-            let _ = tool::run(
+            let _ = process::run(
                 Command::new("partx").args(["--add", &self.dev]),
                 "reading the partition table (partx)",
             );
@@ -451,7 +452,7 @@ fn build_in(
         sources.display(),
         PACKAGES.len()
     );
-    tool::run(
+    process::run(
         Command::new("mmdebstrap")
             .args(["--mode=root", "--variant=important", "--format=directory"])
             .arg(format!("--include={}", PACKAGES.join(",")))
@@ -529,32 +530,18 @@ fn build_in(
         .with_context(|| format!("sizing {}", raw.display()))?;
     drop(f);
     let label_id = &key[..8];
-    let mut sf = Command::new("sfdisk");
-    sf.args(["--quiet", "--no-reread", "--no-tell-kernel"])
-        .arg(&raw)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = sf.spawn().context("running sfdisk")?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().context("sfdisk stdin")?;
-        write!(
-            stdin,
-            "label: dos\nlabel-id: 0x{label_id}\nstart=2048, type=83, bootable\n"
-        )
-        .context("writing the partition table to sfdisk")?;
-    }
-    let out = child.wait_with_output().context("waiting for sfdisk")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "sfdisk failed ({}):\n{}",
-            out.status,
-            tool::tail_lines(&String::from_utf8_lossy(&out.stderr), 20)
-        );
-    }
+    process::run_with_stdin(
+        Command::new("sfdisk")
+            .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+            .arg(&raw),
+        Some(
+            format!("label: dos\nlabel-id: 0x{label_id}\nstart=2048, type=83, bootable\n")
+                .as_bytes(),
+        ),
+        "writing the partition table (sfdisk)",
+    )?;
     let part_bytes = DISK_SIZE - (1 << 20);
-    tool::run(
+    process::run(
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-L", "ezimg-root", "-U", &uuid])
             .arg("-E")
@@ -586,7 +573,7 @@ for d in dev proc sys; do mount --bind "/$d" "$mnt/$d"; done
 chroot "$mnt" grub-install --target=i386-pc --boot-directory=/boot "$disk" 2>&1
 rm -f "$mnt/boot/grub/grubenv.lock"
 "#;
-        tool::run(
+        process::run(
             Command::new("unshare")
                 .args(["--mount", "--propagation", "private", "--fork"])
                 .args(["bash", "-c", script, "grub"])
@@ -601,7 +588,7 @@ rm -f "$mnt/boot/grub/grubenv.lock"
     let qcow = w.join("base.qcow2");
     tool::qcow2_compress(&raw, "raw", &qcow)?;
     std::fs::remove_file(&raw).context("removing the raw disk")?;
-    let sha256 = tool::sha256_file(&qcow)?;
+    let sha256 = sha256_file(&qcow)?;
     let size = std::fs::metadata(&qcow)
         .with_context(|| format!("reading {}", qcow.display()))?
         .len();
@@ -622,7 +609,7 @@ rm -f "$mnt/boot/grub/grubenv.lock"
 
 /// Package -> version of the root (`dpkg-query -W`).
 fn dpkg_versions(root: &Path) -> Result<BTreeMap<String, String>> {
-    let text = tool::run_stdout(
+    let text = process::run_stdout(
         Command::new("dpkg-query")
             .arg(format!(
                 "--admindir={}",
@@ -704,7 +691,7 @@ mod tests {
             .status()
             .expect("bash");
         assert!(st.success(), "bash -n failed:\n{script}");
-        if tool::have("shellcheck") {
+        if process::have("shellcheck") {
             let o = Command::new("shellcheck")
                 .arg(&f)
                 .output()

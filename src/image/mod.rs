@@ -27,9 +27,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Os;
-use crate::digest::sha256_hex;
+use crate::digest::{sha256_file, sha256_hex};
 use crate::plan::NodePlan;
 use crate::vm::{self, Disk, Vm, VmSpec, tool};
+use crate::{fsutil, process};
 
 const BAKE_SH: &str = include_str!("bake.sh");
 /// Bump when the bake procedure changes in a way the inputs do not show.
@@ -79,11 +80,69 @@ pub struct Baked {
     pub seconds: f64,
 }
 
+/// How bakes run. Parsed once by the CLI (`--bake-jobs`, `--bake-timeout` or their
+/// `EZIMG_BAKE_*` variables, where a bad value is an error naming the variable) and passed down:
+/// the library reads no environment for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BakeOptions {
+    /// Bakes run side by side. A TCG guest installing packages keeps about one core busy.
+    pub jobs: usize,
+    /// How long one bake VM may run before the bake fails.
+    pub timeout: Duration,
+}
+
+impl BakeOptions {
+    /// Default `jobs`: 2 when the machine has 2 cores or more, else 1.
+    pub fn default_jobs() -> usize {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 2)
+    }
+    /// Parse `--bake-jobs` / `EZIMG_BAKE_JOBS`: a whole number of bakes, at least 1.
+    pub fn parse_jobs(v: &str) -> Result<usize, String> {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                "expected a positive whole number of bakes (--bake-jobs or EZIMG_BAKE_JOBS)".into()
+            })
+    }
+    /// Parse `--bake-timeout` / `EZIMG_BAKE_TIMEOUT`: whole seconds, at least 1.
+    pub fn parse_timeout(v: &str) -> Result<u64, String> {
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                "expected a positive whole number of seconds (--bake-timeout or EZIMG_BAKE_TIMEOUT)"
+                    .into()
+            })
+    }
+    /// Default `timeout`: an hour, several times a TCG bake of the largest role.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+}
+
+impl Default for BakeOptions {
+    fn default() -> Self {
+        BakeOptions {
+            jobs: Self::default_jobs(),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// `ezimg build --format qcow2` for one role: bake (or take from the cache) and write the image
 /// to `out`, its manifest to `out.json` and a `sha256sum -c` line to `out.sha256`.
-pub fn bake_role(role: &str, bundle: &[u8], plans: &[NodePlan], out: &Path) -> Result<()> {
+pub fn bake_role(
+    role: &str,
+    bundle: &[u8],
+    plans: &[NodePlan],
+    out: &Path,
+    opts: &BakeOptions,
+) -> Result<()> {
     let cache_root = crate::stage::default_cache_root()?;
-    let b = bake(role, bundle, plans, &cache_root)?;
+    let b = bake(role, bundle, plans, &cache_root, opts)?;
     if let Some(p) = out.parent() {
         std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     }
@@ -175,7 +234,7 @@ fn package_repo(
     std::fs::create_dir_all(dir.join("partial"))
         .with_context(|| format!("creating {}", dir.display()))?;
     if !pkgs.is_empty() {
-        tool::run(
+        process::run(
             Command::new("apt-get")
                 .args(["-q", "-y", "--no-install-recommends", "--download-only"])
                 .arg(format!("-oDir::State::status={}", base_status.display()))
@@ -190,14 +249,14 @@ fn package_repo(
     }
     let _ = std::fs::remove_dir_all(dir.join("partial"));
     let _ = std::fs::remove_file(dir.join("lock"));
-    let packages = tool::run_stdout(
+    let packages = process::run_stdout(
         Command::new("apt-ftparchive")
             .args(["packages", "."])
             .current_dir(dir),
         "indexing the package repository (apt-ftparchive)",
     )?;
     std::fs::write(dir.join("Packages"), &packages).context("writing Packages")?;
-    let release = tool::run_stdout(
+    let release = process::run_stdout(
         Command::new("apt-ftparchive")
             .args(["release", "."])
             .current_dir(dir),
@@ -267,7 +326,7 @@ fn base_for(
     match acache.lookup(art) {
         Some(p) => Ok(BaseImage {
             file: art.file.clone(),
-            sha256: tool::sha256_file(&p)?,
+            sha256: sha256_file(&p)?,
             image: p,
             dpkg_status: None,
             direct: None,
@@ -285,7 +344,13 @@ fn base_for(
 }
 
 /// Bake (or find) the image of `role`.
-pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) -> Result<Baked> {
+pub fn bake(
+    role: &str,
+    bundle: &[u8],
+    plans: &[NodePlan],
+    cache_root: &Path,
+    opts: &BakeOptions,
+) -> Result<Baked> {
     let t0 = Instant::now();
     let plan = plans
         .first()
@@ -368,15 +433,15 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
         k.push('\n');
     }
     let key = sha256_hex(k.as_bytes());
-    let dir = cache_root.join("bake");
+    let dir = crate::cachedir::bake(cache_root);
     let image = dir.join(format!("{role}-{}.qcow2", &key[..16]));
     let manifest_path = with_suffix(&image, ".json");
-    let _lock = tool::lock_exclusive(
+    let _lock = fsutil::lock_exclusive(
         &dir.join(format!(".{role}-{}.lock", &key[..16])),
         &format!("baking the same {role} image"),
     )?;
     if image.exists() && manifest_path.exists() {
-        let manifest: BakeManifest = tool::read_json(&manifest_path)?;
+        let manifest: BakeManifest = fsutil::read_json(&manifest_path)?;
         return Ok(Baked {
             image,
             manifest,
@@ -384,11 +449,11 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
             seconds: t0.elapsed().as_secs_f64(),
         });
     }
-    tool::require(
+    process::require(
         &["qemu-img", "xorriso", "apt-get", "apt-ftparchive"],
         "baking a qcow2",
     )?;
-    let work = tool::work_dir(&dir)?;
+    let work = fsutil::work_dir(&dir)?;
     let w = work.path();
 
     // The bake disk.
@@ -418,7 +483,7 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
     )
     .context("writing bake.env")?;
     let iso = w.join("bake.iso");
-    tool::run(
+    process::run(
         Command::new("xorriso")
             .args(["-as", "mkisofs", "-quiet", "-R", "-V", "EZBAKE", "-o"])
             .arg(&iso)
@@ -469,12 +534,7 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
             ];
         }
     }
-    let timeout = Duration::from_secs(
-        std::env::var("EZIMG_BAKE_TIMEOUT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3600),
-    );
+    let timeout = opts.timeout;
     let t_vm = Instant::now();
     let mut guest = Vm::start(&spec)?;
     eprintln!(
@@ -516,7 +576,7 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
 
     let tmp_img = w.join("image.qcow2");
     tool::qcow2_compress(&disk, "qcow2", &tmp_img)?;
-    let sha256 = tool::sha256_file(&tmp_img)?;
+    let sha256 = sha256_file(&tmp_img)?;
     let size = std::fs::metadata(&tmp_img)
         .with_context(|| format!("reading {}", tmp_img.display()))?
         .len();
@@ -561,6 +621,18 @@ pub fn bake(role: &str, bundle: &[u8], plans: &[NodePlan], cache_root: &Path) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bake_settings_reject_bad_values_naming_the_variable() {
+        assert_eq!(BakeOptions::parse_jobs("3"), Ok(3));
+        assert_eq!(BakeOptions::parse_timeout("90"), Ok(90));
+        for bad in ["0", "-1", "two", ""] {
+            let e = BakeOptions::parse_jobs(bad).expect_err(bad);
+            assert!(e.contains("EZIMG_BAKE_JOBS"), "{e}");
+            let e = BakeOptions::parse_timeout(bad).expect_err(bad);
+            assert!(e.contains("EZIMG_BAKE_TIMEOUT"), "{e}");
+        }
+    }
 
     #[test]
     fn packages_come_from_the_rendered_debian_scripts() {

@@ -133,23 +133,7 @@ fn build(files: &[(&str, &[u8])], size: u64, id: u32) -> Result<Vec<u8>> {
 /// Write the seed image for `files` to `out` (replaced atomically: no partial image is left).
 pub fn write(files: &[(&str, &[u8])], out: &Path) -> Result<()> {
     let img = image(files)?;
-    write_atomic(out, &img)
-}
-
-/// Write `bytes` to a temporary file beside `out`, then rename it over `out`.
-pub(crate) fn write_atomic(out: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.persist(out)
-        .with_context(|| format!("renaming the new image to {}", out.display()))?;
-    Ok(())
+    crate::fsutil::write_atomic(out, &img)
 }
 
 #[cfg(test)]

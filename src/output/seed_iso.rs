@@ -62,5 +62,5 @@ pub fn image(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
 /// Write the seed image for `files` to `out` (replaced atomically, mode 0600: it holds secrets).
 pub fn write(files: &[(&str, &[u8])], out: &Path) -> Result<()> {
     let img = image(files)?;
-    super::seed_fat::write_atomic(out, &img)
+    crate::fsutil::write_atomic(out, &img)
 }

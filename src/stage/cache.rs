@@ -2,13 +2,14 @@
 //! and the deterministic packing of a staging tree.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::Manifest;
+use crate::digest::{Hasher, sha256_file};
 
 /// Fixed mtime of every tar entry (1980-01-01, the zip epoch), also the builds'
 /// `SOURCE_DATE_EPOCH`.
@@ -17,12 +18,11 @@ pub const FIXED_MTIME: u64 = 315_532_800;
 /// The cache root: `$EZIMG_CACHE_DIR`, else `$XDG_CACHE_HOME/ezimg` (the platform cache dir),
 /// the same root the artifact cache uses. Stages live in `<root>/stages/`.
 pub fn default_cache_root() -> Result<PathBuf> {
-    // One cache root for artifacts and stage outputs.
-    Ok(crate::artifact::Cache::resolve(None)?.root().to_path_buf())
+    crate::cachedir::root(None)
 }
 
 pub fn stages_dir(root: &Path) -> PathBuf {
-    root.join("stages")
+    crate::cachedir::stages(root)
 }
 
 pub fn tarball_path(root: &Path, key: &str) -> PathBuf {
@@ -36,20 +36,19 @@ pub fn manifest_path(root: &Path, key: &str) -> PathBuf {
 /// A writer that hashes what goes through it.
 pub struct HashingWriter<W: Write> {
     inner: W,
-    hasher: Sha256,
-    len: u64,
+    hasher: Hasher,
 }
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
-            hasher: Sha256::new(),
-            len: 0,
+            hasher: Hasher::new(false),
         }
     }
     pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex::encode(self.hasher.finalize()), self.len)
+        let h = self.hasher.finish();
+        (self.inner, h.sha256.hex(), h.size)
     }
 }
 
@@ -57,29 +56,11 @@ impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
-        self.len += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// sha256 (hex) of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// sha256 of a directory tree: sorted relative paths, kinds, exec bits, contents, link targets.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Seek};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -44,22 +44,11 @@ impl Builder {
                         })
                     })
                     .unwrap_or_else(|| "unknown OS".to_string());
-                let out = Command::new("cc").arg("--version").output().context(
-                    "running `cc --version`: no C compiler on the host? (install build-essential)",
+                let out = crate::process::run_stdout(
+                    Command::new("cc").arg("--version"),
+                    "running `cc --version` (no C compiler on the host? install build-essential)",
                 )?;
-                if !out.status.success() {
-                    bail!(
-                        "`cc --version` failed ({}): {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
-                let cc = String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
+                let cc = out.lines().next().unwrap_or("").trim().to_string();
                 Ok(format!("host: {os}, {cc}"))
             }
         }
@@ -89,7 +78,7 @@ fn source_digest(path: &Path) -> Result<String> {
     if path.is_dir() {
         cache::sha256_tree(path).with_context(|| format!("hashing directory {}", path.display()))
     } else {
-        cache::sha256_file(path)
+        crate::digest::sha256_file(path)
     }
 }
 
@@ -520,11 +509,9 @@ impl Run<'_> {
         tmp.persist(&tpath)
             .with_context(|| format!("storing {}", tpath.display()))?;
         // The manifest is written last: its presence marks a complete entry.
-        let mut mtmp = tempfile::NamedTempFile::new_in(&sdir)
-            .with_context(|| format!("creating a temporary file in {}", sdir.display()))?;
-        serde_json::to_writer_pretty(&mut mtmp, &manifest).context("writing the manifest")?;
-        mtmp.persist(&mpath)
-            .with_context(|| format!("storing {}", mpath.display()))?;
+        crate::fsutil::write_atomic_with(&mpath, |f| {
+            serde_json::to_writer_pretty(f, &manifest).context("writing the manifest")
+        })?;
         self.say(&format!(
             "built {} ({} entries, {} bytes)",
             tpath.display(),
@@ -659,27 +646,11 @@ impl Run<'_> {
             bail!(
                 "stage {name}: step `{step}` failed ({status}): {}\n--- last {TAIL_LINES} lines of {step} log ---\n{}",
                 argv.join(" "),
-                tail(&log_path, TAIL_LINES)
+                crate::process::tail_file(&log_path, TAIL_LINES)
             );
         }
         Ok(())
     }
-}
-
-/// The last `n` lines of a log file.
-pub fn tail(path: &Path, n: usize) -> String {
-    let mut f = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => return format!("(no log: {e})"),
-    };
-    // Only the end matters; logs of a big build run to megabytes.
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(std::io::SeekFrom::Start(len.saturating_sub(64 * 1024)));
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The archive format by magic bytes (artifact cache files have no extension): a tar flag, or

@@ -1,7 +1,7 @@
 //! A small QEMU runner shared by the image bake, `tests/vm_*.rs` and `vm-tests/`.
 //!
-//! - Accelerator: KVM when `/dev/kvm` works *and* a probe guest reaches its first instruction
-//!   under it within a few seconds, else TCG (`EZIMG_VM_ACCEL=kvm|tcg` forces one).
+//! - Accelerator: one setting, `EZIMG_VM_ACCEL=tcg|kvm|auto` (default tcg); `auto` takes KVM when
+//!   `/dev/kvm` works *and* a probe guest reaches its first instruction within a few seconds.
 //! - Disks are virtio; the serial console goes to a file (`serial.log`) for diagnosis only.
 //! - The guest reports through a virtio-serial port named `ezimg.0` (in the guest:
 //!   `/dev/virtio-ports/ezimg.0`), backed by a host Unix socket the runner connects to: results
@@ -25,6 +25,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+use crate::process;
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -136,34 +138,76 @@ fn probe_kvm() -> Result<()> {
         .unwrap_or_default();
     anyhow::bail!(
         "the KVM probe guest did not run within 8 s: {}",
-        tool::tail_lines(&err, 5)
+        process::tail_lines(&err, 5)
     )
 }
 
-/// The accelerator to use: `EZIMG_VM_ACCEL` (`kvm`, `tcg`, `auto`), else probed once.
+/// The one accelerator setting, `EZIMG_VM_ACCEL`: `tcg` (the default), `kvm` (forced) or
+/// `auto` (KVM if a probe guest runs, else TCG).
 ///
-/// `auto` takes KVM only if the probe runs *and* `EZIMG_VM_KVM=1`: on this project's build
-/// machine KVM guests hang while booting Linux (an MSR error with `-cpu host`, a silent hang
-/// without), which the probe cannot see, so TCG is the safe default.
-pub fn accel() -> Accel {
-    static ACCEL: OnceLock<Accel> = OnceLock::new();
-    *ACCEL.get_or_init(|| {
-        match std::env::var("EZIMG_VM_ACCEL").as_deref() {
-            Ok("kvm") => return Accel::Kvm,
-            Ok("tcg") => return Accel::Tcg,
-            _ => {}
+/// TCG is the default because on this project's build machine KVM guests hang while booting
+/// Linux (an MSR error with `-cpu host`, a silent hang without), which the probe cannot see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelSetting {
+    Tcg,
+    Kvm,
+    Auto,
+}
+
+impl std::str::FromStr for AccelSetting {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tcg" => Ok(AccelSetting::Tcg),
+            "kvm" => Ok(AccelSetting::Kvm),
+            "auto" => Ok(AccelSetting::Auto),
+            _ => anyhow::bail!("EZIMG_VM_ACCEL={s:?}: expected tcg, kvm or auto"),
         }
-        if std::env::var("EZIMG_VM_KVM").as_deref() != Ok("1") {
-            return Accel::Tcg;
+    }
+}
+
+impl AccelSetting {
+    /// Read `EZIMG_VM_ACCEL` (unset or empty: `tcg`). Every guest, the bake's and the VM
+    /// tests', goes through [`Vm::start`], so this is the one place it is read.
+    pub fn from_env() -> Result<AccelSetting> {
+        if std::env::var_os("EZIMG_VM_KVM").is_some() {
+            anyhow::bail!(
+                "EZIMG_VM_KVM is no longer read: set EZIMG_VM_ACCEL=auto (KVM if a probe guest \
+                 runs, else TCG) or EZIMG_VM_ACCEL=kvm"
+            );
         }
-        match probe_kvm() {
-            Ok(()) => Accel::Kvm,
-            Err(e) => {
-                eprintln!("ezimg: KVM unusable ({e:#}); using TCG (slow)");
-                Accel::Tcg
+        match std::env::var("EZIMG_VM_ACCEL") {
+            Err(std::env::VarError::NotPresent) => Ok(AccelSetting::Tcg),
+            Err(std::env::VarError::NotUnicode(v)) => {
+                anyhow::bail!("EZIMG_VM_ACCEL={v:?}: expected tcg, kvm or auto")
             }
+            Ok(v) if v.is_empty() => Ok(AccelSetting::Tcg),
+            Ok(v) => v.parse(),
         }
-    })
+    }
+}
+
+/// The accelerator to use, from [`AccelSetting::from_env`], decided (and probed) once.
+pub fn accel() -> Result<Accel> {
+    static ACCEL: OnceLock<Result<Accel, String>> = OnceLock::new();
+    ACCEL
+        .get_or_init(|| {
+            Ok(
+                match AccelSetting::from_env().map_err(|e| format!("{e:#}"))? {
+                    AccelSetting::Tcg => Accel::Tcg,
+                    AccelSetting::Kvm => Accel::Kvm,
+                    AccelSetting::Auto => match probe_kvm() {
+                        Ok(()) => Accel::Kvm,
+                        Err(e) => {
+                            eprintln!("ezimg: KVM unusable ({e:#}); using TCG (slow)");
+                            Accel::Tcg
+                        }
+                    },
+                },
+            )
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// One virtio disk.
@@ -265,7 +309,7 @@ pub struct Vm {
 impl Vm {
     /// Start QEMU for `spec` and connect to the guest's marker port.
     pub fn start(spec: &VmSpec) -> Result<Vm> {
-        tool::require(&[QEMU], "running a VM")?;
+        process::require(&[QEMU], "running a VM")?;
         std::fs::create_dir_all(&spec.dir)
             .with_context(|| format!("creating {}", spec.dir.display()))?;
         // Unix socket paths are limited to 108 bytes: keep the socket in a short temp dir.
@@ -275,7 +319,7 @@ impl Vm {
             .context("creating the marker socket directory")?;
         let sock = sock_dir.path().join("m.sock");
         let serial_log = spec.dir.join("serial.log");
-        let accel = accel();
+        let accel = accel()?;
         let mut cmd = Command::new(QEMU);
         cmd.args(["-name", &spec.name])
             .args(["-machine", "pc"])
@@ -367,7 +411,7 @@ impl Vm {
                         anyhow::bail!(
                             "{QEMU} for {} exited at once ({st}):\n{}",
                             spec.name,
-                            tool::tail_lines(
+                            process::tail_lines(
                                 &std::fs::read_to_string(&qemu_err).unwrap_or_default(),
                                 20
                             )
@@ -424,7 +468,7 @@ impl Vm {
     /// The last `n` lines of the serial console.
     pub fn serial_tail(&self, n: usize) -> String {
         let text = std::fs::read(&self.serial_log).unwrap_or_default();
-        tool::tail_lines(&String::from_utf8_lossy(&text), n)
+        process::tail_lines(&String::from_utf8_lossy(&text), n)
     }
 
     pub fn serial_log(&self) -> &Path {
@@ -462,7 +506,7 @@ impl Vm {
                 anyhow::bail!(
                     "{}: QEMU exited ({st}) before the guest reported; QEMU said:\n{}\nconsole tail:\n{}",
                     self.name,
-                    tool::tail_lines(
+                    process::tail_lines(
                         &std::fs::read_to_string(&self.qemu_err).unwrap_or_default(),
                         10
                     ),
@@ -536,13 +580,25 @@ pub fn overlay(base: &Path, dst: &Path, min_size: Option<u64>) -> Result<()> {
         let vs = tool::virtual_size(&base_abs)?;
         cmd.arg(vs.max(sz).to_string());
     }
-    tool::run(&mut cmd, "creating a disk overlay (qemu-img create)")?;
+    process::run(&mut cmd, "creating a disk overlay (qemu-img create)")?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accel_setting_parses_one_variable() {
+        assert_eq!(
+            "auto".parse::<AccelSetting>().ok(),
+            Some(AccelSetting::Auto)
+        );
+        assert_eq!("kvm".parse::<AccelSetting>().ok(), Some(AccelSetting::Kvm));
+        assert_eq!("tcg".parse::<AccelSetting>().ok(), Some(AccelSetting::Tcg));
+        let e = "KVM".parse::<AccelSetting>().expect_err("case matters");
+        assert!(format!("{e}").contains("EZIMG_VM_ACCEL"), "{e}");
+    }
 
     #[test]
     fn probe_sector_is_a_boot_sector() {
