@@ -2,8 +2,7 @@
 # Install what `ezimg base build`, the qcow2 bake, tests/vm_*.rs and vm-tests/ need on Debian 12:
 #   qemu-system-x86 (guests, TCG or KVM), qemu-utils (qemu-img), mmdebstrap (the Debian root),
 #   e2fsprogs (mkfs.ext4 -d), fdisk (sfdisk), util-linux (losetup, partx, unshare),
-#   dosfstools/mtools/xorriso (seed and bake disks), apt-utils (apt-ftparchive: the bake's
-#   offline package repository).
+#   dosfstools/mtools/xorriso (seed and bake disks).
 # This host may carry a backported qemu-utils (10.x) that conflicts with bookworm's
 # qemu-system-x86 (7.2): qemu-utils and qemu-block-extra are then pinned to the version
 # qemu-system-x86 installs at (a downgrade). Only the host's own apt sources are used.
@@ -16,7 +15,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 export DEBIAN_FRONTEND=noninteractive
 
 want=()
-for p in mmdebstrap e2fsprogs fdisk util-linux dosfstools mtools xorriso apt-utils; do
+for p in mmdebstrap e2fsprogs fdisk util-linux dosfstools mtools xorriso; do
     installed "$p" || want+=("$p")
 done
 

@@ -12,6 +12,11 @@
 //! Cached under `<cache>/base/` by a key over every input: the recipe below, the package list,
 //! the host's apt sources and the archive state the host last saw (its `InRelease` files), so
 //! an `apt-get update` that brings new packages makes a new base instead of a stale hit.
+//!
+//! A role's bake asks for a base with the role's packages too (`extra`, `--with`): mmdebstrap
+//! installs them here at native speed, so the bake VM (TCG, where dpkg takes most of an hour)
+//! finds them installed and runs only the layers. Same packages, same dpkg, same maintainer
+//! scripts (daemons kept from starting, as in the bake); only where dpkg runs changes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +98,9 @@ pub struct BaseBuildArgs {
     /// Build even if the cache holds this exact input set
     #[arg(long)]
     pub rebuild: bool,
+    /// Install these packages too (what a role's bake asks for; repeat or comma-separate)
+    #[arg(long, value_name = "PKG", value_delimiter = ',')]
+    pub with: Vec<String>,
 }
 
 /// What `base build` records next to the image.
@@ -108,6 +116,9 @@ pub struct BaseManifest {
     pub kernel: String,
     pub root_uuid: String,
     pub sources: String,
+    /// Packages asked for beyond the base's own list (a role's), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_packages: Vec<String>,
     pub packages: BTreeMap<String, String>,
 }
 
@@ -162,7 +173,7 @@ pub fn host_sources() -> Result<PathBuf> {
 }
 
 /// The cache key: recipe, OS, packages, sources text, config files and archive state.
-fn cache_key(os: BaseOs, sources: &Path) -> Result<(String, String)> {
+fn cache_key(os: BaseOs, extra: &[String], sources: &Path) -> Result<(String, String)> {
     let src_text = std::fs::read_to_string(sources)
         .with_context(|| format!("reading {}", sources.display()))?;
     let mut k = String::new();
@@ -172,6 +183,11 @@ fn cache_key(os: BaseOs, sources: &Path) -> Result<(String, String)> {
     k.push('\0');
     k.push_str(&PACKAGES.join(","));
     k.push('\0');
+    // The plain base keeps the key it always had.
+    if !extra.is_empty() {
+        k.push_str(&extra.join(","));
+        k.push('\0');
+    }
     k.push_str(&src_text);
     k.push('\0');
     for (p, c) in config_files("UUID", "KERNEL") {
@@ -301,11 +317,13 @@ fn boot_paths(image: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Find the base for `os` in the cache, or build it.
-pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
+/// Find the base for `os` in the cache, or build it; `extra` packages are installed in it too
+/// (with what they depend on, without recommends).
+pub fn ensure(os: BaseOs, extra: &[String], cache_root: &Path, rebuild: bool) -> Result<Base> {
     let t0 = Instant::now();
     let sources = host_sources()?;
-    let (key, src_text) = cache_key(os, &sources)?;
+    let extra = normalize_extra(extra)?;
+    let (key, src_text) = cache_key(os, &extra, &sources)?;
     let dir = base_dir(cache_root);
     let (image, manifest_path, status) = paths(&dir, os, &key);
     let _lock = fsutil::lock_exclusive(
@@ -352,7 +370,7 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
         "building a base image",
     )?;
     let work = fsutil::work_dir(&dir)?;
-    let manifest = build_in(os, &key, &src_text, &sources, work.path())?;
+    let manifest = build_in(os, &key, &extra, &src_text, &sources, work.path())?;
     let w = work.path();
     // Publish: manifest last, so a present manifest means a complete entry.
     std::fs::rename(w.join("base.qcow2"), &image)
@@ -381,6 +399,27 @@ pub fn ensure(os: BaseOs, cache_root: &Path, rebuild: bool) -> Result<Base> {
         cached: false,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Sorted, deduplicated, without the base's own packages; a name apt could not take is an
+/// error naming it (it would otherwise reach mmdebstrap's command line as an option).
+fn normalize_extra(extra: &[String]) -> Result<Vec<String>> {
+    let mut v: Vec<String> = Vec::new();
+    for p in extra {
+        let ok = !p.is_empty()
+            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        if !ok {
+            anyhow::bail!("{p:?} is not a Debian package name");
+        }
+        if !PACKAGES.contains(&p.as_str()) {
+            v.push(p.clone());
+        }
+    }
+    v.sort();
+    v.dedup();
+    Ok(v)
 }
 
 /// Write `bytes` atomically, readable by all (a manifest holds no secret).
@@ -440,6 +479,7 @@ impl Drop for Loop {
 fn build_in(
     os: BaseOs,
     key: &str,
+    extra: &[String],
     src_text: &str,
     sources: &Path,
     w: &Path,
@@ -447,15 +487,21 @@ fn build_in(
     let t = Instant::now();
     let root = w.join("root");
     eprintln!(
-        "base {}: mmdebstrap from {} ({} packages)…",
+        "base {}: mmdebstrap from {} ({} packages, {} more asked for)…",
         os.name(),
         sources.display(),
-        PACKAGES.len()
+        PACKAGES.len(),
+        extra.len()
     );
+    let include: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect();
     process::run(
         Command::new("mmdebstrap")
             .args(["--mode=root", "--variant=important", "--format=directory"])
-            .arg(format!("--include={}", PACKAGES.join(",")))
+            .arg(format!("--include={}", include.join(",")))
             .arg("--aptopt=Acquire::Retries \"3\"")
             .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
             .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
@@ -603,6 +649,7 @@ rm -f "$mnt/boot/grub/grubenv.lock"
         kernel,
         root_uuid: uuid,
         sources: src_text.into(),
+        extra_packages: extra.to_vec(),
         packages,
     })
 }
@@ -633,7 +680,7 @@ pub fn command(a: &BaseArgs) -> Result<()> {
     match &a.command {
         BaseCommand::Build(b) => {
             let root = cache_root(b.cache_dir.as_deref())?;
-            let base = ensure(b.os, &root, b.rebuild)?;
+            let base = ensure(b.os, &b.with, &root, b.rebuild)?;
             let m = &base.manifest;
             if base.cached {
                 println!("cache hit: base {} ({:.2}s)", m.os, base.seconds);

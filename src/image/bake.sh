@@ -47,17 +47,8 @@ if compgen -G "$d/artifacts/*" >/dev/null; then
     cp "$d"/artifacts/* /var/cache/ezimg/artifacts/ || fail "copying artifacts"
 fi
 
-# The packages the layers install come from a repository on the bake disk; no network.
-apt_dir=/run/ezimg-bake-apt
-if [ -f "$d/debs/Packages" ]; then
-    mkdir -p "$apt_dir/parts"
-    echo "deb [trusted=yes] file:$d/debs ./" >"$apt_dir/sources.list"
-    printf 'Dir::Etc::SourceList "%s";\nDir::Etc::SourceParts "%s";\nAcquire::Languages "none";\n' \
-        "$apt_dir/sources.list" "$apt_dir/parts" >"$apt_dir/apt.conf"
-    export APT_CONFIG=$apt_dir/apt.conf
-    say "STEP package index of the bake disk"
-    apt-get update || fail "apt-get update from the bake disk's package repository"
-fi
+# No network and no package repository: the base holds the packages the layers install
+# (`ez_pkg_install` finds them installed); one it lacks fails the bake, naming it.
 
 dir=/opt/ezimg/bundle-$bundle_sha
 if [ ! -d "$dir" ]; then
@@ -86,15 +77,6 @@ while read -r kind _mode sha dest; do
     done
 done <"$dir/nodes/$node/steps"
 
-# Speed only, nothing the image keeps: under TCG man-db's index rebuild after every package
-# install costs a minute each, and dpkg's fsyncs buy nothing on a throwaway overlay.
-man_auto=/var/lib/man-db/auto-update
-had_man_auto=0
-if [ -e "$man_auto" ]; then
-    had_man_auto=1
-    rm -f "$man_auto"
-fi
-echo force-unsafe-io >/etc/dpkg/dpkg.cfg.d/ezimg-bake
 # Packages do not start their services in an image root either (as mmdebstrap does it).
 printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 chmod 0755 /usr/sbin/policy-rc.d
@@ -121,10 +103,7 @@ if [ "$second" != "ezimg apply: 0 changes" ]; then
 fi
 rm -f "$second_log"
 
-rm -f /etc/dpkg/dpkg.cfg.d/ezimg-bake /usr/sbin/policy-rc.d
-if [ "$had_man_auto" = 1 ]; then
-    touch "$man_auto"
-fi
+rm -f /usr/sbin/policy-rc.d
 
 for f in "${secret_files[@]}"; do rm -f "$f"; done
 for n in "${made_secrets[@]}"; do rm -f "/etc/ezimg/secrets/$n"; done
@@ -132,11 +111,7 @@ rmdir /etc/ezimg/secrets 2>/dev/null || true
 
 # Reset machine identity: every node booted from the image makes its own.
 say "STEP resetting machine identity: $second"
-if [ -n "${APT_CONFIG:-}" ]; then
-    apt-get clean
-    unset APT_CONFIG
-    rm -rf /var/lib/apt/lists/* "$apt_dir"
-fi
+apt-get clean
 truncate -s 0 /etc/machine-id
 rm -f /var/lib/dbus/machine-id /etc/ssh/ssh_host_*
 echo localhost >/etc/hostname

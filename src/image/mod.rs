@@ -1,9 +1,10 @@
 //! The qcow2 bake: `ezimg build --role R --format qcow2`.
 //!
-//! The role's base image (debian12: `ezimg base build`) is booted once under QEMU with no
-//! network, on a qcow2 overlay (the base stays untouched), with a read-only bake disk ezimg
-//! writes (ISO 9660: the bundle, the role's artifacts, a package repository with what the
-//! layers install, and `bake.sh`). ezimg's own base boots its kernel directly with
+//! The role's base image (debian12: `ezimg base build --with <the role's packages>`: the
+//! packages the layers install are put in by mmdebstrap at native speed, so dpkg never runs
+//! under TCG) is booted once under QEMU with no network, on a qcow2 overlay (the base stays
+//! untouched), with a read-only bake disk ezimg writes (ISO 9660: the bundle, the role's
+//! artifacts and `bake.sh`). ezimg's own base boots its kernel directly with
 //! `systemd.run=` into its bake entry point (no bootloader, no cloud-init, no
 //! multi-user.target); a vendor base boots normally with a NoCloud bake seed whose runcmd mounts
 //! the bake disk. `bake.sh` runs `apply --node <first node of the role>` as an image root
@@ -34,7 +35,7 @@ use crate::{fsutil, process};
 
 const BAKE_SH: &str = include_str!("bake.sh");
 /// Bump when the bake procedure changes in a way the inputs do not show.
-const RECIPE: &str = "bake-v2";
+const RECIPE: &str = "bake-v3";
 /// Serial of the bake disk: `/dev/disk/by-id/virtio-ezbake` in the guest.
 const BAKE_DISK_SERIAL: &str = "ezbake";
 
@@ -224,92 +225,46 @@ pub fn packages_of(plan: &NodePlan) -> Vec<String> {
     set.into_iter().collect()
 }
 
-/// Download `pkgs` and what they need beyond the base (resolved against the base's dpkg
-/// status) into `dir`, and index it as a flat repository.
-fn package_repo(
-    pkgs: &[String],
-    base_status: &Path,
-    dir: &Path,
-) -> Result<BTreeMap<String, String>> {
-    std::fs::create_dir_all(dir.join("partial"))
-        .with_context(|| format!("creating {}", dir.display()))?;
-    if !pkgs.is_empty() {
-        process::run(
-            Command::new("apt-get")
-                .args(["-q", "-y", "--no-install-recommends", "--download-only"])
-                .arg(format!("-oDir::State::status={}", base_status.display()))
-                .arg(format!("-oDir::Cache::archives={}", dir.display()))
-                .arg("-oDebug::NoLocking=1")
-                .arg("-oAPT::Sandbox::User=root")
-                .arg("install")
-                .args(pkgs)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-            "downloading the role's packages (apt-get --download-only against the base)",
-        )?;
-    }
-    let _ = std::fs::remove_dir_all(dir.join("partial"));
-    let _ = std::fs::remove_file(dir.join("lock"));
-    let packages = process::run_stdout(
-        Command::new("apt-ftparchive")
-            .args(["packages", "."])
-            .current_dir(dir),
-        "indexing the package repository (apt-ftparchive)",
-    )?;
-    std::fs::write(dir.join("Packages"), &packages).context("writing Packages")?;
-    let release = process::run_stdout(
-        Command::new("apt-ftparchive")
-            .args(["release", "."])
-            .current_dir(dir),
-        "indexing the package repository (apt-ftparchive release)",
-    )?;
-    std::fs::write(dir.join("Release"), release).context("writing Release")?;
-    let mut versions = BTreeMap::new();
-    let (mut name, mut ver) = (None::<String>, None::<String>);
-    for line in packages.lines().chain(std::iter::once("")) {
-        if let Some(v) = line.strip_prefix("Package: ") {
-            name = Some(v.trim().into());
-        } else if let Some(v) = line.strip_prefix("Version: ") {
-            ver = Some(v.trim().into());
-        } else if line.is_empty()
-            && let (Some(n), Some(v)) = (name.take(), ver.take())
-        {
-            versions.insert(n, v);
-        }
-    }
-    Ok(versions)
-}
-
 /// The image a bake starts from.
 struct BaseImage {
     image: PathBuf,
     file: String,
     sha256: String,
-    /// debian12: the base's dpkg status, to resolve the role's packages offline.
-    dpkg_status: Option<PathBuf>,
+    /// debian12: the versions of the role's packages, installed in the base.
+    packages: BTreeMap<String, String>,
     /// debian12: the base's kernel, initrd and root UUID: the bake boots straight into its
     /// entry point (`systemd.run=`), skipping the bootloader, cloud-init and multi-user.target.
     direct: Option<(PathBuf, PathBuf, String)>,
 }
 
-/// debian12: the base `ezimg base build` makes (built if missing). el7/el9: the vendor cloud
-/// image pinned in artifacts.lock, only if it is already in the verified cache (it cannot be
-/// fetched from here). Their bake has no package repository: layers that install packages fail
-/// in the guest and say so.
+/// debian12: the base `ezimg base build --with PACKAGES` makes (built if missing). el7/el9:
+/// the vendor cloud image pinned in artifacts.lock, only if it is already in the verified cache
+/// (it cannot be fetched from here). Their bake has no network and no package repository:
+/// layers that install packages fail in the guest and say so.
 fn base_for(
     os: Os,
     role: &str,
+    packages: &[String],
     cache_root: &Path,
     acache: &crate::artifact::Cache,
 ) -> Result<BaseImage> {
     let vendor = match os {
         Os::Debian12 => {
-            let b = crate::base::ensure(crate::base::BaseOs::Debian12, cache_root, false)
-                .context("the debian12 base image")?;
+            eprintln!(
+                "qcow2 {role}: the debian12 base with the role's {} packages…",
+                packages.len()
+            );
+            let b = crate::base::ensure(crate::base::BaseOs::Debian12, packages, cache_root, false)
+                .with_context(|| format!("the debian12 base image with role {role}'s packages"))?;
+            let versions = packages
+                .iter()
+                .filter_map(|p| Some((p.clone(), b.manifest.packages.get(p)?.clone())))
+                .collect();
             return Ok(BaseImage {
                 file: b.manifest.file.clone(),
                 sha256: b.manifest.sha256.clone(),
                 image: b.image,
-                dpkg_status: Some(b.dpkg_status),
+                packages: versions,
                 direct: Some((b.kernel, b.initrd, b.manifest.root_uuid.clone())),
             });
         }
@@ -328,7 +283,7 @@ fn base_for(
             file: art.file.clone(),
             sha256: sha256_file(&p)?,
             image: p,
-            dpkg_status: None,
+            packages: BTreeMap::new(),
             direct: None,
         }),
         None => anyhow::bail!(
@@ -368,7 +323,7 @@ pub fn bake(
     // missing artifacts are reported before that (slow) step.
     let early_base = match plan.os {
         Os::Debian12 => None,
-        os => Some(base_for(os, role, cache_root, &acache)?),
+        os => Some(base_for(os, role, &packages, cache_root, &acache)?),
     };
     let mut artifacts: Vec<(Digested, String, PathBuf)> = Vec::new();
     let mut missing = Vec::new();
@@ -417,7 +372,7 @@ pub fn bake(
 
     let base = match early_base {
         Some(b) => b,
-        None => base_for(plan.os, role, cache_root, &acache)?,
+        None => base_for(plan.os, role, &packages, cache_root, &acache)?,
     };
     let mut k = String::new();
     for part in [
@@ -449,10 +404,7 @@ pub fn bake(
             seconds: t0.elapsed().as_secs_f64(),
         });
     }
-    process::require(
-        &["qemu-img", "xorriso", "apt-get", "apt-ftparchive"],
-        "baking a qcow2",
-    )?;
+    process::require(&["qemu-img", "xorriso"], "baking a qcow2")?;
     let work = fsutil::work_dir(&dir)?;
     let w = work.path();
 
@@ -464,14 +416,7 @@ pub fn bake(
         std::fs::copy(src, data.join("artifacts").join(file))
             .with_context(|| format!("copying {} to the bake disk", src.display()))?;
     }
-    eprintln!(
-        "qcow2 {role}: resolving {} packages against the base…",
-        packages.len()
-    );
-    let pkg_versions = match &base.dpkg_status {
-        Some(status) => package_repo(&packages, status, &data.join("debs"))?,
-        None => BTreeMap::new(),
-    };
+    let pkg_versions = base.packages.clone();
     std::fs::write(data.join("bake.sh"), BAKE_SH).context("writing bake.sh")?;
     std::fs::write(
         data.join("bake.env"),
