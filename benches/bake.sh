@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Cold vs warm qcow2 bake of one role, side by side.
-#   cold: the bake cache is empty (the base image stays cached: `ezimg base build` is timed
-#         separately, as its own cold/warm pair), so the VM boots and applies the bundle;
+#   cold: the bake cache and the role's base (the plain base + the role's packages, made by
+#         mmdebstrap) are empty; the plain base stays cached (`ezimg base build` is timed
+#         separately, as its own cold/warm pair), so the role base is built, then the VM boots
+#         and applies the bundle;
 #   warm: the same inputs again: a cache hit, no VM.
 # Needs root, QEMU and the tools of scripts/vm-deps.sh. Usage:
 #   benches/bake.sh [ROLE]        (default slb, on a debian12 cluster with distro nginx/keepalived)
 #   benches/bake.sh --vs-virt-customize
-#       a cut-down slb role (system tuning, distro nginx and keepalived, no package the offline
-#       guest lacks; a data dir made from the repo's) baked cold by ezimg, then the same bundle
-#       applied to the same base by virt-customize (benches/virt-customize-apply.sh: same
-#       packages, same identity reset, same qemu-img convert -c), the ratio, the warm rebuild
+#       the full slb role (seed 000's package toolbox included; Debian's nginx and keepalived,
+#       so no artifact the offline guest lacks) baked cold by ezimg, then the same bundle
+#       applied to the plain base by virt-customize (benches/virt-customize-apply.sh: the same
+#       packages installed in the guest, same identity reset, same qemu-img convert -c), the
+#       ratio, the warm rebuild
 #       and the image size against the base. Installs libguestfs-tools (--no-install-recommends,
 #       refusing if that would touch qemu-system-x86/qemu-utils) and, when the host has no
 #       kernel in /boot (a container), extracts the base's own kernel package for supermin.
@@ -39,21 +42,34 @@ ezimg=$work/ezimg
         -e 's/^# \[roles.slb\]/[roles.slb]\nnginx_source = "distro"\nkeepalived_source = "distro"\n#/' \
         >"$work/cluster.toml"
 
+# Drop the cached role bases (a base with extra packages), keeping the plain one.
+drop_role_bases() {
+    local m
+    for m in "$cache"/base/*.json; do
+        [ -e "$m" ] || continue
+        if jq -e '(.extra_packages // []) | length > 0' "$m" >/dev/null; then
+            rm -f "${m%.json}".*
+        fi
+    done
+}
+
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
 
 if [ "$vs_vc" = 1 ]; then
     role=slb
     [ "$(id -u)" -eq 0 ] || { echo "--vs-virt-customize needs root (apt-get, libguestfs)" >&2; exit 1; }
-    # libguestfs-tools, only if missing, and never at the cost of the pinned QEMU pair.
-    if ! command -v virt-customize >/dev/null || ! command -v guestfish >/dev/null; then
-        sim=$(apt-get install -s --no-install-recommends libguestfs-tools)
+    # libguestfs-tools (and apt-utils: virt-customize-apply.sh indexes its package repository
+    # with apt-ftparchive), only if missing, and never at the cost of the pinned QEMU pair.
+    if ! command -v virt-customize >/dev/null || ! command -v guestfish >/dev/null ||
+        ! command -v apt-ftparchive >/dev/null; then
+        sim=$(apt-get install -s --no-install-recommends libguestfs-tools apt-utils)
         if grep -E '^(Inst|Remv) qemu-(system-x86|utils|system-common|block-extra) ' <<<"$sim" >&2; then
             echo "bench: installing libguestfs-tools would change QEMU (above): not installing" >&2
             exit 1
         fi
         echo "bench: installing libguestfs-tools (--no-install-recommends): $(grep -c '^Inst' <<<"$sim") packages:" >&2
         grep '^Inst' <<<"$sim" | cut -d' ' -f2- | sed 's/^/bench:   /' >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libguestfs-tools >"$work/apt.log" 2>&1 ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libguestfs-tools apt-utils >"$work/apt.log" 2>&1 ||
             { cat "$work/apt.log" >&2; exit 1; }
     fi
     export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
@@ -61,25 +77,12 @@ if [ "$vs_vc" = 1 ]; then
     export LIBGUESTFS_BACKEND_SETTINGS=${LIBGUESTFS_BACKEND_SETTINGS-force_tcg}
     export LIBGUESTFS_CACHEDIR=$cache/guestfs/appliance
     mkdir -p "$LIBGUESTFS_CACHEDIR"
-    export EZIMG_DATA=$work/data
-
-    # The cut-down slb role, in a copy of the repo's data tree.
-    mkdir -p "$work/data"
-    cp -a "$root/layers" "$root/roles" "$root/kickstart" "$root/stages" "$work/data/"
-    python3 - "$work/data/roles/slb.toml" <<'EOF'
-import re, sys
-p = sys.argv[1]
-s = open(p).read()
-layers = ["firewalld-off", "selinux-off", "swap-off", "ezops-dirs", "sshd-usedns", "limits",
-          "kernel-ml", "sysctl", "nginx-distro", "nginx-config", "keepalived-distro",
-          "keepalived-config"]
-s, n = re.subn(r'(?ms)^layers = \[.*?^\]', 'layers = [' + ', '.join('"%s"' % l for l in layers) + ']', s)
-assert n == 1, "roles/slb.toml: no layers list"
-open(p, 'w').write(s)
-EOF
 
     base_warm=$(secs "$ezimg" base build --os debian12)
+    base_img=$(sed -n 's/^  image    \(.*\) (sha256.*/\1/p' "$work/log")
+    [ -f "$base_img" ] || { cat "$work/log" >&2; echo "bench: no base image path in that output" >&2; exit 1; }
     rm -rf "$cache/bake"
+    drop_role_bases
     cold=$(secs "$ezimg" -c "$work/cluster.toml" build --role slb --format qcow2 --out "$work/out")
     grep -E '^qcow2' "$work/log" >&2 || true
     warm=$(secs "$ezimg" -c "$work/cluster.toml" build --role slb --format qcow2 --out "$work/out")
@@ -88,15 +91,12 @@ EOF
     man=$img.json
 
     # The same inputs for virt-customize: the bundle (rendered again: deterministic, and
-    # checked against the bake's manifest), the base file the bake started from, the node it
-    # applied and the exact package versions of its bake disk.
+    # checked against the bake's manifest), the plain base the role base was made from, the
+    # node it applied and the exact package versions the role base holds.
     "$ezimg" -c "$work/cluster.toml" build --role slb --format bundle --out "$work/bundle" 2>/dev/null
     bundle=$work/bundle/slb/$(jq -r .bundle.name "$man")
     [ "$(sha256sum "$bundle" | cut -d' ' -f1)" = "$(jq -r .bundle.sha256 "$man")" ] ||
         { echo "bench: the rendered bundle is not the one the bake applied" >&2; exit 1; }
-    base_img=$cache/base/$(jq -r .base.file "$man")
-    [ "$(sha256sum "$base_img" | cut -d' ' -f1)" = "$(jq -r .base.sha256 "$man")" ] ||
-        { echo "bench: $base_img is not the base the bake started from" >&2; exit 1; }
     [ "$(jq '.artifacts | length' "$man")" = 0 ] ||
         { echo "bench: the role needs artifacts; virt-customize-apply.sh does not carry them" >&2; exit 1; }
     node=$(jq -r .node_applied "$man")
@@ -170,6 +170,7 @@ else
 fi
 base_warm=$(secs "$ezimg" base build --os debian12)
 rm -rf "$cache/bake"
+drop_role_bases
 cold=$(secs "$ezimg" -c "$work/cluster.toml" build --role "$role" --format qcow2 --out "$work/out")
 grep -E '^qcow2' "$work/log" >&2 || true
 warm=$(secs "$ezimg" -c "$work/cluster.toml" build --role "$role" --format qcow2 --out "$work/out")

@@ -649,7 +649,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
             .unwrap_or_else(crate::image::BakeOptions::default_jobs),
         timeout: std::time::Duration::from_secs(a.bake_timeout),
     };
-    run_bakes(&bakes, &bake_opts)?;
+    run_bakes(&bakes, &lock, &bake_opts)?;
     for b in &bakes {
         for rel in [
             b.rel.clone(),
@@ -679,7 +679,11 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
 
 /// Run the pending bakes, `opts.jobs` at a time. A TCG guest installing packages keeps about
 /// one core busy, so two bakes side by side nearly halve `build --all --format qcow2`.
-fn run_bakes(bakes: &[PendingBake], opts: &crate::image::BakeOptions) -> Result<()> {
+fn run_bakes(
+    bakes: &[PendingBake],
+    lock: &Lock,
+    opts: &crate::image::BakeOptions,
+) -> Result<()> {
     let jobs = opts.jobs;
     // A queue, not fixed pairs: a cache hit (no VM) frees its slot at once.
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -692,7 +696,7 @@ fn run_bakes(bakes: &[PendingBake], opts: &crate::image::BakeOptions) -> Result<
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let Some(b) = bakes.get(i) else { break };
                         if let Err(e) =
-                            crate::image::bake_role(&b.role, &b.bundle, &b.plans, &b.dest, opts)
+                            crate::image::bake_role(&b.role, &b.bundle, &b.plans, &b.dest, lock, opts)
                         {
                             errs.push(e.context(format!("building role {}", b.role)));
                             // Fail fast: start no further bake.

@@ -7,8 +7,7 @@
 //! A bake whose layer fails exits non-zero with the guest's log and journal, and leaves neither
 //! output nor cache entry.
 //!
-//! Roles leave out the seed's big package toolbox (`harness::test_data_dir`);
-//! `EZIMG_VM_FULL_ROLES=1` bakes the real roles (20+ minutes each under TCG).
+//! The roles are the repository's, `base-packages` included (`harness::test_data_dir`).
 //! Slow and needs root: runs only with `EZIMG_VM_TESTS=1`.
 
 #[path = "../vm-tests/harness.rs"]
@@ -173,6 +172,40 @@ fn el7_bake_without_the_vendor_image_fails_clearly() {
     assert!(!o.status.success(), "{err}");
     assert!(
         err.contains("centos7-genericcloud") && err.contains("ezimg import"),
+        "{err}"
+    );
+    assert!(!out.join("slb").exists(), "a failed build left output");
+}
+
+/// The vendor base comes from the lock the build was given (`--lock`), not the embedded one.
+#[test]
+fn el7_bake_looks_up_the_vendor_image_in_the_given_lock() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("out");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/artifacts.lock"))
+        .expect("artifacts.lock");
+    let start = text
+        .find("[[artifact]]\nname = \"centos7-genericcloud\"")
+        .expect("the lock pins centos7-genericcloud");
+    let end = text[start + 1..]
+        .find("[[artifact]]")
+        .map_or(text.len(), |i| start + 1 + i);
+    let site = work.path().join("site.lock");
+    std::fs::write(&site, format!("{}{}", &text[..start], &text[end..])).expect("write lock");
+    let o = Command::cargo_bin("ezimg")
+        .expect("binary")
+        .args(["build", "--role", "slb", "--format", "qcow2", "--lock"])
+        .arg(&site)
+        .arg("--out")
+        .arg(&out)
+        .env("EZIMG_CACHE_DIR", work.path().join("cache"))
+        .env("EZIMG_ALLOW_INCOMPLETE", "1")
+        .output()
+        .expect("ezimg build");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("site.lock") && err.contains("has no `centos7-genericcloud` base image"),
         "{err}"
     );
     assert!(!out.join("slb").exists(), "a failed build left output");

@@ -449,11 +449,7 @@ pub fn scenario_inputs(work: &Path) -> (PathBuf, Vec<String>) {
 }
 
 /// The data tree the VM tests use: a copy of the repository's layers, roles, kickstart
-/// templates and stages, with two changes:
-/// - every role leaves out `base-packages`, the seed's ~150-package toolbox (compilers, -dev
-///   packages, editors): unpacking it under TCG takes 20 minutes of a bake and proves nothing
-///   the other package-installing layers (chrony, ipvs, nginx, keepalived, containerd) do not.
-///   `EZIMG_VM_FULL_ROLES=1` keeps the roles as they are.
+/// templates and stages, with one change:
 /// - its `artifacts.lock` pins the Kubernetes binaries, crictl, the CNI plugins and Calico's
 ///   operator manifest as the STAND-INS of `vm-tests/standin` (they cannot be downloaded
 ///   here), whose files [`scenario_inputs`] puts in the mirror. `EZIMG_REAL_K8S=1` keeps the
@@ -466,7 +462,11 @@ pub fn test_data_dir(work: &Path) -> PathBuf {
             copy_dir(&src.join(d), &dst.join(d));
         }
     }
-    if std::env::var("EZIMG_VM_FULL_ROLES").as_deref() != Ok("1") {
+    // The roles are the repository's, `base-packages` (the seed's ~150-package toolbox)
+    // included: the bake installs packages at native speed now. For quick iterations only,
+    // `EZIMG_VM_CUT_ROLES=1` leaves that layer out (and the images differ from the product's).
+    if std::env::var("EZIMG_VM_CUT_ROLES").as_deref() == Ok("1") {
+        eprintln!("vm tests: EZIMG_VM_CUT_ROLES=1: the roles leave out base-packages");
         for e in std::fs::read_dir(dst.join("roles")).expect("roles") {
             let p = e.expect("entry").path();
             let text = std::fs::read_to_string(&p).expect("role file");

@@ -47,8 +47,16 @@ if compgen -G "$d/artifacts/*" >/dev/null; then
     cp "$d"/artifacts/* /var/cache/ezimg/artifacts/ || fail "copying artifacts"
 fi
 
-# No network and no package repository: the base holds the packages the layers install
-# (`ez_pkg_install` finds them installed); one it lacks fails the bake, naming it.
+# No network: the base holds the packages the layers install (`ez_pkg_install` finds them
+# installed). apt points at the bake disk's empty repository, so a layer's `apt-get update` /
+# `upgrade` (base-packages does one) works offline and finds nothing newer than the base; a
+# package the base lacks fails the bake, naming it.
+apt_dir=/run/ezimg-bake-apt
+mkdir -p "$apt_dir/parts"
+echo "deb [trusted=yes] file:$d/debs ./" >"$apt_dir/sources.list"
+printf 'Dir::Etc::SourceList "%s";\nDir::Etc::SourceParts "%s";\nAcquire::Languages "none";\n' \
+    "$apt_dir/sources.list" "$apt_dir/parts" >"$apt_dir/apt.conf"
+export APT_CONFIG=$apt_dir/apt.conf
 
 dir=/opt/ezimg/bundle-$bundle_sha
 if [ ! -d "$dir" ]; then
@@ -111,7 +119,9 @@ rmdir /etc/ezimg/secrets 2>/dev/null || true
 
 # Reset machine identity: every node booted from the image makes its own.
 say "STEP resetting machine identity: $second"
-apt-get clean
+if command -v apt-get >/dev/null; then apt-get clean; fi
+unset APT_CONFIG
+rm -rf /var/lib/apt/lists/* "$apt_dir"
 truncate -s 0 /etc/machine-id
 rm -f /var/lib/dbus/machine-id /etc/ssh/ssh_host_*
 echo localhost >/etc/hostname

@@ -140,10 +140,11 @@ pub fn bake_role(
     bundle: &[u8],
     plans: &[NodePlan],
     out: &Path,
+    lock: &crate::artifact::Lock,
     opts: &BakeOptions,
 ) -> Result<()> {
     let cache_root = crate::stage::default_cache_root()?;
-    let b = bake(role, bundle, plans, &cache_root, opts)?;
+    let b = bake(role, bundle, plans, &cache_root, lock, opts)?;
     if let Some(p) = out.parent() {
         std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     }
@@ -225,6 +226,18 @@ pub fn packages_of(plan: &NodePlan) -> Vec<String> {
     set.into_iter().collect()
 }
 
+/// An empty flat apt repository (signed by nothing: the guest trusts it as `[trusted=yes]`):
+/// the packages are in the base; this keeps `apt-get update` working with no network.
+fn write_empty_repo(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("Packages"), b"").context("writing the bake disk's Packages")?;
+    let release = format!(
+        "Origin: ezimg\nLabel: ezimg bake\nDate: Thu, 01 Jan 1970 00:00:00 UTC\nSHA256:\n {} 0 Packages\n",
+        sha256_hex(b"")
+    );
+    std::fs::write(dir.join("Release"), release).context("writing the bake disk's Release")
+}
+
 /// The image a bake starts from.
 struct BaseImage {
     image: PathBuf,
@@ -246,6 +259,7 @@ fn base_for(
     role: &str,
     packages: &[String],
     cache_root: &Path,
+    lock: &crate::artifact::Lock,
     acache: &crate::artifact::Cache,
 ) -> Result<BaseImage> {
     let vendor = match os {
@@ -271,11 +285,12 @@ fn base_for(
         Os::El7 => "centos7-genericcloud",
         Os::El9 => "rocky9-genericcloud",
     };
-    let lock = crate::artifact::Lock::discover(None, None)?;
+    // The lock the build was given (--lock, --data, beside the cluster file), never another.
     let art = lock.find(vendor).with_context(|| {
         format!(
-            "role {role} ({}): artifacts.lock has no `{vendor}` base image",
-            os.as_str()
+            "role {role} ({}): the lock {} has no `{vendor}` base image",
+            os.as_str(),
+            lock.origin
         )
     })?;
     match acache.lookup(art) {
@@ -304,6 +319,7 @@ pub fn bake(
     bundle: &[u8],
     plans: &[NodePlan],
     cache_root: &Path,
+    lock: &crate::artifact::Lock,
     opts: &BakeOptions,
 ) -> Result<Baked> {
     let t0 = Instant::now();
@@ -323,7 +339,7 @@ pub fn bake(
     // missing artifacts are reported before that (slow) step.
     let early_base = match plan.os {
         Os::Debian12 => None,
-        os => Some(base_for(os, role, &packages, cache_root, &acache)?),
+        os => Some(base_for(os, role, &packages, cache_root, lock, &acache)?),
     };
     let mut artifacts: Vec<(Digested, String, PathBuf)> = Vec::new();
     let mut missing = Vec::new();
@@ -372,7 +388,7 @@ pub fn bake(
 
     let base = match early_base {
         Some(b) => b,
-        None => base_for(plan.os, role, &packages, cache_root, &acache)?,
+        None => base_for(plan.os, role, &packages, cache_root, lock, &acache)?,
     };
     let mut k = String::new();
     for part in [
@@ -417,6 +433,7 @@ pub fn bake(
             .with_context(|| format!("copying {} to the bake disk", src.display()))?;
     }
     let pkg_versions = base.packages.clone();
+    write_empty_repo(&data.join("debs"))?;
     std::fs::write(data.join("bake.sh"), BAKE_SH).context("writing bake.sh")?;
     std::fs::write(
         data.join("bake.env"),
