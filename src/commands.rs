@@ -679,11 +679,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
 
 /// Run the pending bakes, `opts.jobs` at a time. A TCG guest installing packages keeps about
 /// one core busy, so two bakes side by side nearly halve `build --all --format qcow2`.
-fn run_bakes(
-    bakes: &[PendingBake],
-    lock: &Lock,
-    opts: &crate::image::BakeOptions,
-) -> Result<()> {
+fn run_bakes(bakes: &[PendingBake], lock: &Lock, opts: &crate::image::BakeOptions) -> Result<()> {
     let jobs = opts.jobs;
     // A queue, not fixed pairs: a cache hit (no VM) frees its slot at once.
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -695,9 +691,9 @@ fn run_bakes(
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let Some(b) = bakes.get(i) else { break };
-                        if let Err(e) =
-                            crate::image::bake_role(&b.role, &b.bundle, &b.plans, &b.dest, lock, opts)
-                        {
+                        if let Err(e) = crate::image::bake_role(
+                            &b.role, &b.bundle, &b.plans, &b.dest, lock, opts,
+                        ) {
                             errs.push(e.context(format!("building role {}", b.role)));
                             // Fail fast: start no further bake.
                             next.store(bakes.len(), std::sync::atomic::Ordering::SeqCst);
