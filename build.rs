@@ -15,6 +15,13 @@ fn main() {
     for dir in ["layers", "roles", "kickstart", "stages"] {
         refuse_stores(std::path::Path::new(dir));
     }
+    // The VM tests (tests/vm_*.rs) are `#[ignore]`d unless EZIMG_VM_TESTS=1, so `cargo test`
+    // reports them as ignored rather than as passed; libtest has no runtime skip, hence a cfg.
+    println!("cargo:rerun-if-env-changed=EZIMG_VM_TESTS");
+    println!("cargo:rustc-check-cfg=cfg(ezimg_vm_tests)");
+    if std::env::var("EZIMG_VM_TESTS").as_deref() == Ok("1") {
+        println!("cargo:rustc-cfg=ezimg_vm_tests");
+    }
 }
 
 fn refuse_stores(dir: &std::path::Path) {

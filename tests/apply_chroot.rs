@@ -2,18 +2,12 @@
 //! sources, the slb bundle applied in a chroot twice. The second run must change nothing.
 //! Needs root and mmdebstrap; elsewhere it says why it skips (under CI a skip is a failure).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
-
-fn skip(why: &str) -> bool {
-    if std::env::var_os("CI").is_some() {
-        panic!("apply_chroot cannot run under CI: {why}");
-    }
-    eprintln!("SKIP apply_chroot: {why}");
-    true
-}
 
 fn sh(cmd: &mut Command) -> (bool, String) {
     let o = cmd.output().expect("command runs");
@@ -72,16 +66,11 @@ EZIMG_LIVE=0 chroot "$r" /opt/ezimg/bundle/apply --node "$node" --artifacts /opt
 
 #[test]
 fn slb_bundle_applies_in_a_debian12_chroot_and_is_idempotent() {
-    if !nix_is_root() {
-        skip("needs root (chroot, mount namespaces)");
+    if !support::is_root() {
+        support::skip_or_fail("apply_chroot", "needs root (chroot, mount namespaces)");
         return;
     }
-    if Command::new("mmdebstrap")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        skip("mmdebstrap is not installed");
+    if support::host_tool("mmdebstrap").is_none() {
         return;
     }
     let tar = rootfs_tar();
@@ -98,7 +87,7 @@ fn slb_bundle_applies_in_a_debian12_chroot_and_is_idempotent() {
     // keepalived from the real build stage when the upstream sources are here (its 2.2.7
     // tarball is byte-identical to the pinned release), else Debian's package.
     let mirror = work.path().join("mirror");
-    let stage = match fixtures() {
+    let stage = match support::upstream_fixtures() {
         Some(up) => {
             std::fs::create_dir_all(&mirror).expect("mkdir mirror");
             std::fs::copy(
@@ -114,15 +103,14 @@ fn slb_bundle_applies_in_a_debian12_chroot_and_is_idempotent() {
             false
         }
     };
-    let cluster = ezimg::cluster::DEFAULT_TOML
-        .replace("os = \"el7\"", "os = \"debian12\"")
-        .replace(
-            "# [roles.slb]",
-            &format!(
-                "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"{}\"\n#",
-                if stage { "stage" } else { "distro" }
-            ),
-        );
+    let cluster = support::with_role_params(
+        &support::with_os(&support::default_cluster(), "debian12"),
+        "slb",
+        &format!(
+            "nginx_source = \"distro\"\nkeepalived_source = \"{}\"",
+            if stage { "stage" } else { "distro" }
+        ),
+    );
     let cfile = work.path().join("cluster.toml");
     std::fs::write(&cfile, cluster).expect("write cluster");
     let out = work.path().join("out");
@@ -214,17 +202,6 @@ fn slb_bundle_applies_in_a_debian12_chroot_and_is_idempotent() {
     assert!(!ok && log.contains("MANIFEST"), "{log}");
 }
 
-fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("EZIMG_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/upstream")
-        });
-    dir.join("keepalived_2.2.7.orig.tar.gz")
-        .is_file()
-        .then_some(dir)
-}
-
 fn find_file(root: &Path, name: &str) -> Option<PathBuf> {
     for base in ["ezops/service/keepalived/etc/keepalived", "etc/keepalived"] {
         let p = root.join(base).join(name);
@@ -233,12 +210,4 @@ fn find_file(root: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn nix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }

@@ -2,32 +2,19 @@
 //! compiles the real keepalived 2.2.7 (byte-identical to the pinned release, from ../shared),
 //! and the bundle pins the stage output's digest so `apply` can verify it on the node.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 
-fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("EZIMG_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/upstream")
-        });
-    if dir.join("keepalived_2.2.7.orig.tar.gz").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP build_fetch: no upstream fixtures at {} (set EZIMG_FIXTURES)",
-            dir.display()
-        );
-        None
-    }
-}
-
 fn cluster(dir: &Path, os: &str) -> PathBuf {
-    let text = ezimg::cluster::DEFAULT_TOML
-        .replace("os = \"el7\"", &format!("os = \"{os}\""))
-        .replace("# [roles.slb]", "[roles.slb]\nnginx_source = \"distro\"\n#");
+    let text = support::with_role_params(
+        &support::with_os(&support::default_cluster(), os),
+        "slb",
+        "nginx_source = \"distro\"",
+    );
     let p = dir.join(format!("cluster-{os}.toml"));
     std::fs::write(&p, text).expect("write cluster");
     p
@@ -41,7 +28,9 @@ fn ezimg(cache: &Path) -> Command {
 
 #[test]
 fn fetch_builds_the_keepalived_stage_and_pins_it() {
-    let Some(up) = fixtures() else { return };
+    let Some(up) = support::fixtures("build_fetch") else {
+        return;
+    };
     // Shared with tests/stage.rs, so one of the two compiles keepalived and the other hits.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stage-cache");
     let work = tempfile::tempdir().expect("tempdir");

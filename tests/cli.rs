@@ -1,9 +1,12 @@
 //! The command line as a user meets it: init, check, plan, build, bad input, reproducibility.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
+use support::{default_cluster, with_os};
 
 fn ezimg() -> Command {
     let mut c = Command::cargo_bin("ezimg").expect("binary built");
@@ -29,10 +32,6 @@ fn run(cmd: &mut Command) -> Out {
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
-}
-
-fn default_cluster() -> String {
-    ezimg::cluster::DEFAULT_TOML.to_string()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -547,11 +546,7 @@ fn plan_shows_files_skips_and_no_secrets() {
     assert!(!o.stdout.contains("k8spass"));
     // Debian: SELinux/firewalld layers are shown as skipped with a reason.
     let d = tempfile::tempdir().expect("tempdir");
-    let f = write(
-        d.path(),
-        "c.toml",
-        &default_cluster().replace("os = \"el7\"", "os = \"debian12\""),
-    );
+    let f = write(d.path(), "c.toml", &with_os(&default_cluster(), "debian12"));
     let o = run(ezimg().args(["plan", "--node", "worker-01", "-c"]).arg(&f));
     assert!(o.ok, "{}", o.stderr);
     assert!(
@@ -777,19 +772,6 @@ fn completions_and_version() {
     assert!(o.ok && o.stdout.starts_with("ezimg "));
 }
 
-/// shellcheck, or a printed reason to skip (a failure under CI).
-fn shellcheck_available() -> bool {
-    if Command::new("shellcheck").arg("--version").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "shellcheck is required under CI"
-    );
-    eprintln!("SKIP: shellcheck is not installed");
-    false
-}
-
 #[test]
 fn bundle_runtime_and_bootstrap_pass_bash_n_and_shellcheck() {
     let d = tempfile::tempdir().expect("tempdir");
@@ -835,7 +817,7 @@ fn bundle_runtime_and_bootstrap_pass_bash_n_and_shellcheck() {
             .status()
             .expect("bash");
         assert!(st.success(), "bash -n {}", f.display());
-        if shellcheck_available() {
+        if support::host_tool("shellcheck").is_some() {
             let o = Command::new("shellcheck")
                 .args(["-x", "-S", "warning", "-s", "bash"])
                 .arg(&f)
@@ -863,11 +845,7 @@ fn containerd_source_distro_swaps_nerdctl_for_the_package_and_is_refused_where_i
         text.contains("\n[roles.worker]\n"),
         "default cluster changed"
     );
-    let debian = write(
-        d.path(),
-        "debian.toml",
-        &text.replace("os = \"el7\"", "os = \"debian12\""),
-    );
+    let debian = write(d.path(), "debian.toml", &with_os(&text, "debian12"));
     let o = run(ezimg()
         .args(["plan", "--node", "worker-01", "--json", "-c"])
         .arg(&debian));

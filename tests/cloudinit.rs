@@ -3,15 +3,15 @@
 //! cloud-init's own network_state parser and renderers, PyYAML reads every file back as the
 //! values ezimg meant, and the FAT and ISO seed images read back with blkid, mtools and isoinfo.
 
-#[path = "support/seed_inputs.rs"]
-mod seed_inputs;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ezimg::cluster::Os;
 use ezimg::output::{NodeInput, cloudinit, seed_fat, seed_iso};
-use seed_inputs::{Fixture, host_tool, root, run, tool};
+use support::seed_inputs::Fixture;
+use support::{host_tool, root, run, tool};
 
 /// Debian's cloud-init as the venv's Python sees it, or None (skipped, or failed under CI).
 fn cloud_init() -> Option<(PathBuf, PathBuf)> {

@@ -4,33 +4,30 @@
 //! and the host's mounts are never touched. Needs root and loop devices; skips with the reason
 //! otherwise. Loop devices are detached whatever happens (Drop).
 
-#[path = "support/seed_inputs.rs"]
-mod seed_inputs;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use seed_inputs::{host_tool, root};
+use support::{host_tool, root};
 
 fn script() -> PathBuf {
     root().join("layers/disks/ezimg-disks")
 }
 
-/// Why this machine cannot run the test, if it cannot.
-fn cannot_run() -> Option<String> {
-    use std::os::unix::fs::MetadataExt as _;
-    // /proc/self belongs to this process's effective user.
-    if std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(1)
-        != 0
-    {
-        return Some("not root: losetup, mkfs and mount need it".into());
+/// Whether this machine can run the test; if not, it has said why (a missing tool fails under CI).
+fn can_run() -> bool {
+    const TEST: &str = "disks";
+    if !support::is_root() {
+        return !support::skip(TEST, "not root: losetup, mkfs and mount need it");
     }
     if !Path::new("/dev/loop-control").exists() {
-        return Some("no /dev/loop-control: this machine has no loop devices".into());
+        return !support::skip(
+            TEST,
+            "no /dev/loop-control: this machine has no loop devices",
+        );
     }
-    for tool in [
+    [
         "losetup",
         "blkid",
         "lsblk",
@@ -39,11 +36,9 @@ fn cannot_run() -> Option<String> {
         "unshare",
         "mount",
         "findmnt",
-    ] {
-        // Missing tools fail under CI (host_tool), else skip with its reason.
-        host_tool(tool)?;
-    }
-    None
+    ]
+    .iter()
+    .all(|tool| host_tool(tool).is_some())
 }
 
 /// A loop device over a sparse file, detached on drop.
@@ -64,9 +59,12 @@ impl Loop {
             .output()
             .expect("run losetup");
         if !out.status.success() {
-            eprintln!(
-                "SKIPPED: losetup cannot attach a loop device here: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+            support::skip(
+                "disks",
+                &format!(
+                    "losetup cannot attach a loop device here: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             );
             return None;
         }
@@ -148,8 +146,7 @@ fn script_is_shellcheck_clean_and_bash_n() {
 /// must not overlap in time.
 #[test]
 fn blank_disks_are_formatted_once_and_never_again_foreign_ones_never() {
-    if let Some(why) = cannot_run() {
-        eprintln!("SKIPPED: {why}");
+    if !can_run() {
         return;
     }
 

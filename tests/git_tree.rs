@@ -4,8 +4,7 @@
 //! own (`git rev-parse HEAD^{tree}`); an archive with one byte changed is refused; the same tree
 //! in other bytes (a different compressor) is accepted.
 
-#[path = "support/static_http.rs"]
-mod static_http;
+mod support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -13,32 +12,15 @@ use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 use ezimg::artifact::gittree;
-use static_http::StaticServer;
+use support::static_http::StaticServer;
 
 /// git, or None (skip with a reason; under CI a missing git is a failure).
 fn git() -> Option<PathBuf> {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join("git"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI: git is not installed (scripts/test.sh installs it)");
-        }
-        eprintln!("SKIP git_tree: git is not installed");
-    }
-    found
+    support::host_tool("git")
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    support::run(cmd).stdout
 }
 
 fn write(path: &Path, content: &[u8]) {

@@ -2,8 +2,7 @@
 //! (pykickstart, from scripts/test-deps.sh), secrets reach only the nodes that use them, and
 //! the `%post` body does what the bundle contract says.
 
-#[path = "support/seed_inputs.rs"]
-mod seed_inputs;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -11,7 +10,8 @@ use std::process::Command;
 use ezimg::cluster::Os;
 use ezimg::data::DataTree;
 use ezimg::output::kickstart;
-use seed_inputs::{Fixture, root, run, tool};
+use support::seed_inputs::Fixture;
+use support::{root, run, tool};
 
 /// The `%post` section of a ks.cfg (from its header line to `%end`).
 fn post_section(ks: &str) -> &str {

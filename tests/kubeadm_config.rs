@@ -3,6 +3,8 @@
 //! `kubeadm config validate` when that binary is in the verified cache (it cannot be downloaded
 //! on this project's machines: the test then says it skipped that part).
 
+mod support;
+
 use std::process::Command;
 
 use ezimg::cluster::{self, Os};
@@ -153,13 +155,16 @@ fn the_real_kubeadm_validates_every_rendered_config() {
     let cache = ezimg::artifact::Cache::resolve(None).expect("cache");
     let pin = lock.find("kubeadm").expect("kubeadm pin");
     let Some(bin) = cache.lookup(pin) else {
-        eprintln!(
-            "SKIPPED the real-kubeadm half: kubeadm {} ({}) is not in the cache {} (it cannot be \
-             downloaded here; on a connected machine: `ezimg fetch kubeadm`, then this test runs \
-             `kubeadm config validate` on every rendered file)",
-            pin.version,
-            pin.file,
-            cache.root().display()
+        support::skip(
+            "kubeadm_config::the_real_kubeadm_validates_every_rendered_config",
+            &format!(
+                "kubeadm {} ({}) is not in the cache {} (it cannot be downloaded here; on a \
+                 connected machine: `ezimg fetch kubeadm`, then this test runs `kubeadm config \
+                 validate` on every rendered file)",
+                pin.version,
+                pin.file,
+                cache.root().display()
+            ),
         );
         return;
     };

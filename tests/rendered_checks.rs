@@ -3,6 +3,8 @@
 //! values the seed guide fixes (sysctl keys, apiserver upstream, VRRP roles) come out right.
 //! A check whose tool is missing prints why and returns.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -122,14 +124,6 @@ fn write_files(p: &NodePlan, root: &Path) {
         let mode = u32::from_str_radix(&f.mode, 8).expect("octal mode");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 /// `key = value` pairs of a sysctl file, spaces around `=` ignored, comments skipped.
@@ -554,7 +548,9 @@ fn sysctl_file_has_every_seed_key_and_value() {
 
 #[test]
 fn seed_sysctl_block_matches_the_seed() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/seeds");
+    let Some(dir) = support::seeds("rendered_checks") else {
+        return;
+    };
     let Some(seed) = std::fs::read_dir(&dir).ok().and_then(|mut it| {
         it.find_map(|e| {
             let p = e.ok()?.path();
@@ -562,7 +558,10 @@ fn seed_sysctl_block_matches_the_seed() {
             name.starts_with("000_").then_some(p)
         })
     }) else {
-        println!("skip: no seed 000 under {} to compare with", dir.display());
+        support::skip(
+            "rendered_checks",
+            &format!("no seed 000 under {} to compare with", dir.display()),
+        );
         return;
     };
     let text = std::fs::read_to_string(&seed).expect("read seed");
@@ -681,18 +680,18 @@ fn haproxy_variant_replaces_nginx() {
     }
 }
 
-/// A tool from `$env` (a path, for a binary unpacked outside PATH) or from PATH.
+/// A tool from `$env` (a path, for a binary unpacked outside PATH) or from PATH; else skip
+/// (failed under CI).
 fn tool(env: &str, name: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         return Some(PathBuf::from(p));
     }
-    have(name).then(|| PathBuf::from(name))
+    support::host_tool(name)
 }
 
 #[test]
 fn haproxy_accepts_the_rendered_config() {
     let Some(haproxy) = tool("HAPROXY", "haproxy") else {
-        println!("skip: no haproxy in PATH (or HAPROXY=/path/to/haproxy) for haproxy -c");
         return;
     };
     let tree = DataTree::embedded();
@@ -934,11 +933,17 @@ fn keepalived_check(conf: &str, root: &Path, name: &str) -> (bool, String) {
 #[test]
 fn keepalived_accepts_the_rendered_configs() {
     if !Path::new(KEEPALIVED).exists() {
-        println!("skip: {KEEPALIVED} is not installed (apt-get install keepalived)");
+        support::skip_or_fail(
+            "rendered_checks",
+            &format!("{KEEPALIVED} is not installed (apt-get install keepalived)"),
+        );
         return;
     }
     let Some(iface) = host_interface() else {
-        println!("skip: this host has no non-loopback interface for keepalived -t");
+        support::skip(
+            "rendered_checks",
+            "this host has no non-loopback interface for keepalived -t",
+        );
         return;
     };
     let tree = DataTree::embedded();
@@ -953,8 +958,9 @@ fn keepalived_accepts_the_rendered_configs() {
                 // A fresh root-owned 0700 dir: keepalived's script security accepts it.
                 let root = tempfile::tempdir().expect("tempdir");
                 if std::fs::metadata(root.path()).expect("stat").uid() != 0 {
-                    println!(
-                        "skip: keepalived's script security needs root-owned files (not root)"
+                    support::skip(
+                        "rendered_checks",
+                        "keepalived's script security needs root-owned files (not root)",
                     );
                     return;
                 }
@@ -1046,8 +1052,7 @@ fn rendered_scripts_pass_bash_n_and_shellcheck() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
-    if !have("shellcheck") {
-        println!("skip shellcheck: not installed (apt-get install shellcheck)");
+    if support::host_tool("shellcheck").is_none() {
         return;
     }
     for (path, label) in &paths {
@@ -1075,13 +1080,15 @@ fn exec_binary(value: &str) -> Option<&str> {
 
 #[test]
 fn systemd_units_verify() {
-    if !have("systemd-analyze") {
-        println!("skip: systemd-analyze is not installed");
+    if support::host_tool("systemd-analyze").is_none() {
         return;
     }
     let host_units = Path::new("/usr/lib/systemd/system");
     if !host_units.join("multi-user.target").exists() {
-        println!("skip: no systemd unit directory on this host to resolve targets against");
+        support::skip(
+            "rendered_checks",
+            "no systemd unit directory on this host to resolve targets against",
+        );
         return;
     }
     let tree = DataTree::embedded();

@@ -9,10 +9,7 @@
 //!   are): accepted on both sides;
 //! - signed by another key, unsigned, payload changed, header changed: refused on both sides.
 
-#[path = "support/seed_inputs.rs"]
-mod seed_inputs;
-#[path = "support/static_http.rs"]
-mod static_http;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -21,19 +18,19 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use assert_cmd::cargo::CommandCargoExt;
-use static_http::StaticServer;
+use support::static_http::StaticServer;
 
 /// Every host tool the tests run, or None (skip with a reason; under CI a failure).
 fn tools() -> Option<BTreeMap<&'static str, PathBuf>> {
     let mut out = BTreeMap::new();
     for t in ["gpg", "gpgconf", "rpmbuild", "rpmsign", "rpmkeys", "rpmdb"] {
-        out.insert(t, seed_inputs::host_tool(t)?);
+        out.insert(t, support::host_tool(t)?);
     }
     Some(out)
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {
-    seed_inputs::run(cmd).stdout
+    support::run(cmd).stdout
 }
 
 /// Keys and signed packages, made once per test process.
@@ -445,7 +442,7 @@ fn the_node_checks_the_signature_with_rpmkeys_before_installing() {
 
 #[test]
 fn el7_bundles_ship_the_vendor_keys_the_lock_pins() {
-    let fx = seed_inputs::Fixture::new(ezimg::cluster::Os::El7, None);
+    let fx = support::seed_inputs::Fixture::new(ezimg::cluster::Os::El7, None);
     let want = [
         (
             "kernel-ml",

@@ -16,6 +16,8 @@
 // In tests a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -32,26 +34,6 @@ fn here() -> PathBuf {
 
 fn fx(p: &str) -> PathBuf {
     here().join("tests/fixtures/stage").join(p)
-}
-
-/// The upstream fixtures, or None (with the reason printed) when absent.
-fn upstream(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("EZIMG_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/upstream")
-        });
-    if dir.join("nginx_1.22.1.orig.tar.gz").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED {test}: no upstream fixtures in {} (set EZIMG_FIXTURES to the directory \
-             holding nginx_1.22.1.orig.tar.gz, keepalived_2.2.7.orig.tar.gz, pcre3_8.39.orig.tar.bz2, \
-             zlib_1.2.13.dfsg.orig.tar.bz2)",
-            dir.display()
-        );
-        None
-    }
 }
 
 fn quiet_opts(cache: &Path) -> BuildOptions {
@@ -147,12 +129,11 @@ fn product_stages_are_the_seeds() {
 /// /ezops/package/nginx/<dir> paths turned into `{{ src.<name> }}`.
 #[test]
 fn nginx_flags_match_the_seed_text() {
-    let seed =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/seeds/000_f191a21ffc34009a.txt");
-    let Ok(text) = std::fs::read_to_string(&seed) else {
-        eprintln!("SKIPPED: seed {} not found", seed.display());
+    let Some(seeds) = support::seeds("stage::nginx_flags_match_the_seed_text") else {
         return;
     };
+    let seed = seeds.join("000_f191a21ffc34009a.txt");
+    let text = std::fs::read_to_string(&seed).unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
     let start = text
         .find("./configure --prefix=/ezops/service/nginx")
         .unwrap();
@@ -486,20 +467,10 @@ fn heavy_cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("stage-cache")
 }
 
-fn have_header(h: &str) -> bool {
-    [
-        "/usr/include",
-        "/usr/local/include",
-        "/usr/include/x86_64-linux-gnu",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join(h).exists())
-}
-
 /// The test nginx stage, with the geoip/image_filter flags when their libraries are installed.
 fn nginx_test_stage() -> Stage {
     let text = std::fs::read_to_string(fx("nginx-test.toml")).unwrap();
-    let optional = if have_header("GeoIP.h") && have_header("gd.h") {
+    let optional = if support::have_header("GeoIP.h") && support::have_header("gd.h") {
         "\"--with-http_geoip_module\",\n    \"--with-http_image_filter_module\","
     } else {
         eprintln!(
@@ -594,7 +565,8 @@ fn run(cmd: &mut Command) -> (bool, String) {
 
 #[test]
 fn nginx_version_is_hidden_and_flags_are_compiled_in() {
-    let Some(up) = upstream("nginx_version_is_hidden_and_flags_are_compiled_in") else {
+    let Some(up) = support::fixtures("stage::nginx_version_is_hidden_and_flags_are_compiled_in")
+    else {
         return;
     };
     let (o, root) = nginx(&up);
@@ -716,7 +688,7 @@ fn strip_absent_modules(conf: &str) -> String {
 
 #[test]
 fn nginx_accepts_the_slb_config() {
-    let Some(up) = upstream("nginx_accepts_the_slb_config") else {
+    let Some(up) = support::fixtures("stage::nginx_accepts_the_slb_config") else {
         return;
     };
     let (_, root) = nginx(&up);
@@ -779,7 +751,7 @@ fn http_get(port: u16, path: &str) -> String {
 /// show what the edits promise.
 #[test]
 fn nginx_serves_with_hidden_version() {
-    let Some(up) = upstream("nginx_serves_with_hidden_version") else {
+    let Some(up) = support::fixtures("stage::nginx_serves_with_hidden_version") else {
         return;
     };
     let (_, root) = nginx(&up);
@@ -825,7 +797,8 @@ fn nginx_serves_with_hidden_version() {
 
 #[test]
 fn nginx_rebuild_with_nothing_changed_is_a_cache_hit() {
-    let Some(up) = upstream("nginx_rebuild_with_nothing_changed_is_a_cache_hit") else {
+    let Some(up) = support::fixtures("stage::nginx_rebuild_with_nothing_changed_is_a_cache_hit")
+    else {
         return;
     };
     let (first, _) = nginx(&up);
@@ -860,7 +833,8 @@ fn nginx_rebuild_with_nothing_changed_is_a_cache_hit() {
 
 #[test]
 fn nginx_bad_configure_flag_fails_and_caches_nothing() {
-    let Some(up) = upstream("nginx_bad_configure_flag_fails_and_caches_nothing") else {
+    let Some(up) = support::fixtures("stage::nginx_bad_configure_flag_fails_and_caches_nothing")
+    else {
         return;
     };
     let st = nginx_test_stage();
@@ -912,7 +886,7 @@ fn some_interface() -> String {
 
 #[test]
 fn keepalived_builds_and_checks_a_vrrp_config() {
-    let Some(up) = upstream("keepalived_builds_and_checks_a_vrrp_config") else {
+    let Some(up) = support::fixtures("stage::keepalived_builds_and_checks_a_vrrp_config") else {
         return;
     };
     let (o, root) = keepalived(&up);
@@ -975,7 +949,8 @@ fn target(name: &str) -> stage::Target {
 
 #[test]
 fn keepalived_output_runs_on_debian12_and_not_on_el7() {
-    let Some(up) = upstream("keepalived_output_runs_on_debian12_and_not_on_el7") else {
+    let Some(up) = support::fixtures("stage::keepalived_output_runs_on_debian12_and_not_on_el7")
+    else {
         return;
     };
     let (o, _) = keepalived(&up);
@@ -1179,7 +1154,8 @@ fn elf_check_names_a_soname_the_target_lacks_and_ignores_static_and_non_elf() {
 
 #[test]
 fn host_built_nginx_runs_on_debian12_and_not_on_el7() {
-    let Some(up) = upstream("host_built_nginx_runs_on_debian12_and_not_on_el7") else {
+    let Some(up) = support::fixtures("stage::host_built_nginx_runs_on_debian12_and_not_on_el7")
+    else {
         return;
     };
     let (o, _) = nginx(&up);

@@ -12,6 +12,7 @@
 
 #[path = "../vm-tests/harness.rs"]
 mod harness;
+mod support;
 
 use std::process::Command;
 
@@ -19,10 +20,12 @@ use assert_cmd::cargo::CommandCargoExt;
 use ezimg::vm::tool;
 
 #[test]
+#[cfg_attr(
+    not(ezimg_vm_tests),
+    ignore = "VM test: set EZIMG_VM_TESTS=1 to run it (root, QEMU, minutes)"
+)]
 fn slb_bakes_offline_holds_no_secret_and_a_rebuild_is_a_cache_hit() {
-    if !harness::gate("vm_bake", "bake a debian12 slb image") {
-        return;
-    }
+    harness::gate("vm_bake", "bake a debian12 slb image");
     let work = tempfile::tempdir().expect("tempdir");
     let data = harness::test_data_dir(work.path());
     let data = Some(data.as_path());
@@ -96,10 +99,12 @@ fn slb_bakes_offline_holds_no_secret_and_a_rebuild_is_a_cache_hit() {
 }
 
 #[test]
+#[cfg_attr(
+    not(ezimg_vm_tests),
+    ignore = "VM test: set EZIMG_VM_TESTS=1 to run it (root, QEMU, minutes)"
+)]
 fn a_failing_layer_fails_the_bake_with_the_guest_log_and_leaves_no_image() {
-    if !harness::gate("vm_bake", "bake a debian12 image that must fail") {
-        return;
-    }
+    harness::gate("vm_bake", "bake a debian12 image that must fail");
     let work = tempfile::tempdir().expect("tempdir");
     let data = harness::test_data_dir(work.path());
     // The first layer to run ends in an error (fails fast: before any package install).

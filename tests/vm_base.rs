@@ -3,12 +3,13 @@
 //! cloud-init ran, the root grew to the disk, no machine identity was baked in.
 //!
 //! Slow (a Debian root, then a TCG boot: minutes) and needs root, so it only runs with
-//! `EZIMG_VM_TESTS=1`; otherwise it prints why it skips. `EZIMG_CACHE_DIR` is honoured (a
-//! built base is reused); else the cache lives under target/.
+//! `EZIMG_VM_TESTS=1`; otherwise `cargo test` lists it as ignored. `EZIMG_CACHE_DIR` is
+//! honoured (a built base is reused); else the cache lives under target/.
 
 use std::path::PathBuf;
 #[path = "../vm-tests/harness.rs"]
 mod harness;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,10 +18,12 @@ use assert_cmd::cargo::CommandCargoExt;
 use ezimg::vm::{Disk, Vm, VmSpec};
 
 #[test]
+#[cfg_attr(
+    not(ezimg_vm_tests),
+    ignore = "VM test: set EZIMG_VM_TESTS=1 to run it (root, QEMU, minutes)"
+)]
 fn debian12_base_boots_with_a_nocloud_seed_and_grows_its_root() {
-    if !harness::gate("vm_base", "build and boot the debian12 base") {
-        return;
-    }
+    harness::gate("vm_base", "build and boot the debian12 base");
     let cache = harness::cache_dir();
     let o = Command::cargo_bin("ezimg")
         .expect("binary")

@@ -29,6 +29,7 @@
 
 #[path = "../vm-tests/harness.rs"]
 mod harness;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -238,10 +239,12 @@ fn through_vip(client: &mut Guest, slb: &str, what: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(ezimg_vm_tests),
+    ignore = "VM test: set EZIMG_VM_TESTS=1 to run it (root, QEMU, minutes)"
+)]
 fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
-    if !harness::gate("vm_scenarios", "boot a cluster of baked images") {
-        return;
-    }
+    harness::gate("vm_scenarios", "boot a cluster of baked images");
     let work = tempfile::tempdir().expect("tempdir");
     let data = Some(harness::test_data_dir(work.path()));
 

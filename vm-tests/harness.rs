@@ -12,7 +12,7 @@
 //!   `READY <status>`, then answers `RUN <id> <base64 command>` with
 //!   `RES <id> <exit code> <base64 output>`.
 //!
-//! Included by `tests/vm_scenarios.rs` with `#[path]`.
+//! Included by `tests/vm_*.rs` with `#[path]`, next to `mod support;` (tests/support).
 
 #![allow(dead_code)]
 
@@ -135,18 +135,20 @@ pub struct Guest {
     next_id: u64,
 }
 
-/// Where a node's seed files are in an `ezimg build` output: `<out>/<role>/<node>/seed/`.
-/// VM tests run only with EZIMG_VM_TESTS=1 and as root; otherwise say why and skip.
-pub fn gate(test: &str, what: &str) -> bool {
-    if std::env::var("EZIMG_VM_TESTS").as_deref() != Ok("1") {
-        eprintln!("SKIP {test}: set EZIMG_VM_TESTS=1 to {what} (root, minutes)");
-        return false;
-    }
-    if !ezimg::vm::tool::is_root() {
-        eprintln!("SKIP {test}: needs root (mmdebstrap, loop devices, QEMU)");
-        return false;
-    }
-    true
+/// VM tests are `#[cfg_attr(not(ezimg_vm_tests), ignore = "...")]`: without `EZIMG_VM_TESTS=1`
+/// when they are built (build.rs makes it the cfg) `cargo test` lists them as ignored. Past that,
+/// a VM test runs or fails, never passes without running: it fails when forced (`--ignored`)
+/// without `EZIMG_VM_TESTS=1`, and when not root.
+pub fn gate(test: &str, what: &str) {
+    assert!(
+        std::env::var("EZIMG_VM_TESTS").as_deref() == Ok("1"),
+        "{test}: set EZIMG_VM_TESTS=1 to {what} (root, minutes); without it this test is ignored"
+    );
+    assert!(
+        crate::support::is_root(),
+        "{test}: EZIMG_VM_TESTS=1 asks to {what}, which needs root (mmdebstrap, loop devices, \
+         QEMU): run as root, or set EZIMG_VM_TESTS=0 to leave the VM tests out"
+    );
 }
 
 /// The ezimg cache the VM tests share (bases and bakes are big: reuse them across runs).
@@ -412,7 +414,7 @@ pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
 /// `vm_bake`'s slb image is a cache hit for `vm_scenarios`): keepalived from the real build
 /// stage when its upstream source is here (`--fetch --mirror`), else Debian's package.
 pub fn scenario_inputs(work: &Path) -> (PathBuf, Vec<String>) {
-    let fixtures = upstream_fixtures();
+    let fixtures = crate::support::upstream_fixtures();
     let mirror = work.join("mirror");
     std::fs::create_dir_all(&mirror).expect("mkdir mirror");
     if let Some(up) = &fixtures {
@@ -545,18 +547,6 @@ pub fn standin_lock(lock: &str, standins: &[(String, String, String)]) -> String
         t.remove("size");
     }
     format!("# VM tests: Kubernetes pins replaced by the STAND-INS of vm-tests/standin.\n{doc}")
-}
-
-/// The upstream source tarballs (`../shared/fixtures/upstream` or `$EZIMG_FIXTURES`), if here.
-pub fn upstream_fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("EZIMG_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/upstream")
-        });
-    dir.join("keepalived_2.2.7.orig.tar.gz")
-        .is_file()
-        .then_some(dir)
 }
 
 pub fn copy_dir(src: &Path, dst: &Path) {

@@ -1,11 +1,9 @@
 //! Inputs of the per-node outputs for every node of the default cluster, built the way
-//! `ezimg build` builds them (plan, role bundle, node secrets), plus the external-tool rule:
-//! a missing tool skips with a reason, except under CI where it fails.
+//! `ezimg build` builds them (plan, role bundle, node secrets).
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use ezimg::bundle;
 use ezimg::cluster::{self, Loaded, Os};
@@ -92,53 +90,4 @@ impl Fixture {
             })
             .collect()
     }
-}
-
-/// The project root (where `.venv` is).
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `path` if it exists; otherwise skip (print why) or, under CI, fail.
-pub fn tool(path: &Path, what: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path.to_path_buf());
-    }
-    let why = format!(
-        "{} is missing ({what}); run scripts/test-deps.sh",
-        path.display()
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("CI: {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
-/// A host command found on PATH (or /usr/sbin, /sbin), under the same rule.
-pub fn host_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]);
-    for d in dirs {
-        let p = d.join(name);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    tool(Path::new(name), "a host tool")
-}
-
-/// Run a command; panic with its stderr when it fails.
-pub fn run(cmd: &mut std::process::Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
