@@ -158,35 +158,45 @@ fn baked_images() -> Vec<String> {
     v
 }
 
+/// `ezimg build --role slb --format qcow2 EXTRA…` on the default (el7) cluster with an empty
+/// cache: (success, stderr, whether the slb output folder exists).
+fn el7_slb_bake(work: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (bool, String, bool) {
+    let out = work.join("out");
+    let o = Command::cargo_bin("ezimg")
+        .expect("binary")
+        .args(["build", "--role", "slb", "--format", "qcow2", "--out"])
+        .arg(&out)
+        .args(extra)
+        .env("EZIMG_CACHE_DIR", work.join("cache"))
+        // The el7 artifacts cannot be fetched here: get past that check to the bake's own.
+        .env("EZIMG_ALLOW_INCOMPLETE", "1")
+        .output()
+        .expect("ezimg build");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        out.join("slb").exists(),
+    )
+}
+
 /// Not gated (no VM): an el7 bake without the vendor image in the cache fails at once, naming
 /// the image and how to get it, and leaves no output behind.
 #[test]
 fn el7_bake_without_the_vendor_image_fails_clearly() {
     let work = tempfile::tempdir().expect("tempdir");
-    let out = work.path().join("out");
-    let o = Command::cargo_bin("ezimg")
-        .expect("binary")
-        .args(["build", "--role", "slb", "--format", "qcow2", "--out"])
-        .arg(&out)
-        .env("EZIMG_CACHE_DIR", work.path().join("cache"))
-        // The el7 artifacts cannot be fetched here: get past that check to the bake's own.
-        .env("EZIMG_ALLOW_INCOMPLETE", "1")
-        .output()
-        .expect("ezimg build");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    let (ok, err, left) = el7_slb_bake(work.path(), &[]);
+    assert!(!ok, "{err}");
     assert!(
         err.contains("centos7-genericcloud") && err.contains("ezimg import"),
         "{err}"
     );
-    assert!(!out.join("slb").exists(), "a failed build left output");
+    assert!(!left, "a failed build left output");
 }
 
 /// The vendor base comes from the lock the build was given (`--lock`), not the embedded one.
 #[test]
 fn el7_bake_looks_up_the_vendor_image_in_the_given_lock() {
     let work = tempfile::tempdir().expect("tempdir");
-    let out = work.path().join("out");
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/artifacts.lock"))
         .expect("artifacts.lock");
     let start = text
@@ -197,21 +207,11 @@ fn el7_bake_looks_up_the_vendor_image_in_the_given_lock() {
         .map_or(text.len(), |i| start + 1 + i);
     let site = work.path().join("site.lock");
     std::fs::write(&site, format!("{}{}", &text[..start], &text[end..])).expect("write lock");
-    let o = Command::cargo_bin("ezimg")
-        .expect("binary")
-        .args(["build", "--role", "slb", "--format", "qcow2", "--lock"])
-        .arg(&site)
-        .arg("--out")
-        .arg(&out)
-        .env("EZIMG_CACHE_DIR", work.path().join("cache"))
-        .env("EZIMG_ALLOW_INCOMPLETE", "1")
-        .output()
-        .expect("ezimg build");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    let (ok, err, left) = el7_slb_bake(work.path(), &["--lock".as_ref(), site.as_os_str()]);
+    assert!(!ok, "{err}");
     assert!(
         err.contains("site.lock") && err.contains("has no `centos7-genericcloud` base image"),
         "{err}"
     );
-    assert!(!out.join("slb").exists(), "a failed build left output");
+    assert!(!left, "a failed build left output");
 }
