@@ -677,7 +677,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// Run the pending bakes, `opts.jobs` at a time. A TCG guest installing packages keeps about
+/// Run the pending bakes, `opts.jobs` at a time. A TCG guest keeps about
 /// one core busy, so two bakes side by side nearly halve `build --all --format qcow2`.
 fn run_bakes(bakes: &[PendingBake], lock: &Lock, opts: &crate::image::BakeOptions) -> Result<()> {
     let jobs = opts.jobs;

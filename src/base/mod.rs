@@ -127,8 +127,6 @@ pub struct BaseManifest {
 pub struct Base {
     pub image: PathBuf,
     pub manifest_path: PathBuf,
-    /// The root's dpkg status file (the bake resolves extra packages against it).
-    pub dpkg_status: PathBuf,
     /// Its kernel and initrd (the bake boots them directly, with `systemd.run=`).
     pub kernel: PathBuf,
     pub initrd: PathBuf,
@@ -342,7 +340,6 @@ pub fn ensure(os: BaseOs, extra: &[String], cache_root: &Path, rebuild: bool) ->
         return Ok(Base {
             image,
             manifest_path,
-            dpkg_status: status,
             kernel,
             initrd,
             manifest,
@@ -392,7 +389,6 @@ pub fn ensure(os: BaseOs, extra: &[String], cache_root: &Path, rebuild: bool) ->
     Ok(Base {
         image,
         manifest_path,
-        dpkg_status: status,
         kernel,
         initrd,
         manifest: m,
@@ -566,6 +562,7 @@ fn build_in(
     let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
 
     let packages = dpkg_versions(&root)?;
+    // Kept beside the image: benches/virt-customize-apply.sh resolves packages against it.
     std::fs::copy(root.join("var/lib/dpkg/status"), w.join("dpkg-status"))
         .context("copying the root's dpkg status")?;
 

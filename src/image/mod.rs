@@ -86,7 +86,7 @@ pub struct Baked {
 /// the library reads no environment for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BakeOptions {
-    /// Bakes run side by side. A TCG guest installing packages keeps about one core busy.
+    /// Bakes run side by side. A TCG guest keeps about one core busy.
     pub jobs: usize,
     /// How long one bake VM may run before the bake fails.
     pub timeout: Duration,
