@@ -22,6 +22,7 @@ pub mod process;
 pub mod produce;
 pub mod render;
 pub mod role;
+pub mod rootdisk;
 pub mod secrets;
 pub mod stage;
 pub mod timezone;

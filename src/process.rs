@@ -67,12 +67,22 @@ pub fn run_with_stdin(cmd: &mut Command, input: Option<&[u8]>, what: &str) -> Re
         Some(bytes) => {
             let mut child = cmd.spawn().with_context(cannot_run)?;
             let mut stdin = child.stdin.take().context("no stdin pipe")?;
+            // Fed from another thread while this one drains the output: a program that writes
+            // as it reads (debugfs echoes each command) would otherwise fill its stdout pipe
+            // while we block filling its stdin.
+            let out = std::thread::scope(|s| {
+                let writer = s.spawn(move || {
+                    let r = stdin.write_all(bytes);
+                    drop(stdin);
+                    r
+                });
+                let out = child.wait_with_output();
+                (out, writer.join())
+            });
+            let (out, wrote) = out;
+            let out = out.with_context(|| format!("{what}: waiting for `{line}`"))?;
             // A program that exits without reading its input shows up in its exit status.
-            let wrote = stdin.write_all(bytes);
-            drop(stdin);
-            let out = child
-                .wait_with_output()
-                .with_context(|| format!("{what}: waiting for `{line}`"))?;
+            let wrote = wrote.unwrap_or_else(|_| Err(std::io::Error::other("the writer panicked")));
             if out.status.success() {
                 wrote.with_context(|| format!("{what}: writing the input of `{line}`"))?;
             }
@@ -157,6 +167,15 @@ mod tests {
         let err =
             run(&mut Command::new("/nonexistent/prog"), "missing").expect_err("no such program");
         assert!(format!("{err:#}").contains("cannot run"), "{err:#}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_large_input_echoed_back_does_not_deadlock() -> Result<()> {
+        // Far more than a pipe holds, in both directions at once.
+        let big = vec![b'x'; 4 << 20];
+        let out = run_with_stdin(&mut Command::new("cat"), Some(&big), "cat")?;
+        assert_eq!(out.stdout.len(), big.len());
         Ok(())
     }
 }

@@ -96,6 +96,35 @@ fn slb_bakes_offline_holds_no_secret_and_a_rebuild_is_a_cache_hit() {
     assert!(ok && log2.contains("cache hit"), "{log2}");
     eprintln!("vm_bake: cold bake {cold:.0}s, warm (cache hit) {warm:.2}s");
     assert!(warm < 30.0, "warm build took {warm}s");
+
+    // Byte-reproducible: a second cold bake of the same inputs (its cache entry dropped, the
+    // role base kept) gives the same image, sha256 for sha256.
+    let first = manifest["sha256"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        manifest["not_reproducible"],
+        serde_json::Value::Null,
+        "{manifest:#}"
+    );
+    let key = manifest["key"].as_str().unwrap_or_default();
+    let entry = harness::cache_dir()
+        .join("bake")
+        .join(format!("slb-{}.qcow2", &key[..16]));
+    let kept =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm_bake-first-slb.qcow2");
+    std::fs::rename(&entry, &kept).expect("moving the first image aside");
+    std::fs::remove_file(entry.with_extension("qcow2.json")).expect("dropping the manifest");
+    let out2 = work.path().join("out2");
+    let (ok, log3, again) = harness::ezimg_build(data, &cluster, &out2, &args);
+    assert!(ok && !log3.contains("qcow2 slb: cache hit"), "{log3}");
+    let second = tool::sha256_file(&out2.join("slb/ezimg-slb.qcow2")).expect("hash");
+    eprintln!("vm_bake: two cold bakes ({cold:.0}s, {again:.0}s): sha256 {first} and {second}");
+    assert_eq!(
+        first,
+        second,
+        "two cold bakes of the same inputs differ; the first is kept at {}",
+        kept.display()
+    );
+    let _ = std::fs::remove_file(&kept);
 }
 
 #[test]

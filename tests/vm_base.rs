@@ -55,6 +55,20 @@ fn debian12_base_boots_with_a_nocloud_seed_and_grows_its_root() {
     let again = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && again.contains("cache hit"), "{again}");
 
+    // Byte-reproducible: building it again from scratch gives the same image.
+    let sha = |p: &std::path::Path| ezimg::digest::sha256_file(p).expect("hash");
+    let first = sha(&image);
+    let o = Command::cargo_bin("ezimg")
+        .expect("binary")
+        .args(["base", "build", "--os", "debian12", "--rebuild"])
+        .env("EZIMG_CACHE_DIR", &cache)
+        .output()
+        .expect("ezimg base build --rebuild");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let second = sha(&image);
+    eprintln!("vm_base: two builds of the base: sha256 {first} and {second}");
+    assert_eq!(first, second, "two builds of the debian12 base differ");
+
     let work = tempfile::tempdir().expect("tempdir");
     let disk = work.path().join("disk.qcow2");
     ezimg::vm::overlay(&image, &disk, Some(6 << 30)).expect("overlay");

@@ -4,10 +4,12 @@
 //! Steps: mmdebstrap a root (kernel, systemd, cloud-init, openssh-server, GRUB for BIOS,
 //! ifupdown for cloud-init's ENI renderer, cloud-guest-utils so the root grows to the disk on
 //! first boot); fixed config files (fstab by UUID, GRUB on the serial console, cloud-init
-//! datasources, no machine identity); a raw disk with one MBR partition (sfdisk) and the ext4
-//! root made from the tree (`mkfs.ext4 -d`, no mount); `grub-install` from the root onto a loop
-//! device in a private mount namespace (the loop device is detached by a guard on every path);
-//! `qemu-img convert -O qcow2 -c`; sha256 and a JSON manifest of the packages.
+//! datasources, no machine identity); GRUB installed from the root onto a first disk (a loop
+//! device in a private mount namespace, detached by a guard on every path), its files copied
+//! back into the tree; then the shipped disk written afresh from the tree by
+//! [`crate::rootdisk`] (clamped times, fixed UUID and hash seed, GRUB's boot area put back), so
+//! two builds from the same archive state are the same bytes; `qemu-img convert -O qcow2 -c`;
+//! sha256 and a JSON manifest of the packages.
 //!
 //! Cached under `<cache>/base/` by a key over every input: the recipe below, the package list,
 //! the host's apt sources and the archive state the host last saw (its `InRelease` files), so
@@ -28,10 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{sha256_file, sha256_hex};
 use crate::vm::tool;
-use crate::{fsutil, process};
+use crate::{fsutil, process, rootdisk};
 
 /// Bump when the recipe changes in a way the inputs below do not show.
-const RECIPE: &str = "debian12-base-v1";
+const RECIPE: &str = "debian12-base-v2";
 
 /// Virtual size of the base disk; the root partition fills it and grows with the disk.
 pub const DISK_SIZE: u64 = 4 << 30;
@@ -357,6 +359,8 @@ pub fn ensure(os: BaseOs, extra: &[String], cache_root: &Path, rebuild: bool) ->
         &[
             "mmdebstrap",
             "mkfs.ext4",
+            "dumpe2fs",
+            "debugfs",
             "sfdisk",
             "losetup",
             "partx",
@@ -426,52 +430,6 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
-/// A loop device, detached when dropped (on every path, errors included).
-struct Loop {
-    dev: String,
-}
-
-impl Loop {
-    fn attach(file: &Path) -> Result<Loop> {
-        let out = process::run_stdout(
-            Command::new("losetup")
-                .args(["--find", "--show", "--partscan"])
-                .arg(file),
-            "attaching a loop device (losetup)",
-        )?;
-        let dev = out.trim().to_string();
-        if !dev.starts_with("/dev/loop") {
-            anyhow::bail!("losetup printed {dev:?}, not a loop device");
-        }
-        Ok(Loop { dev })
-    }
-
-    /// The first partition's node. Without udev (containers) the kernel may not have scanned
-    /// the table: ask with partx, then wait for devtmpfs.
-    fn part1(&self) -> Result<String> {
-        let p = format!("{}p1", self.dev);
-        if !Path::new(&p).exists() {
-            let _ = process::run(
-                Command::new("partx").args(["--add", &self.dev]),
-                "reading the partition table (partx)",
-            );
-        }
-        for _ in 0..50 {
-            if Path::new(&p).exists() {
-                return Ok(p);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        anyhow::bail!("{p} did not appear after partx --add {}", self.dev)
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
-
 fn build_in(
     os: BaseOs,
     key: &str,
@@ -481,6 +439,8 @@ fn build_in(
     w: &Path,
 ) -> Result<BaseManifest> {
     let t = Instant::now();
+    // Everything this build writes is newer than this (package files are older).
+    let started = std::time::SystemTime::now();
     let root = w.join("root");
     eprintln!(
         "base {}: mmdebstrap from {} ({} packages, {} more asked for)…",
@@ -505,7 +465,9 @@ fn build_in(
             .args(["bookworm"])
             .arg(&root)
             .arg(sources)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            // mmdebstrap's reproducible mode: no logs, no ldconfig aux-cache, fixed times.
+            .env("SOURCE_DATE_EPOCH", rootdisk::EPOCH.to_string()),
         "mmdebstrap (the Debian 12 root)",
     )?;
     eprintln!("  root ready in {:.0}s", t.elapsed().as_secs_f64());
@@ -566,55 +528,30 @@ fn build_in(
     std::fs::copy(root.join("var/lib/dpkg/status"), w.join("dpkg-status"))
         .context("copying the root's dpkg status")?;
 
-    // Raw disk: MBR, one bootable Linux partition from 1 MiB, ext4 made from the tree.
+    // Two passes, so the shipped filesystem is never one a kernel mounted: the first disk
+    // only runs grub-install (GRUB's files go back into the tree, its MBR and core image are
+    // kept), the second is written from the tree with clamped times and gets that boot area.
+    let layout = rootdisk::Layout {
+        size: DISK_SIZE,
+        uuid: uuid.clone(),
+        label_id: key[..8].to_string(),
+    };
     let raw = w.join("disk.raw");
-    let f = std::fs::File::create(&raw).with_context(|| format!("creating {}", raw.display()))?;
-    f.set_len(DISK_SIZE)
-        .with_context(|| format!("sizing {}", raw.display()))?;
-    drop(f);
-    let label_id = &key[..8];
-    process::run_with_stdin(
-        Command::new("sfdisk")
-            .args(["--quiet", "--no-reread", "--no-tell-kernel"])
-            .arg(&raw),
-        Some(
-            format!("label: dos\nlabel-id: 0x{label_id}\nstart=2048, type=83, bootable\n")
-                .as_bytes(),
-        ),
-        "writing the partition table (sfdisk)",
-    )?;
-    let part_bytes = DISK_SIZE - (1 << 20);
-    process::run(
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "ezimg-root", "-U", &uuid])
-            .arg("-E")
-            .arg(format!("offset={},hash_seed={uuid}", 1 << 20))
-            .arg("-d")
-            .arg(&root)
-            .arg(&raw)
-            .arg(format!("{}k", part_bytes / 1024))
-            .env(
-                "E2FSPROGS_FAKE_TIME",
-                crate::bundle::DEFAULT_EPOCH.to_string(),
-            ),
-        "making the ext4 root (mkfs.ext4 -d)",
-    )?;
-    // The root tree is in the filesystem now; free the space before the next steps.
-    std::fs::remove_dir_all(&root).context("removing the root tree")?;
-
+    rootdisk::write(&root, &raw, &layout)?;
     eprintln!("  installing GRUB…");
     {
-        let lo = Loop::attach(&raw)?;
+        let lo = rootdisk::Loop::attach(&raw)?;
         let part = lo.part1()?;
         let mnt = w.join("mnt");
         std::fs::create_dir_all(&mnt).context("creating the mount point")?;
         // A private mount namespace: the mounts vanish with the process, whatever happens.
         let script = r#"set -eu
-part=$1; mnt=$2; disk=$3
+part=$1; mnt=$2; disk=$3; tree=$4
 mount "$part" "$mnt"
 for d in dev proc sys; do mount --bind "/$d" "$mnt/$d"; done
 chroot "$mnt" grub-install --target=i386-pc --boot-directory=/boot "$disk" 2>&1
 rm -f "$mnt/boot/grub/grubenv.lock"
+cp -a "$mnt/boot/grub/." "$tree/boot/grub/"
 "#;
         process::run(
             Command::new("unshare")
@@ -622,10 +559,18 @@ rm -f "$mnt/boot/grub/grubenv.lock"
                 .args(["bash", "-c", script, "grub"])
                 .arg(&part)
                 .arg(&mnt)
-                .arg(&lo.dev),
+                .arg(&lo.dev)
+                .arg(&root),
             "installing GRUB (grub-install on the loop device)",
         )?;
     }
+    let boot = rootdisk::boot_area(&raw)?;
+    std::fs::remove_file(&raw).context("removing the first disk")?;
+    rootdisk::clamp_times(&root, started)?;
+    rootdisk::write(&root, &raw, &layout)?;
+    rootdisk::put_boot_area(&raw, &boot)?;
+    // The root tree is in the filesystem now; free the space before the next steps.
+    std::fs::remove_dir_all(&root).context("removing the root tree")?;
 
     eprintln!("  compressing…");
     let qcow = w.join("base.qcow2");

@@ -32,9 +32,11 @@ exec >>"$log" 2>&1
 # bake.env sets node, bundle_file and bundle_sha.
 # shellcheck source=/dev/null
 . "$d/bake.env" || fail "reading bake.env"
-if [ -z "${node:-}" ] || [ -z "${bundle_file:-}" ] || [ -z "${bundle_sha:-}" ]; then
-    fail "bake.env lacks node, bundle_file or bundle_sha"
+if [ -z "${node:-}" ] || [ -z "${bundle_file:-}" ] || [ -z "${bundle_sha:-}" ] || [ -z "${source_date_epoch:-}" ]; then
+    fail "bake.env lacks node, bundle_file, bundle_sha or source_date_epoch"
 fi
+# Tools that stamp the time into files (useradd's last password change, ...) take this one.
+export SOURCE_DATE_EPOCH=$source_date_epoch
 
 mkdir -p /var/lib/ezimg /opt/ezimg /etc/ezimg /var/cache/ezimg/artifacts
 cp "$d/$bundle_file" "/var/lib/ezimg/$bundle_file" || fail "copying the bundle"
@@ -124,6 +126,9 @@ unset APT_CONFIG
 rm -rf /var/lib/apt/lists/* "$apt_dir"
 truncate -s 0 /etc/machine-id
 rm -f /var/lib/dbus/machine-id /etc/ssh/ssh_host_*
+# State a boot leaves that differs from bake to bake (random bytes, inode numbers and times).
+rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret /var/cache/ldconfig/aux-cache
+rm -rf /var/lib/systemd/timers /var/lib/systemd/timesync /var/lib/dhcp/*.leases /var/tmp/* /tmp/*
 echo localhost >/etc/hostname
 cloud-init clean --logs --seed || fail "cloud-init clean"
 journalctl --rotate >/dev/null 2>&1

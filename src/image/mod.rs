@@ -10,7 +10,11 @@
 //! the bake disk. `bake.sh` runs `apply --node <first node of the role>` as an image root
 //! (twice: the second must change nothing), resets machine identity and writes `OK` or
 //! `FAIL <why>` + tails to the virtio-serial marker, then powers off. Only after `OK` is the
-//! overlay converted (`qemu-img convert -O qcow2 -c`), hashed and recorded in a manifest.
+//! disk turned into the image: on ezimg's base, the guest's tree is written afresh by
+//! [`crate::rootdisk`] (times clamped to 2000-01-01 for whatever the bake wrote, the base's UUID
+//! and hash seed, GRUB's boot area kept), so two bakes of the same inputs are the same bytes;
+//! then `qemu-img convert -O qcow2 -c` (in-order writes: deterministic), hashed and recorded in
+//! a manifest (`not_reproducible` says why when an image cannot be: vendor bases).
 //!
 //! The image stays generic: node-specific files are re-applied at first boot by the node's own
 //! seed (its bootstrap runs the same idempotent `apply` for that node).
@@ -35,7 +39,7 @@ use crate::{fsutil, process};
 
 const BAKE_SH: &str = include_str!("bake.sh");
 /// Bump when the bake procedure changes in a way the inputs do not show.
-const RECIPE: &str = "bake-v3";
+const RECIPE: &str = "bake-v4";
 /// Serial of the bake disk: `/dev/disk/by-id/virtio-ezbake` in the guest.
 const BAKE_DISK_SERIAL: &str = "ezbake";
 
@@ -55,6 +59,10 @@ pub struct BakeManifest {
     pub artifacts: Vec<Digested>,
     pub packages: BTreeMap<String, String>,
     pub apply: String,
+    /// Why the image's bytes would differ in a second bake of the same inputs (`None`: they do
+    /// not, given the same apt archive state, which the base's key records).
+    #[serde(default)]
+    pub not_reproducible: Option<String>,
     pub accel: String,
     pub bake_seconds: f64,
 }
@@ -197,6 +205,74 @@ fn bundle_member(bundle: &[u8], name: &str) -> Result<Vec<u8>> {
         }
     }
     anyhow::bail!("the bundle has no {name}")
+}
+
+/// The baked disk written afresh (crate::rootdisk): the guest's tree, read from its disk in a
+/// private mount namespace, gets clamped times and goes through `mkfs.ext4 -d` with the base's
+/// UUID; the boot area (MBR, GRUB's core image) is the guest's. Returns the raw disk.
+fn rewrite(
+    disk: &Path,
+    base: &Path,
+    uuid: &str,
+    started: std::time::SystemTime,
+    w: &Path,
+) -> Result<PathBuf> {
+    let baked = w.join("baked.raw");
+    process::run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "qcow2", "-O", "raw"])
+            .arg(disk)
+            .arg(&baked),
+        "reading the baked disk (qemu-img convert)",
+    )?;
+    std::fs::remove_file(disk).context("removing the bake overlay")?;
+    let layout = crate::rootdisk::Layout {
+        size: tool::virtual_size(base)?,
+        uuid: uuid.to_string(),
+        label_id: uuid.get(..8).unwrap_or("00000000").to_string(),
+    };
+    let raw = w.join("image.raw");
+    crate::rootdisk::partition(&raw, &layout)?;
+    let since = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs();
+    {
+        let lo = crate::rootdisk::Loop::attach(&baked)?;
+        let part = lo.part1()?;
+        let mnt = w.join("mnt");
+        std::fs::create_dir_all(&mnt).context("creating the mount point")?;
+        // noatime: reading the tree must not change it. Mounted read-write only to clamp
+        // times; this disk is thrown away.
+        let script = r#"set -eu
+part=$1; mnt=$2; since=$3; epoch=$4; shift 4
+mount -o noatime "$part" "$mnt"
+# What the bake boot's shutdown wrote after bake.sh had finished: systemd's saved random seed
+# and the journal's folder for the boot's throw-away machine id. A node makes its own.
+rm -f "$mnt/var/lib/systemd/random-seed"
+if [ -d "$mnt/var/log/journal" ]; then
+    find "$mnt/var/log/journal" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+fi
+find "$mnt" -xdev -newermt "@$since" -exec touch -h -d "@$epoch" {} +
+find "$mnt" -xdev -exec touch -h -a -d "@$epoch" {} +
+E2FSPROGS_FAKE_TIME=$epoch mkfs.ext4 "$@"
+"#;
+        process::run(
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "--fork"])
+                .args(["bash", "-c", script, "rewrite"])
+                .arg(&part)
+                .arg(&mnt)
+                .arg(since.saturating_sub(1).to_string())
+                .arg(crate::rootdisk::EPOCH.to_string())
+                .args(layout.mkfs_args(&mnt, &raw)),
+            "writing the image's root afresh (mount, clamp times, mkfs.ext4 -d)",
+        )?;
+    }
+    crate::rootdisk::fix_ctimes(&raw, &layout)?;
+    crate::rootdisk::put_boot_area(&raw, &crate::rootdisk::boot_area(&baked)?)?;
+    std::fs::remove_file(&baked).context("removing the baked raw disk")?;
+    Ok(raw)
 }
 
 /// Packages the node's layer scripts install with `ez_pkg_install` (rendered for its OS).
@@ -438,9 +514,10 @@ pub fn bake(
     std::fs::write(
         data.join("bake.env"),
         format!(
-            "node={}\nbundle_file={}\nbundle_sha={bundle_sha}\n",
+            "node={}\nbundle_file={}\nbundle_sha={bundle_sha}\nsource_date_epoch={}\n",
             crate::bundle::shell_quote(&plan.hostname),
-            crate::bundle::shell_quote(&bundle_file)
+            crate::bundle::shell_quote(&bundle_file),
+            crate::rootdisk::EPOCH
         ),
     )
     .context("writing bake.env")?;
@@ -497,6 +574,8 @@ pub fn bake(
         }
     }
     let timeout = opts.timeout;
+    // Files the guest writes are newer than this; the rewrite gives them the fixed time.
+    let started = std::time::SystemTime::now();
     let t_vm = Instant::now();
     let mut guest = Vm::start(&spec)?;
     eprintln!(
@@ -537,7 +616,23 @@ pub fn bake(
     eprintln!("qcow2 {role}: guest says {verdict}; compressing…");
 
     let tmp_img = w.join("image.qcow2");
-    tool::qcow2_compress(&disk, "qcow2", &tmp_img)?;
+    let reproducible = match &base.direct {
+        // ezimg's own base: the guest's tree is written afresh (crate::rootdisk).
+        Some((_, _, uuid)) => {
+            let raw = rewrite(&disk, &base.image, uuid, started, w)?;
+            tool::qcow2_compress(&raw, "raw", &tmp_img)?;
+            std::fs::remove_file(&raw).context("removing the raw disk")?;
+            None
+        }
+        None => {
+            tool::qcow2_compress(&disk, "qcow2", &tmp_img)?;
+            Some(
+                "a vendor base's filesystem is kept as the guest left it (block allocation and \
+                 inode times vary): not byte-reproducible"
+                    .to_string(),
+            )
+        }
+    };
     let sha256 = sha256_file(&tmp_img)?;
     let size = std::fs::metadata(&tmp_img)
         .with_context(|| format!("reading {}", tmp_img.display()))?
@@ -563,6 +658,7 @@ pub fn bake(
         artifacts: artifacts.into_iter().map(|(d, _, _)| d).collect(),
         packages: pkg_versions,
         apply: verdict.trim_start_matches("OK").trim().into(),
+        not_reproducible: reproducible,
         accel,
         bake_seconds,
     };
