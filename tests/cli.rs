@@ -772,6 +772,94 @@ fn completions_and_version() {
     assert!(o.ok && o.stdout.starts_with("ezimg "));
 }
 
+/// The bundle's line formats have two readers, bash on the node (`apply`) and Rust
+/// (`bundle::format`, used by the bake): on every node's real bundle they must read the same
+/// records (`apply --list-steps` / `--list-artifacts` print what apply's loops read).
+#[test]
+fn bash_and_rust_read_the_bundle_formats_alike() {
+    use ezimg::bundle::format::{Step, parse_artifacts_list, parse_steps};
+    for os in ["el7", "el9", "debian12"] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = write(d.path(), "cluster.toml", &with_os(&default_cluster(), os));
+        let out = d.path().join("out");
+        let o = run(ezimg()
+            .args(["build", "--all", "--format", "bundle", "-c"])
+            .arg(&f)
+            .arg("--out")
+            .arg(&out));
+        assert!(o.ok, "{os}: {}", o.stderr);
+        let mut nodes = 0;
+        for role in ["ops", "slb", "master", "worker"] {
+            let x = d.path().join(format!("x-{role}"));
+            std::fs::create_dir_all(&x).expect("mkdir");
+            let st = Command::new("tar")
+                .arg("-xzf")
+                .arg(out.join(format!("{role}/ezimg-{role}-bundle.tar.gz")))
+                .arg("-C")
+                .arg(&x)
+                .status()
+                .expect("tar");
+            assert!(st.success(), "{os} {role}: unpacking the bundle");
+            let bash = |args: &[&str]| {
+                let o = Command::new("bash")
+                    .arg(x.join("apply"))
+                    .args(args)
+                    .output()
+                    .expect("bash runs");
+                assert!(
+                    o.status.success(),
+                    "{os} {role}: apply {args:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                String::from_utf8(o.stdout).expect("UTF-8")
+            };
+            let text = std::fs::read_to_string(x.join("artifacts.list")).expect("artifacts.list");
+            let want: String = parse_artifacts_list(&text, "artifacts.list")
+                .expect("Rust reads artifacts.list")
+                .iter()
+                .map(|a| {
+                    let sha = a.sha256.as_deref().unwrap_or("-");
+                    format!("{}\t{sha}\t{}\n", a.name, a.file)
+                })
+                .collect();
+            assert_eq!(
+                bash(&["--list-artifacts"]),
+                want,
+                "{os} {role}: artifacts.list"
+            );
+            for node in bash(&["--list-nodes"]).lines() {
+                let path = x.join(format!("nodes/{node}/steps"));
+                let text = std::fs::read_to_string(&path).expect("steps");
+                let steps = parse_steps(&text, "steps").expect("Rust reads the steps");
+                assert!(
+                    steps.iter().any(|s| matches!(s, Step::Script { .. })),
+                    "{os} {node}: no script step"
+                );
+                let want: String = steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Layer { name } => format!("layer\t{name}\t\t\n"),
+                        Step::File { mode, sha256, dest } => {
+                            format!("file\t{mode}\t{sha256}\t{dest}\n")
+                        }
+                        Step::Unit { name, enable } => {
+                            format!("unit\t{name}\t{}\t\n", u8::from(*enable))
+                        }
+                        Step::Script { sha256, src } => format!("script\t{sha256}\t{src}\t\n"),
+                    })
+                    .collect();
+                assert_eq!(
+                    bash(&["--node", node, "--list-steps"]),
+                    want,
+                    "{os} {node}: steps"
+                );
+                nodes += 1;
+            }
+        }
+        assert!(nodes >= 4, "{os}: only {nodes} nodes");
+    }
+}
+
 #[test]
 fn bundle_runtime_and_bootstrap_pass_bash_n_and_shellcheck() {
     let d = tempfile::tempdir().expect("tempdir");
