@@ -103,6 +103,38 @@ pub struct ArtifactSpec {
     pub when: Option<String>,
 }
 
+/// The distribution packages the layer's scripts install (`ez_pkg_install`), per OS: `all` for
+/// every targeted OS plus each OS's own names. Declared so the image bake can put them in the
+/// base without reading scripts; `plan` checks them against the rendered scripts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Packages {
+    #[serde(default)]
+    pub all: Vec<String>,
+    #[serde(default)]
+    pub el7: Vec<String>,
+    #[serde(default)]
+    pub el9: Vec<String>,
+    #[serde(default)]
+    pub debian12: Vec<String>,
+}
+
+impl Packages {
+    /// The list of one OS alone (without `all`).
+    fn own(&self, os: Os) -> &[String] {
+        match os {
+            Os::El7 => &self.el7,
+            Os::El9 => &self.el9,
+            Os::Debian12 => &self.debian12,
+        }
+    }
+
+    /// The packages for `os`: `all`, then the OS's own, in declaration order.
+    pub fn for_os(&self, os: Os) -> Vec<String> {
+        self.all.iter().chain(self.own(os)).cloned().collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -128,6 +160,8 @@ pub struct Manifest {
     pub artifacts: Vec<ArtifactSpec>,
     #[serde(default, rename = "dropped_flag")]
     pub dropped_flags: Vec<DroppedFlag>,
+    #[serde(default)]
+    pub packages: Packages,
 }
 
 #[derive(Debug, Clone)]
@@ -196,7 +230,56 @@ fn check(tree: &DataTree, layer: &Layer) -> Result<()> {
             anyhow::bail!("{at}: file {:?} has mode {:?}, not octal", f.dest, f.mode);
         }
     }
+    for os in Os::ALL {
+        if !m.packages.own(os).is_empty() && !m.targets.contains(&os) {
+            anyhow::bail!("{at}: [packages] {os} is set, but the layer does not target {os}");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in m.packages.for_os(os) {
+            if !is_package_name(&p) {
+                anyhow::bail!(
+                    "{at}: [packages] {p:?} is not a package name (letters, digits, `+-._`) \
+                     or an absolute path (a file the package provides)"
+                );
+            }
+            if !seen.insert(p.clone()) {
+                anyhow::bail!("{at}: [packages] {p:?} is listed twice for {os}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// What `ez_pkg_install` takes: a package name, or (rpm) an absolute path a package provides.
+fn is_package_name(p: &str) -> bool {
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+    };
+    match p.strip_prefix('/') {
+        Some(path) => path.split('/').all(word),
+        None => word(p) && !p.starts_with('-'),
+    }
+}
+
+/// The arguments a rendered script passes to `ez_pkg_install` (backslash-continued lines
+/// joined; a word starting a comment or a redirection ends the list).
+pub fn pkg_install_args(script: &str) -> Vec<String> {
+    let text = script.replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("ez_pkg_install ") else {
+            continue;
+        };
+        for w in rest.split_whitespace() {
+            if w.starts_with('#') || w.starts_with(['|', '&', ';', '>', '<']) {
+                break;
+            }
+            out.push(w.to_string());
+        }
+    }
+    out
 }
 
 /// All layer names present in the tree.
