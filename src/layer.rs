@@ -289,3 +289,77 @@ pub fn names(tree: &DataTree) -> Vec<String> {
         .filter(|n| tree.get(&format!("layers/{n}/layer.toml")).is_some())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkg_install_args_reads_continued_lines_and_stops_at_comments() {
+        let script = "x\n  ez_pkg_install a b \\\n    c # d e\nez_pkg_installed f\nez_pkg_install /usr/bin/g >&2\n";
+        assert_eq!(pkg_install_args(script), ["a", "b", "c", "/usr/bin/g"]);
+        assert!(is_package_name("libglib2.0-0") && is_package_name("/usr/bin/curl"));
+        for bad in ["-y", "a b", "", "/", "a/b", "$(x)"] {
+            assert!(!is_package_name(bad), "{bad}");
+        }
+    }
+
+    /// Every embedded layer that installs packages is planned on every OS it targets, in every
+    /// role variant that selects it: planning checks its `[packages]` against its scripts.
+    #[test]
+    fn every_embedded_layer_declares_what_its_scripts_install() {
+        let tree = DataTree::load(None).expect("data");
+        let catalog = crate::plan::Catalog::load(&tree).expect("catalog");
+        let variants = [
+            "",
+            "[roles.slb]\nlb = \"haproxy\"\n",
+            "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"distro\"\n",
+        ];
+        let mut seen: BTreeMap<(String, Os), Vec<String>> = BTreeMap::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        for os in Os::ALL {
+            let distro = "[roles.ops]\ncontainerd_source = \"distro\"\n\
+                          [roles.master]\ncontainerd_source = \"distro\"\n\
+                          [roles.worker]\ncontainerd_source = \"distro\"\n";
+            let extra = if os == Os::Debian12 {
+                &[distro][..]
+            } else {
+                &[][..]
+            };
+            for v in variants.iter().chain(extra) {
+                let text = crate::cluster::DEFAULT_TOML
+                    .replace("os = \"el7\"", &format!("os = \"{os}\""))
+                    + "\n"
+                    + v;
+                let f = dir.path().join("cluster.toml");
+                std::fs::write(&f, text).expect("write");
+                let loaded = crate::cluster::load(Some(&f)).expect("cluster");
+                for node in &loaded.cluster.nodes {
+                    let plan = crate::plan::plan_node(&catalog, &loaded, node)
+                        .unwrap_or_else(|e| panic!("{os} {v:?} {}: {e:#}", node.hostname));
+                    for l in plan.applied() {
+                        seen.insert((l.name.clone(), os), l.packages.clone());
+                    }
+                }
+            }
+        }
+        let mut checked = 0;
+        for (name, layer) in &catalog.layers {
+            let installs = layer.manifest.scripts.iter().any(|s| {
+                tree.get_str(&format!("layers/{name}/{}", s.src))
+                    .is_ok_and(|t| t.contains("ez_pkg_install "))
+            });
+            if !installs {
+                continue;
+            }
+            for os in layer.manifest.targets.iter().copied() {
+                let pkgs = seen
+                    .get(&(name.clone(), os))
+                    .unwrap_or_else(|| panic!("layer {name} never planned on {os}"));
+                assert!(!pkgs.is_empty(), "layer {name} on {os}: no [packages]");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 30, "only {checked} layer/OS pairs checked");
+    }
+}

@@ -764,6 +764,51 @@ fn template_error_names_file_and_line_and_leaves_out_untouched() {
     );
 }
 
+/// `[packages]` and the scripts' `ez_pkg_install` cannot drift: either side alone is refused,
+/// naming the layer file, the OS and the packages.
+#[test]
+fn packages_declared_in_layer_toml_must_match_the_scripts() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let data = data_copy(d.path());
+    let toml = data.join("layers/chrony/layer.toml");
+    let text = std::fs::read_to_string(&toml).expect("chrony layer.toml");
+    let check = |layer_toml: &str, needles: &[&str]| {
+        std::fs::write(&toml, layer_toml).expect("write");
+        let o = run(ezimg().arg("--data").arg(&data).arg("check"));
+        assert!(!o.ok, "check accepted:\n{layer_toml}");
+        for n in needles {
+            assert!(o.stderr.contains(n), "stderr lacks {n:?}:\n{}", o.stderr);
+        }
+    };
+    let undeclared = text.replace("all = [\"chrony\"]", "debian12 = [\"chrony\"]");
+    assert_ne!(
+        undeclared, text,
+        "the chrony layer declares `all = [\"chrony\"]`"
+    );
+    check(
+        &undeclared,
+        &[
+            "layers/chrony/layer.toml",
+            "on el7",
+            "`ez_pkg_install chrony`",
+        ],
+    );
+    check(
+        &text.replace("all = [\"chrony\"]", "all = [\"chrony\", \"ntp\"]"),
+        &["layers/chrony/layer.toml", "declares ntp for el7"],
+    );
+    check(
+        &text.replace(
+            "all = [\"chrony\"]",
+            "all = [\"chrony\"]\nsuse = [\"chrony\"]",
+        ),
+        &["layers/chrony/layer.toml", "unknown field `suse`"],
+    );
+    std::fs::write(&toml, &text).expect("write");
+    let o = run(ezimg().arg("--data").arg(&data).arg("check"));
+    assert!(o.ok, "{}", o.stderr);
+}
+
 #[test]
 fn completions_and_version() {
     let o = run(ezimg().args(["completions", "bash"]));
