@@ -833,7 +833,7 @@ fn bash_and_rust_read_the_bundle_formats_alike() {
             .arg("--out")
             .arg(&out));
         assert!(o.ok, "{os}: {}", o.stderr);
-        let mut nodes = 0;
+        let (mut nodes, mut pins) = (0, 0);
         for role in ["ops", "slb", "master", "worker"] {
             let x = d.path().join(format!("x-{role}"));
             std::fs::create_dir_all(&x).expect("mkdir");
@@ -872,6 +872,27 @@ fn bash_and_rust_read_the_bundle_formats_alike() {
                 want,
                 "{os} {role}: artifacts.list"
             );
+            // The step library's lookup, which layer scripts use, reads the same pins.
+            for a in parse_artifacts_list(&text, "artifacts.list").expect("parsed") {
+                let o = Command::new("bash")
+                    .args([
+                        "-c",
+                        ". \"$EZ_BUNDLE/lib/ezimg.sh\"; ez_pin \"$1\"; ez_pinned_sha \"$1\"",
+                    ])
+                    .arg("ez_pin")
+                    .arg(&a.name)
+                    .env("EZ_BUNDLE", &x)
+                    .output()
+                    .expect("bash runs");
+                let sha = a.sha256.as_deref().unwrap_or("-");
+                assert_eq!(
+                    String::from_utf8_lossy(&o.stdout),
+                    format!("{sha} {}\n{sha}\n", a.file),
+                    "{os} {role}: ez_pin {}",
+                    a.name
+                );
+                pins += 1;
+            }
             for node in bash(&["--list-nodes"]).lines() {
                 let path = x.join(format!("nodes/{node}/steps"));
                 let text = std::fs::read_to_string(&path).expect("steps");
@@ -901,7 +922,10 @@ fn bash_and_rust_read_the_bundle_formats_alike() {
                 nodes += 1;
             }
         }
-        assert!(nodes >= 4, "{os}: only {nodes} nodes");
+        assert!(
+            nodes >= 4 && pins >= 4,
+            "{os}: only {nodes} nodes, {pins} pins"
+        );
     }
 }
 
