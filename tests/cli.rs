@@ -833,7 +833,7 @@ fn bash_and_rust_read_the_bundle_formats_alike() {
             .arg("--out")
             .arg(&out));
         assert!(o.ok, "{os}: {}", o.stderr);
-        let (mut nodes, mut pins) = (0, 0);
+        let (mut nodes, mut pins, mut secret_files) = (0, 0, 0);
         for role in ["ops", "slb", "master", "worker"] {
             let x = d.path().join(format!("x-{role}"));
             std::fs::create_dir_all(&x).expect("mkdir");
@@ -901,6 +901,29 @@ fn bash_and_rust_read_the_bundle_formats_alike() {
                     steps.iter().any(|s| matches!(s, Step::Script { .. })),
                     "{os} {node}: no script step"
                 );
+                // The placeholders of each file, as the step library finds them.
+                for s in &steps {
+                    let Step::File { sha256, dest, .. } = s else {
+                        continue;
+                    };
+                    let blob = x.join("blobs").join(sha256);
+                    let o = Command::new("bash")
+                        .args(["-c", ". \"$1/lib/ezimg.sh\"; ez_secret_names \"$2\""])
+                        .arg("ez_secret_names")
+                        .arg(&x)
+                        .arg(&blob)
+                        .output()
+                        .expect("bash runs");
+                    assert!(o.status.success(), "{os} {node}: ez_secret_names {dest}");
+                    let rust =
+                        ezimg::bundle::format::secret_names(&std::fs::read(&blob).expect("blob"));
+                    let bash: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .map(String::from)
+                        .collect();
+                    assert_eq!(bash, rust, "{os} {node}: secrets of {dest}");
+                    secret_files += usize::from(!rust.is_empty());
+                }
                 let want: String = steps
                     .iter()
                     .map(|s| match s {
@@ -923,8 +946,8 @@ fn bash_and_rust_read_the_bundle_formats_alike() {
             }
         }
         assert!(
-            nodes >= 4 && pins >= 4,
-            "{os}: only {nodes} nodes, {pins} pins"
+            nodes >= 4 && pins >= 4 && secret_files >= 4,
+            "{os}: only {nodes} nodes, {pins} pins, {secret_files} files with secrets"
         );
     }
 }

@@ -104,7 +104,7 @@ trap 'rm -f "$EZ_CHANGES_FILE"' EXIT
 # values literally (no escape or & processing), and nothing is echoed.
 fill_secrets() {
     local f=$1 n envs=()
-    for n in $(grep -o '@@EZIMG_SECRET_[a-z0-9_]*@@' "$f" | sort -u | sed 's/^@@EZIMG_SECRET_//; s/@@$//'); do
+    for n in $(ez_secret_names "$f"); do
         [ -r "$EZ_SECRETS/$n" ] ||
             ez_die "secret '$n' missing in $EZ_SECRETS: it is delivered by the node's seed or kickstart"
         envs+=("EZS_$n=$(cat "$EZ_SECRETS/$n")")
@@ -125,7 +125,7 @@ install_file() {
     dir=$(dirname "$dest")
     [ -d "$dir" ] || mkdir -p "$dir"
     tmp=$(mktemp "$dir/.ezimg.XXXXXX")
-    if grep -q '@@EZIMG_SECRET_' "$src"; then
+    if [ -n "$(ez_secret_names "$src")" ]; then
         chmod 600 "$tmp"
         fill_secrets "$src" >"$tmp"
     else

@@ -56,6 +56,26 @@ pub fn secret_name(text: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
+/// The names of the placeholders in `text`, sorted and unique (what the step library's
+/// `ez_secret_names` prints for a file).
+pub fn secret_names(text: &[u8]) -> Vec<String> {
+    let name_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_';
+    let (prefix, suffix) = (SECRET_PREFIX.as_bytes(), SECRET_SUFFIX.as_bytes());
+    let mut names = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while let Some(at) = text[i..].windows(prefix.len()).position(|w| w == prefix) {
+        let start = i + at + prefix.len();
+        let len = text[start..].iter().take_while(|b| name_char(b)).count();
+        if len > 0 && text[start + len..].starts_with(suffix) {
+            names.insert(String::from_utf8_lossy(&text[start..start + len]).into_owned());
+            i = start + len + suffix.len();
+        } else {
+            i = i + at + 1;
+        }
+    }
+    names.into_iter().collect()
+}
+
 /// One line of `nodes/<node>/steps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -381,5 +401,8 @@ mod tests {
         assert_eq!(secret_name(p), Some("kube_bootstrap_token"));
         assert_eq!(secret_name("@@EZIMG_SECRET_A@@"), None);
         assert_eq!(secret_name("@@EZIMG_SECRET_@@"), None);
+        let text = b"a @@EZIMG_SECRET_b_2@@ @@EZIMG_SECRET_@@ @@EZIMG_SECRET_X@@\n\
+                     @@EZIMG_SECRET_a@@EZIMG_SECRET_c@@ @@EZIMG_SECRET_b_2@@";
+        assert_eq!(secret_names(text), ["a", "b_2"]);
     }
 }

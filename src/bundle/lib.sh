@@ -198,6 +198,13 @@ ez_rpm_checksig() {
     fi
 }
 
+# ez_secret_names FILE: the names of the secret placeholders (@@EZIMG_SECRET_<name>@@, the syntax
+# of src/bundle/format.rs) in FILE, sorted and unique, one a line; nothing when it holds none.
+ez_secret_names() {
+    { grep -o '@@EZIMG_SECRET_[a-z0-9_][a-z0-9_]*@@' "$1" || true; } |
+        sed 's/^@@EZIMG_SECRET_//; s/@@$//' | LC_ALL=C sort -u
+}
+
 # ez_pinned_sha NAME: print the sha256 the bundle's artifacts.list pins for artifact NAME ("-"
 # when none is pinned; nothing when the bundle does not list it). ez_pin NAME: "<sha256|-> <file>".
 # The line format is src/bundle/format.rs's (`<name> <sha256|-> <file>`); a test compares these
