@@ -103,6 +103,38 @@ pub struct ArtifactSpec {
     pub when: Option<String>,
 }
 
+/// The distribution packages the layer's scripts install (`ez_pkg_install`), per OS: `all` for
+/// every targeted OS plus each OS's own names. Declared so the image bake can put them in the
+/// base without reading scripts; `plan` checks them against the rendered scripts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Packages {
+    #[serde(default)]
+    pub all: Vec<String>,
+    #[serde(default)]
+    pub el7: Vec<String>,
+    #[serde(default)]
+    pub el9: Vec<String>,
+    #[serde(default)]
+    pub debian12: Vec<String>,
+}
+
+impl Packages {
+    /// The list of one OS alone (without `all`).
+    fn own(&self, os: Os) -> &[String] {
+        match os {
+            Os::El7 => &self.el7,
+            Os::El9 => &self.el9,
+            Os::Debian12 => &self.debian12,
+        }
+    }
+
+    /// The packages for `os`: `all`, then the OS's own, in declaration order.
+    pub fn for_os(&self, os: Os) -> Vec<String> {
+        self.all.iter().chain(self.own(os)).cloned().collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -128,6 +160,8 @@ pub struct Manifest {
     pub artifacts: Vec<ArtifactSpec>,
     #[serde(default, rename = "dropped_flag")]
     pub dropped_flags: Vec<DroppedFlag>,
+    #[serde(default)]
+    pub packages: Packages,
 }
 
 #[derive(Debug, Clone)]
@@ -196,7 +230,56 @@ fn check(tree: &DataTree, layer: &Layer) -> Result<()> {
             anyhow::bail!("{at}: file {:?} has mode {:?}, not octal", f.dest, f.mode);
         }
     }
+    for os in Os::ALL {
+        if !m.packages.own(os).is_empty() && !m.targets.contains(&os) {
+            anyhow::bail!("{at}: [packages] {os} is set, but the layer does not target {os}");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in m.packages.for_os(os) {
+            if !is_package_name(&p) {
+                anyhow::bail!(
+                    "{at}: [packages] {p:?} is not a package name (letters, digits, `+-._`) \
+                     or an absolute path (a file the package provides)"
+                );
+            }
+            if !seen.insert(p.clone()) {
+                anyhow::bail!("{at}: [packages] {p:?} is listed twice for {os}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// What `ez_pkg_install` takes: a package name, or (rpm) an absolute path a package provides.
+fn is_package_name(p: &str) -> bool {
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+    };
+    match p.strip_prefix('/') {
+        Some(path) => path.split('/').all(word),
+        None => word(p) && !p.starts_with('-'),
+    }
+}
+
+/// The arguments a rendered script passes to `ez_pkg_install` (backslash-continued lines
+/// joined; a word starting a comment or a redirection ends the list).
+pub fn pkg_install_args(script: &str) -> Vec<String> {
+    let text = script.replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("ez_pkg_install ") else {
+            continue;
+        };
+        for w in rest.split_whitespace() {
+            if w.starts_with('#') || w.starts_with(['|', '&', ';', '>', '<']) {
+                break;
+            }
+            out.push(w.to_string());
+        }
+    }
+    out
 }
 
 /// All layer names present in the tree.
@@ -205,4 +288,78 @@ pub fn names(tree: &DataTree) -> Vec<String> {
         .into_iter()
         .filter(|n| tree.get(&format!("layers/{n}/layer.toml")).is_some())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkg_install_args_reads_continued_lines_and_stops_at_comments() {
+        let script = "x\n  ez_pkg_install a b \\\n    c # d e\nez_pkg_installed f\nez_pkg_install /usr/bin/g >&2\n";
+        assert_eq!(pkg_install_args(script), ["a", "b", "c", "/usr/bin/g"]);
+        assert!(is_package_name("libglib2.0-0") && is_package_name("/usr/bin/curl"));
+        for bad in ["-y", "a b", "", "/", "a/b", "$(x)"] {
+            assert!(!is_package_name(bad), "{bad}");
+        }
+    }
+
+    /// Every embedded layer that installs packages is planned on every OS it targets, in every
+    /// role variant that selects it: planning checks its `[packages]` against its scripts.
+    #[test]
+    fn every_embedded_layer_declares_what_its_scripts_install() {
+        let tree = DataTree::load(None).expect("data");
+        let catalog = crate::plan::Catalog::load(&tree).expect("catalog");
+        let variants = [
+            "",
+            "[roles.slb]\nlb = \"haproxy\"\n",
+            "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"distro\"\n",
+        ];
+        let mut seen: BTreeMap<(String, Os), Vec<String>> = BTreeMap::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        for os in Os::ALL {
+            let distro = "[roles.ops]\ncontainerd_source = \"distro\"\n\
+                          [roles.master]\ncontainerd_source = \"distro\"\n\
+                          [roles.worker]\ncontainerd_source = \"distro\"\n";
+            let extra = if os == Os::Debian12 {
+                &[distro][..]
+            } else {
+                &[][..]
+            };
+            for v in variants.iter().chain(extra) {
+                let text = crate::cluster::DEFAULT_TOML
+                    .replace("os = \"el7\"", &format!("os = \"{os}\""))
+                    + "\n"
+                    + v;
+                let f = dir.path().join("cluster.toml");
+                std::fs::write(&f, text).expect("write");
+                let loaded = crate::cluster::load(Some(&f)).expect("cluster");
+                for node in &loaded.cluster.nodes {
+                    let plan = crate::plan::plan_node(&catalog, &loaded, node)
+                        .unwrap_or_else(|e| panic!("{os} {v:?} {}: {e:#}", node.hostname));
+                    for l in plan.applied() {
+                        seen.insert((l.name.clone(), os), l.packages.clone());
+                    }
+                }
+            }
+        }
+        let mut checked = 0;
+        for (name, layer) in &catalog.layers {
+            let installs = layer.manifest.scripts.iter().any(|s| {
+                tree.get_str(&format!("layers/{name}/{}", s.src))
+                    .is_ok_and(|t| t.contains("ez_pkg_install "))
+            });
+            if !installs {
+                continue;
+            }
+            for os in layer.manifest.targets.iter().copied() {
+                let pkgs = seen
+                    .get(&(name.clone(), os))
+                    .unwrap_or_else(|| panic!("layer {name} never planned on {os}"));
+                assert!(!pkgs.is_empty(), "layer {name} on {os}: no [packages]");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 30, "only {checked} layer/OS pairs checked");
+    }
 }

@@ -57,6 +57,9 @@ pub struct LayerPlan {
     pub units: Vec<PlanUnit>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
+    /// Distribution packages the layer's scripts install (its `[packages]` for this OS).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +85,16 @@ impl NodePlan {
         let mut v: Vec<String> = self
             .applied()
             .flat_map(|l| l.artifacts.iter().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+    /// Distribution packages the node's layers install, sorted and unique.
+    pub fn packages(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .applied()
+            .flat_map(|l| l.packages.iter().cloned())
             .collect();
         v.sort();
         v.dedup();
@@ -273,6 +286,7 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
         scripts: vec![],
         units: vec![],
         artifacts: vec![],
+        packages: vec![],
     };
     let at = format!("{}/{}/layer.toml", tree.origin, layer.dir());
     let chosen = match &m.when {
@@ -353,6 +367,8 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
             content,
         });
     }
+    lp.packages = m.packages.for_os(os);
+    check_packages(&at, os, &lp)?;
     lp.artifacts.clear();
     for a in m.artifacts.iter().filter(|a| for_os(&a.os, os)) {
         let wanted = match &a.when {
@@ -364,6 +380,37 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
         }
     }
     Ok(lp)
+}
+
+/// The declared `[packages]` and what the rendered scripts pass to `ez_pkg_install` must be the
+/// same set, so the declaration (what the image bake installs in the base) cannot drift.
+fn check_packages(at: &str, os: Os, lp: &LayerPlan) -> Result<()> {
+    use std::collections::BTreeSet;
+    let declared: BTreeSet<&str> = lp.packages.iter().map(String::as_str).collect();
+    let mut used = BTreeSet::new();
+    for s in &lp.scripts {
+        used.extend(layer::pkg_install_args(&String::from_utf8_lossy(
+            &s.content,
+        )));
+    }
+    let used: BTreeSet<&str> = used.iter().map(String::as_str).collect();
+    let undeclared: Vec<&str> = used.difference(&declared).copied().collect();
+    let unused: Vec<&str> = declared.difference(&used).copied().collect();
+    if !undeclared.is_empty() {
+        anyhow::bail!(
+            "{at}: on {os} the layer's scripts run `ez_pkg_install {}`, which [packages] does not \
+             declare for {os}: add them to `[packages] {os}` (or `all`)",
+            undeclared.join(" ")
+        );
+    }
+    if !unused.is_empty() {
+        anyhow::bail!(
+            "{at}: [packages] declares {} for {os}, which no script of the layer passes to \
+             `ez_pkg_install` on {os}: remove them or install them",
+            unused.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// Check a rendered file against the schema its layer names (`[[file]] check`).

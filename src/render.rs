@@ -6,13 +6,9 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 use crate::data::DataTree;
 
 /// Secrets render as placeholders that only a node's seed or kickstart can fill in, so role
-/// images, bundles and plans never hold them. `apply` substitutes them on the node.
-pub const SECRET_PREFIX: &str = "@@EZIMG_SECRET_";
-pub const SECRET_SUFFIX: &str = "@@";
-
-pub fn secret_placeholder(name: &str) -> String {
-    format!("{SECRET_PREFIX}{name}{SECRET_SUFFIX}")
-}
+/// images, bundles and plans never hold them. `apply` substitutes them on the node; the syntax
+/// is the bundle format's.
+pub use crate::bundle::format::{SECRET_PREFIX, SECRET_SUFFIX, secret_placeholder};
 
 fn secret(name: String) -> Result<String, minijinja::Error> {
     if crate::secrets::is_known(&name) {

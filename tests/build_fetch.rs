@@ -102,9 +102,11 @@ fn fetch_builds_the_keepalived_stage_and_pins_it() {
         .expect("tar");
     assert!(st.success());
     let list = std::fs::read_to_string(x.join("artifacts.list")).expect("artifacts.list");
+    let pins = ezimg::bundle::format::parse_artifacts_list(&list, "artifacts.list").expect("parse");
     assert!(
-        list.lines()
-            .any(|l| l == format!("keepalived-stage {sha} {name}")),
+        pins.iter().any(|a| a.name == "keepalived-stage"
+            && a.sha256.as_deref() == Some(sha.as_str())
+            && a.file == name),
         "bundle does not pin the stage output:\n{list}"
     );
     // The stage output holds the seed's install prefix and a working keepalived.

@@ -764,12 +764,192 @@ fn template_error_names_file_and_line_and_leaves_out_untouched() {
     );
 }
 
+/// `[packages]` and the scripts' `ez_pkg_install` cannot drift: either side alone is refused,
+/// naming the layer file, the OS and the packages.
+#[test]
+fn packages_declared_in_layer_toml_must_match_the_scripts() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let data = data_copy(d.path());
+    let toml = data.join("layers/chrony/layer.toml");
+    let text = std::fs::read_to_string(&toml).expect("chrony layer.toml");
+    let check = |layer_toml: &str, needles: &[&str]| {
+        std::fs::write(&toml, layer_toml).expect("write");
+        let o = run(ezimg().arg("--data").arg(&data).arg("check"));
+        assert!(!o.ok, "check accepted:\n{layer_toml}");
+        for n in needles {
+            assert!(o.stderr.contains(n), "stderr lacks {n:?}:\n{}", o.stderr);
+        }
+    };
+    let undeclared = text.replace("all = [\"chrony\"]", "debian12 = [\"chrony\"]");
+    assert_ne!(
+        undeclared, text,
+        "the chrony layer declares `all = [\"chrony\"]`"
+    );
+    check(
+        &undeclared,
+        &[
+            "layers/chrony/layer.toml",
+            "on el7",
+            "`ez_pkg_install chrony`",
+        ],
+    );
+    check(
+        &text.replace("all = [\"chrony\"]", "all = [\"chrony\", \"ntp\"]"),
+        &["layers/chrony/layer.toml", "declares ntp for el7"],
+    );
+    check(
+        &text.replace(
+            "all = [\"chrony\"]",
+            "all = [\"chrony\"]\nsuse = [\"chrony\"]",
+        ),
+        &["layers/chrony/layer.toml", "unknown field `suse`"],
+    );
+    std::fs::write(&toml, &text).expect("write");
+    let o = run(ezimg().arg("--data").arg(&data).arg("check"));
+    assert!(o.ok, "{}", o.stderr);
+}
+
 #[test]
 fn completions_and_version() {
     let o = run(ezimg().args(["completions", "bash"]));
     assert!(o.ok && o.stdout.contains("_ezimg"));
     let o = run(ezimg().arg("--version"));
     assert!(o.ok && o.stdout.starts_with("ezimg "));
+}
+
+/// The bundle's line formats have two readers, bash on the node (`apply`) and Rust
+/// (`bundle::format`, used by the bake): on every node's real bundle they must read the same
+/// records (`apply --list-steps` / `--list-artifacts` print what apply's loops read).
+#[test]
+fn bash_and_rust_read_the_bundle_formats_alike() {
+    use ezimg::bundle::format::{Step, parse_artifacts_list, parse_steps};
+    for os in ["el7", "el9", "debian12"] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = write(d.path(), "cluster.toml", &with_os(&default_cluster(), os));
+        let out = d.path().join("out");
+        let o = run(ezimg()
+            .args(["build", "--all", "--format", "bundle", "-c"])
+            .arg(&f)
+            .arg("--out")
+            .arg(&out));
+        assert!(o.ok, "{os}: {}", o.stderr);
+        let (mut nodes, mut pins, mut secret_files) = (0, 0, 0);
+        for role in ["ops", "slb", "master", "worker"] {
+            let x = d.path().join(format!("x-{role}"));
+            std::fs::create_dir_all(&x).expect("mkdir");
+            let st = Command::new("tar")
+                .arg("-xzf")
+                .arg(out.join(format!("{role}/ezimg-{role}-bundle.tar.gz")))
+                .arg("-C")
+                .arg(&x)
+                .status()
+                .expect("tar");
+            assert!(st.success(), "{os} {role}: unpacking the bundle");
+            let bash = |args: &[&str]| {
+                let o = Command::new("bash")
+                    .arg(x.join("apply"))
+                    .args(args)
+                    .output()
+                    .expect("bash runs");
+                assert!(
+                    o.status.success(),
+                    "{os} {role}: apply {args:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                String::from_utf8(o.stdout).expect("UTF-8")
+            };
+            let text = std::fs::read_to_string(x.join("artifacts.list")).expect("artifacts.list");
+            let want: String = parse_artifacts_list(&text, "artifacts.list")
+                .expect("Rust reads artifacts.list")
+                .iter()
+                .map(|a| {
+                    let sha = a.sha256.as_deref().unwrap_or("-");
+                    format!("{}\t{sha}\t{}\n", a.name, a.file)
+                })
+                .collect();
+            assert_eq!(
+                bash(&["--list-artifacts"]),
+                want,
+                "{os} {role}: artifacts.list"
+            );
+            // The step library's lookup, which layer scripts use, reads the same pins.
+            for a in parse_artifacts_list(&text, "artifacts.list").expect("parsed") {
+                let o = Command::new("bash")
+                    .args([
+                        "-c",
+                        ". \"$EZ_BUNDLE/lib/ezimg.sh\"; ez_pin \"$1\"; ez_pinned_sha \"$1\"",
+                    ])
+                    .arg("ez_pin")
+                    .arg(&a.name)
+                    .env("EZ_BUNDLE", &x)
+                    .output()
+                    .expect("bash runs");
+                let sha = a.sha256.as_deref().unwrap_or("-");
+                assert_eq!(
+                    String::from_utf8_lossy(&o.stdout),
+                    format!("{sha} {}\n{sha}\n", a.file),
+                    "{os} {role}: ez_pin {}",
+                    a.name
+                );
+                pins += 1;
+            }
+            for node in bash(&["--list-nodes"]).lines() {
+                let path = x.join(format!("nodes/{node}/steps"));
+                let text = std::fs::read_to_string(&path).expect("steps");
+                let steps = parse_steps(&text, "steps").expect("Rust reads the steps");
+                assert!(
+                    steps.iter().any(|s| matches!(s, Step::Script { .. })),
+                    "{os} {node}: no script step"
+                );
+                // The placeholders of each file, as the step library finds them.
+                for s in &steps {
+                    let Step::File { sha256, dest, .. } = s else {
+                        continue;
+                    };
+                    let blob = x.join("blobs").join(sha256);
+                    let o = Command::new("bash")
+                        .args(["-c", ". \"$1/lib/ezimg.sh\"; ez_secret_names \"$2\""])
+                        .arg("ez_secret_names")
+                        .arg(&x)
+                        .arg(&blob)
+                        .output()
+                        .expect("bash runs");
+                    assert!(o.status.success(), "{os} {node}: ez_secret_names {dest}");
+                    let rust =
+                        ezimg::bundle::format::secret_names(&std::fs::read(&blob).expect("blob"));
+                    let bash: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .map(String::from)
+                        .collect();
+                    assert_eq!(bash, rust, "{os} {node}: secrets of {dest}");
+                    secret_files += usize::from(!rust.is_empty());
+                }
+                let want: String = steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Layer { name } => format!("layer\t{name}\t\t\n"),
+                        Step::File { mode, sha256, dest } => {
+                            format!("file\t{mode}\t{sha256}\t{dest}\n")
+                        }
+                        Step::Unit { name, enable } => {
+                            format!("unit\t{name}\t{}\t\n", u8::from(*enable))
+                        }
+                        Step::Script { sha256, src } => format!("script\t{sha256}\t{src}\t\n"),
+                    })
+                    .collect();
+                assert_eq!(
+                    bash(&["--node", node, "--list-steps"]),
+                    want,
+                    "{os} {node}: steps"
+                );
+                nodes += 1;
+            }
+        }
+        assert!(
+            nodes >= 4 && pins >= 4 && secret_files >= 4,
+            "{os}: only {nodes} nodes, {pins} pins, {secret_files} files with secrets"
+        );
+    }
 }
 
 #[test]

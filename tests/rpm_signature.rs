@@ -378,6 +378,7 @@ fn a_missing_key_file_refuses_the_rpm_naming_the_file() {
 /// `bytes` by sha256 and by signature with key `key_file_of`'s fingerprint, the key file itself
 /// holding `key_text`. Returns (success, stdout, stderr).
 fn node_check(fx: &Fx, name: &str, fpr: &str, key_text: &str) -> (bool, String, String) {
+    use ezimg::bundle::format;
     let bytes = &fx.rpms[name];
     let d = tempfile::tempdir().expect("tempdir");
     let bundle = d.path().join("bundle");
@@ -386,12 +387,15 @@ fn node_check(fx: &Fx, name: &str, fpr: &str, key_text: &str) -> (bool, String, 
     std::fs::create_dir_all(&arts).expect("mkdir");
     let file = format!("{name}.rpm");
     std::fs::write(arts.join(&file), bytes).expect("rpm");
-    std::fs::write(
-        bundle.join("artifacts.list"),
-        format!("{name} {} {file}\n", ezimg::digest::sha256_hex(bytes)),
-    )
+    let list = format::write_artifacts_list(&[format::ArtifactLine {
+        name: name.to_string(),
+        sha256: Some(ezimg::digest::sha256_hex(bytes)),
+        file: file.clone(),
+    }])
     .expect("list");
-    std::fs::write(bundle.join("signatures.list"), format!("{name} {fpr}\n")).expect("sigs");
+    std::fs::write(bundle.join("artifacts.list"), list).expect("list");
+    let sigs = format::signature_line(name, fpr).expect("sigs");
+    std::fs::write(bundle.join("signatures.list"), sigs).expect("sigs");
     std::fs::write(bundle.join(format!("keys/{fpr}.asc")), key_text).expect("key");
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bundle/lib.sh");
     let o = Command::new("bash")

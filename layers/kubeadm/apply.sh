@@ -4,7 +4,7 @@
 # (artifact calico-tigera-operator, Calico {{ kubernetes.calico_version }}) goes beside
 # custom-resources.yaml, where ezimg-join applies both after kubeadm init.
 dest=/etc/kubernetes/ezimg/calico/tigera-operator.yaml
-want=$(awk '$1 == "calico-tigera-operator" { print $2 }' "$EZ_BUNDLE/artifacts.list")
+want=$(ez_pinned_sha calico-tigera-operator)
 have=""
 if [ -f "$dest" ]; then have=$(ez_sha256 "$dest"); fi
 if [ -z "$want" ] || [ "$want" = "-" ] || [ "$have" != "$want" ]; then

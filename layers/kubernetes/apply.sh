@@ -15,14 +15,12 @@ ez_pkg_install conntrack-tools socat iptables-nft ethtool iproute iproute-tc uti
 ez_pkg_install conntrack socat ebtables ethtool iptables iproute2 mount util-linux curl
 {% endif %}
 
-# The sha256 artifacts.lock pins for artifact $1 ("-" while unlocked), from this bundle.
-pinned_sha() { awk -v n="$1" '$1 == n { print $2 }' "$EZ_BUNDLE/artifacts.list"; }
 
 # install_binary NAME DEST: install the "binary" artifact NAME as DEST (0755) unless DEST already
 # is that file. The installed file is compared with the pin first, so a second apply copies nothing.
 install_binary() {
     local name=$1 dest=$2 want have="" src
-    want=$(pinned_sha "$name")
+    want=$(ez_pinned_sha "$name")
     if [ -f "$dest" ]; then have=$(ez_sha256 "$dest"); fi
     if [ -x "$dest" ] && [ -n "$want" ] && [ "$want" != "-" ] && [ "$have" = "$want" ]; then
         return 0
@@ -47,7 +45,7 @@ install_binary kubectl /usr/local/bin/kubectl
 # /etc/crictl.yaml (seed 000 配置 crictl) is the containerd layer's.
 ez_mkdir /var/lib/ezimg/kubernetes
 stamp=/var/lib/ezimg/kubernetes/crictl.sha256
-want=$(pinned_sha crictl)
+want=$(ez_pinned_sha crictl)
 if [ ! -x /usr/local/bin/crictl ] || [ "$want" = "-" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     tarball=$(ez_artifact crictl)
     tmp=$(mktemp -d)
@@ -78,7 +76,7 @@ done
 {% else %}
 # The distribution's containerd brings no CNI plugins: the pinned containernetworking/plugins.
 stamp=/var/lib/ezimg/kubernetes/cni-plugins.sha256
-want=$(pinned_sha cni-plugins)
+want=$(ez_pinned_sha cni-plugins)
 if [ "$want" = "-" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     tarball=$(ez_artifact cni-plugins)
     sum=$(ez_sha256 "$tarball")

@@ -8,14 +8,18 @@ export EZ_BUNDLE
 
 usage() {
     cat <<'USAGE'
-usage: apply [--node NAME] [--artifacts DIR|URL] [--secrets DIR] [--list-nodes]
-  --node       node to apply (default: $EZIMG_NODE, /etc/ezimg/node, then the short hostname)
-  --artifacts  where pinned artifacts are: a directory or an http(s) base URL
-  --secrets    directory of secret files (default /etc/ezimg/secrets)
+usage: apply [--node NAME] [--artifacts DIR|URL] [--secrets DIR]
+       apply [--node NAME] --list-steps | --list-artifacts | --list-nodes
+  --node            node to apply (default: $EZIMG_NODE, /etc/ezimg/node, then the short hostname)
+  --artifacts       where pinned artifacts are: a directory or an http(s) base URL
+  --secrets         directory of secret files (default /etc/ezimg/secrets)
+  --list-steps      print the node's steps as apply reads them (one tab-separated record a line)
+  --list-artifacts  print artifacts.list as apply reads it (tab-separated), and change nothing
 USAGE
 }
 
 node=${EZIMG_NODE:-}
+list=""
 EZ_ARTIFACTS=${EZ_ARTIFACTS:-}
 EZ_SECRETS=${EZ_SECRETS:-/etc/ezimg/secrets}
 while [ $# -gt 0 ]; do
@@ -24,6 +28,7 @@ while [ $# -gt 0 ]; do
         --artifacts) EZ_ARTIFACTS=${2:?--artifacts needs a value}; shift 2 ;;
         --secrets) EZ_SECRETS=${2:?--secrets needs a value}; shift 2 ;;
         --list-nodes) ls "$EZ_BUNDLE/nodes"; exit 0 ;;
+        --list-steps | --list-artifacts) list=${1#--list-}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "apply: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -39,6 +44,40 @@ fi
 # shellcheck source=lib.sh
 . "$EZ_BUNDLE/lib/ezimg.sh"
 
+# The readers of the bundle's line formats (the grammar is src/bundle/format.rs's; a test runs
+# --list-steps and --list-artifacts against its Rust reader). Each calls HANDLER with the fields.
+# each_step HANDLER: nodes/$EZ_NODE/steps on fd 3, so nothing a step runs (dpkg, read) can
+# swallow them from stdin.
+each_step() {
+    local handler=$1 kind a b c
+    while read -r -u 3 kind a b c; do
+        case "$kind" in
+            layer | file | unit | script) "$handler" "$kind" "$a" "$b" "$c" ;;
+            "" | "#"*) ;;
+            *) ez_die "bad step '$kind' in nodes/$EZ_NODE/steps" ;;
+        esac
+    done 3<"$EZ_BUNDLE/nodes/$EZ_NODE/steps"
+}
+
+# each_artifact HANDLER: artifacts.list (name, sha256 or "-", file) on fd 4.
+each_artifact() {
+    local handler=$1 name sha file
+    while read -r -u 4 name sha file; do
+        case "$name" in "" | "#"*) continue ;; esac
+        "$handler" "$name" "$sha" "$file"
+    done 4<"$EZ_BUNDLE/artifacts.list"
+}
+
+print_fields() {
+    local IFS=$'\t'
+    printf '%s\n' "$*"
+}
+
+if [ "$list" = artifacts ]; then
+    each_artifact print_fields
+    exit 0
+fi
+
 if [ -z "$node" ] && [ -s /etc/ezimg/node ]; then node=$(head -n1 /etc/ezimg/node); fi
 if [ -z "$node" ]; then node=$(hostname -s); fi
 [ -f "$EZ_BUNDLE/nodes/$node/steps" ] ||
@@ -47,6 +86,11 @@ EZ_NODE=$node
 EZ_OS=$(sed -n 's/^os=//p' "$EZ_BUNDLE/bundle.env")
 EZ_ROLE=$(sed -n 's/^role=//p' "$EZ_BUNDLE/bundle.env")
 export EZ_NODE EZ_OS EZ_ROLE
+
+if [ "$list" = steps ]; then
+    each_step print_fields
+    exit 0
+fi
 
 mkdir -p /var/lib/ezimg
 exec 9>/var/lib/ezimg/apply.lock
@@ -60,7 +104,7 @@ trap 'rm -f "$EZ_CHANGES_FILE"' EXIT
 # values literally (no escape or & processing), and nothing is echoed.
 fill_secrets() {
     local f=$1 n envs=()
-    for n in $(grep -o '@@EZIMG_SECRET_[a-z0-9_]*@@' "$f" | sort -u | sed 's/^@@EZIMG_SECRET_//; s/@@$//'); do
+    for n in $(ez_secret_names "$f"); do
         [ -r "$EZ_SECRETS/$n" ] ||
             ez_die "secret '$n' missing in $EZ_SECRETS: it is delivered by the node's seed or kickstart"
         envs+=("EZS_$n=$(cat "$EZ_SECRETS/$n")")
@@ -81,7 +125,7 @@ install_file() {
     dir=$(dirname "$dest")
     [ -d "$dir" ] || mkdir -p "$dir"
     tmp=$(mktemp "$dir/.ezimg.XXXXXX")
-    if grep -q '@@EZIMG_SECRET_' "$src"; then
+    if [ -n "$(ez_secret_names "$src")" ]; then
         chmod 600 "$tmp"
         fill_secrets "$src" >"$tmp"
     else
@@ -112,14 +156,15 @@ run_script() {
 # fetched and verified) before anything changes, so a node never stops halfway through the
 # layers. Failures are collected and named together.
 missing=()
-while read -r -u 4 name sha file; do
-    [ -n "${name:-}" ] || continue
+preflight_artifact() {
+    local name=$1 sha=$2 file=$3 err
     if [ "$sha" = - ]; then
         missing+=("$name ($file): no digest pinned (built with --allow-incomplete)")
     elif ! err=$( (ez_artifact "$name" >/dev/null) 2>&1); then
         missing+=("$name ($file): ${err##*error: }")
     fi
-done 4<"$EZ_BUNDLE/artifacts.list"
+}
+each_artifact preflight_artifact
 if [ "${#missing[@]}" -gt 0 ]; then
     ez_log "error: nothing was changed: ${#missing[@]} artifact(s) missing or unverified:"
     for m in "${missing[@]}"; do ez_log "  $m"; done
@@ -130,8 +175,8 @@ units_reloaded=0
 EZ_LAYER=""
 EZ_LAYER_CHANGED=0
 export EZ_LAYER EZ_LAYER_CHANGED
-# Steps come on fd 3 so nothing a script runs (dpkg, read) can swallow them from stdin.
-while read -r -u 3 kind a b c; do
+apply_step() {
+    local kind=$1 a=$2 b=$3 c=$4
     case "$kind" in
         layer) EZ_LAYER=$a; EZ_LAYER_CHANGED=0; units_reloaded=0; ez_log "layer $a" ;;
         file) install_file "$a" "$b" "$c" ;;
@@ -143,10 +188,9 @@ while read -r -u 3 kind a b c; do
             if [ "$b" = 1 ]; then ez_service_enable "$a"; fi
             ;;
         script) run_script "$a" "$b" ;;
-        "" | "#"*) ;;
-        *) ez_die "bad step '$kind' in nodes/$EZ_NODE/steps" ;;
     esac
-done 3<"$EZ_BUNDLE/nodes/$EZ_NODE/steps"
+}
+each_step apply_step
 
 EZ_LAYER=""
 state="bundle=$(sha256sum "$EZ_BUNDLE/MANIFEST" | cut -d' ' -f1) node=$EZ_NODE"

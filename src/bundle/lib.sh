@@ -198,13 +198,27 @@ ez_rpm_checksig() {
     fi
 }
 
+# ez_secret_names FILE: the names of the secret placeholders (@@EZIMG_SECRET_<name>@@, the syntax
+# of src/bundle/format.rs) in FILE, sorted and unique, one a line; nothing when it holds none.
+ez_secret_names() {
+    { grep -o '@@EZIMG_SECRET_[a-z0-9_][a-z0-9_]*@@' "$1" || true; } |
+        sed 's/^@@EZIMG_SECRET_//; s/@@$//' | LC_ALL=C sort -u
+}
+
+# ez_pinned_sha NAME: print the sha256 the bundle's artifacts.list pins for artifact NAME ("-"
+# when none is pinned; nothing when the bundle does not list it). ez_pin NAME: "<sha256|-> <file>".
+# The line format is src/bundle/format.rs's (`<name> <sha256|-> <file>`); a test compares these
+# readers with its Rust one on real bundles.
+ez_pin() { awk -v n="$1" '$1 == n { print $2, $3; exit }' "$EZ_BUNDLE/artifacts.list"; }
+ez_pinned_sha() { ez_pin "$1" | cut -d' ' -f1; }
+
 # ez_artifact NAME: print the path of artifact NAME, verified against the bundle's artifacts.list
 # (and, for a signed RPM listed in signatures.list, by its signature: ez_rpm_checksig).
 # Looks in $EZ_ARTIFACTS (a directory, or an http(s) base URL fetched into the node's cache) and
 # in /var/cache/ezimg/artifacts (where an image bake leaves them).
 ez_artifact() {
     local name=$1 sha file cache=/var/cache/ezimg/artifacts path="" fpr=""
-    read -r sha file < <(awk -v n="$name" '$1 == n { print $2, $3 }' "$EZ_BUNDLE/artifacts.list")
+    read -r sha file < <(ez_pin "$name")
     [ -n "${sha:-}" ] || ez_die "artifact $name is not in this bundle's artifacts.list"
     case "${EZ_ARTIFACTS:-}" in
         http://* | https://*)

@@ -5,6 +5,9 @@
 //! however many nodes share them) and `MANIFEST` (sha256 of every other member). When an
 //! artifact is a signed RPM: `signatures.list` (`<artifact> <key fingerprint>`) and
 //! `keys/<fingerprint>.asc` (the pinned public key), so the node checks the signature itself.
+//! The line formats of these files are `format`'s.
+
+pub mod format;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,6 +18,7 @@ use serde_json::json;
 use crate::digest::sha256_hex;
 use crate::output::NodeInput;
 use crate::plan::NodePlan;
+use format::{ArtifactLine, Step};
 
 const APPLY: &str = include_str!("apply.sh");
 const LIB: &str = include_str!("lib.sh");
@@ -121,39 +125,47 @@ pub fn build(
     let mut entries: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
     entries.insert("apply".into(), (0o755, APPLY.as_bytes().to_vec()));
     entries.insert("lib/ezimg.sh".into(), (0o644, LIB.as_bytes().to_vec()));
-    entries.insert(
-        "bundle.env".into(),
-        (
-            0o644,
-            format!(
-                "cluster={}\nrole={role}\nos={}\nezimg={}\n",
-                first.cluster,
-                first.os,
-                env!("CARGO_PKG_VERSION")
-            )
-            .into_bytes(),
-        ),
-    );
+    let env = format::write_bundle_env(&[
+        ("cluster", &first.cluster),
+        ("role", role),
+        ("os", first.os.as_str()),
+        ("ezimg", env!("CARGO_PKG_VERSION")),
+    ])?;
+    entries.insert("bundle.env".into(), (0o644, env.into_bytes()));
     let mut needed: Vec<String> = Vec::new();
     for plan in plans {
         if plan.role != role {
             anyhow::bail!("node {} has role {}, not {role}", plan.hostname, plan.role);
         }
-        let mut steps = String::new();
+        let mut steps = Vec::new();
         for l in plan.applied() {
-            steps.push_str(&format!("layer {}\n", l.name));
+            steps.push(Step::Layer {
+                name: l.name.clone(),
+            });
             for f in &l.files {
-                steps.push_str(&format!("file {} {} {}\n", f.mode, f.sha256, f.dest));
+                steps.push(Step::File {
+                    mode: f.mode.clone(),
+                    sha256: f.sha256.clone(),
+                    dest: f.dest.clone(),
+                });
                 entries.insert(format!("blobs/{}", f.sha256), (0o644, f.content.clone()));
             }
             for u in &l.units {
-                steps.push_str(&format!("unit {} {}\n", u.name, u8::from(u.enable)));
+                steps.push(Step::Unit {
+                    name: u.name.clone(),
+                    enable: u.enable,
+                });
             }
             for s in &l.scripts {
-                steps.push_str(&format!("script {} {}/{}\n", s.sha256, l.name, s.src));
+                steps.push(Step::Script {
+                    sha256: s.sha256.clone(),
+                    src: format!("{}/{}", l.name, s.src),
+                });
                 entries.insert(format!("blobs/{}", s.sha256), (0o644, s.content.clone()));
             }
         }
+        let steps = format::write_steps(&steps)
+            .with_context(|| format!("node {}: the bundle's steps", plan.hostname))?;
         entries.insert(
             format!("nodes/{}/steps", plan.hostname),
             (0o644, steps.into_bytes()),
@@ -162,17 +174,17 @@ pub fn build(
     }
     needed.sort();
     needed.dedup();
-    let mut list = String::new();
+    let mut list = Vec::new();
     let mut signatures = String::new();
     for name in &needed {
         let pin = artifacts.get(name).with_context(|| {
             format!("role {role} needs artifact {name:?}, which artifacts.lock does not pin")
         })?;
-        list.push_str(&format!(
-            "{name} {} {}\n",
-            pin.sha256.as_deref().unwrap_or("-"),
-            pin.file
-        ));
+        list.push(ArtifactLine {
+            name: name.clone(),
+            sha256: pin.sha256.clone(),
+            file: pin.file.clone(),
+        });
         if let Some(sig) = &pin.signer {
             let key = sig.key.as_ref().with_context(|| {
                 format!(
@@ -181,13 +193,15 @@ pub fn build(
                     sig.fingerprint, sig.key_file
                 )
             })?;
-            signatures.push_str(&format!("{name} {}\n", sig.fingerprint));
+            signatures.push_str(&format::signature_line(name, &sig.fingerprint)?);
             entries.insert(
                 format!("keys/{}.asc", sig.fingerprint),
                 (0o644, key.clone().into_bytes()),
             );
         }
     }
+    let list = format::write_artifacts_list(&list)
+        .with_context(|| format!("role {role}: the bundle's artifacts.list"))?;
     entries.insert("artifacts.list".into(), (0o644, list.into_bytes()));
     if !signatures.is_empty() {
         entries.insert("signatures.list".into(), (0o644, signatures.into_bytes()));
@@ -198,7 +212,7 @@ pub fn build(
 
     let mut manifest = String::new();
     for (path, (_, content)) in &entries {
-        manifest.push_str(&format!("{}  {path}\n", sha256_hex(content)));
+        manifest.push_str(&format::manifest_line(&sha256_hex(content), path));
     }
     entries.insert("MANIFEST".into(), (0o644, manifest.into_bytes()));
 
@@ -268,7 +282,7 @@ exec "$dir/apply" --node "$node"
 
 /// Write `bytes` as a `sha256sum -c` line for `file_name`.
 pub fn sha256_line(sha256: &str, file_name: &str) -> String {
-    format!("{sha256}  {file_name}\n")
+    format::manifest_line(sha256, file_name)
 }
 
 /// Write a file only its owner may read: node outputs that carry secrets (ks.cfg, user-data).

@@ -73,19 +73,23 @@ ln -sfn "$dir" /opt/ezimg/current
 # secrets, installs them again.
 secret_files=()
 made_secrets=()
+# The steps as apply itself reads them (one reader of the format; fields tab-separated).
+steps=$("$dir/apply" --node "$node" --list-steps) || fail "reading the steps of node $node"
+# shellcheck source=../bundle/lib.sh
+. "$dir/lib/ezimg.sh"
 while read -r kind _mode sha dest; do
     [ "$kind" = file ] || continue
-    grep -q '@@EZIMG_SECRET_' "$dir/blobs/$sha" || continue
+    names=$(ez_secret_names "$dir/blobs/$sha")
+    [ -n "$names" ] || continue
     secret_files+=("$dest")
-    # shellcheck disable=SC2013 # names are single words ([a-z0-9_])
-    for n in $(grep -o '@@EZIMG_SECRET_[a-z0-9_]*@@' "$dir/blobs/$sha" | sed 's/^@@EZIMG_SECRET_//; s/@@$//' | sort -u); do
+    for n in $names; do
         if [ ! -e "/etc/ezimg/secrets/$n" ]; then
             mkdir -p /etc/ezimg/secrets
             printf 'bakeonly\n' >"/etc/ezimg/secrets/$n"
             made_secrets+=("$n")
         fi
     done
-done <"$dir/nodes/$node/steps"
+done <<<"$steps"
 
 # Packages do not start their services in an image root either (as mmdebstrap does it).
 printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d

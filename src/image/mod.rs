@@ -22,7 +22,7 @@
 //! Cached under `<cache>/bake/` by a key over the base, the bundle, the node, the artifacts
 //! and the packages: unchanged inputs are a cache hit and boot no VM.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -275,31 +275,10 @@ E2FSPROGS_FAKE_TIME=$epoch mkfs.ext4 "$@"
     Ok(raw)
 }
 
-/// Packages the node's layer scripts install with `ez_pkg_install` (rendered for its OS).
+/// Packages the node's layers declare (`[packages]` of layer.toml for its OS; `plan` checks them
+/// against what the rendered scripts pass to `ez_pkg_install`).
 pub fn packages_of(plan: &NodePlan) -> Vec<String> {
-    let mut set = BTreeSet::new();
-    for l in plan.applied() {
-        for s in &l.scripts {
-            let text = String::from_utf8_lossy(&s.content).replace("\\\n", " ");
-            for line in text.lines() {
-                let line = line.trim_start();
-                let Some(rest) = line.strip_prefix("ez_pkg_install ") else {
-                    continue;
-                };
-                for w in rest.split_whitespace() {
-                    if w.starts_with('#') || w.starts_with(['|', '&', ';', '>']) {
-                        break;
-                    }
-                    if w.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
-                    {
-                        set.insert(w.to_string());
-                    }
-                }
-            }
-        }
-    }
-    set.into_iter().collect()
+    plan.packages()
 }
 
 /// An empty flat apt repository (signed by nothing: the guest trusts it as `[trusted=yes]`):
@@ -419,11 +398,12 @@ pub fn bake(
     };
     let mut artifacts: Vec<(Digested, String, PathBuf)> = Vec::new();
     let mut missing = Vec::new();
-    for line in artifacts_list.lines() {
-        let mut it = line.split_whitespace();
-        let (Some(name), Some(sha), Some(file)) = (it.next(), it.next(), it.next()) else {
-            continue;
-        };
+    for a in
+        crate::bundle::format::parse_artifacts_list(&artifacts_list, "the bundle's artifacts.list")?
+    {
+        let (name, file) = (a.name.as_str(), a.file.as_str());
+        // `-` when the lock pins no digest, as the line has it.
+        let sha = a.sha256.as_deref().unwrap_or("-");
         if !wanted.iter().any(|w| w == name) {
             continue;
         }
@@ -693,7 +673,7 @@ mod tests {
     }
 
     #[test]
-    fn packages_come_from_the_rendered_debian_scripts() {
+    fn packages_come_from_the_debian_declarations() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("cluster.toml");
         let text = crate::cluster::DEFAULT_TOML

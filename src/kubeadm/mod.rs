@@ -36,9 +36,9 @@ use serde_saphyr::Spanned;
 pub use model::*;
 
 /// The placeholder ezimg renders for the bootstrap token secret (see `render`).
-pub const TOKEN_PLACEHOLDER: &str = "@@EZIMG_SECRET_kube_bootstrap_token@@";
+pub const TOKEN_PLACEHOLDER: &str = crate::secret_placeholder!("kube_bootstrap_token");
 /// The placeholder ezimg renders for the cluster CA's public key pin.
-pub const CA_CERT_HASH_PLACEHOLDER: &str = "@@EZIMG_SECRET_kube_ca_cert_hash@@";
+pub const CA_CERT_HASH_PLACEHOLDER: &str = crate::secret_placeholder!("kube_ca_cert_hash");
 
 /// One parsed document of a kubeadm config file.
 // A file holds a handful of documents: boxing the large ones would buy nothing.
@@ -924,14 +924,7 @@ fn check_api_endpoint(d: &mut DocProblems, path: &str, e: &ApiEndpoint) {
 
 /// 32 bytes in hex, as `kubeadm init --upload-certs` makes, or a secret placeholder.
 fn check_certificate_key(d: &mut DocProblems, path: &str, key: &str) {
-    let placeholder = key
-        .strip_prefix("@@EZIMG_SECRET_")
-        .and_then(|k| k.strip_suffix("@@"))
-        .is_some_and(|n| {
-            !n.is_empty()
-                && n.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
-        });
+    let placeholder = crate::bundle::format::secret_name(key).is_some();
     let hex = key.len() == 64 && key.bytes().all(|c| c.is_ascii_hexdigit());
     if !(placeholder || hex) {
         d.at(path, "is not 64 hex digits (a 32-byte AES key)");

@@ -292,20 +292,19 @@ mod tests {
                 );
                 target.allowed_for(Some(&st)).unwrap();
             }
-            // The layer that unpacks the output installs the same packages on the node.
-            let layer = std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join(format!("layers/{s}/apply.sh")),
-            )
-            .unwrap();
-            for p in st.spec.runtime.values().flatten() {
-                assert!(
-                    layer
-                        .lines()
-                        .any(|l| l.starts_with("ez_pkg_install")
-                            && l.split_whitespace().any(|w| w == p)),
-                    "stage {s}: runtime package {p} is not installed by layers/{s}/apply.sh"
-                );
+            // The layer that unpacks the output declares (and so installs) the same packages
+            // on the node, for each OS.
+            let tree = crate::data::DataTree::load(None).unwrap();
+            let layer = crate::layer::load(&tree, s).unwrap();
+            for (t, pkgs) in &st.spec.runtime {
+                let os: crate::cluster::Os = t.parse().unwrap();
+                let declared = layer.manifest.packages.for_os(os);
+                for p in pkgs {
+                    assert!(
+                        declared.contains(p),
+                        "stage {s}: runtime.{t} package {p} is not in layers/{s} [packages] {t}"
+                    );
+                }
             }
         }
     }
