@@ -23,6 +23,7 @@ pub mod produce;
 pub mod render;
 pub mod role;
 pub mod secrets;
+pub mod serve;
 pub mod stage;
 pub mod timezone;
 pub mod tomlfile;
