@@ -7,7 +7,7 @@
 //! 206/416, conditional requests) once [`site`] has decided which file a path names. At most
 //! `max_requests` requests are answered at once, counted until their body is fully sent; a
 //! connection that sends nothing holds no slot. SIGINT/SIGTERM stop accepting and let the
-//! requests in flight finish.
+//! requests in flight finish (for at most 30 s).
 
 pub mod access;
 pub mod dnsmasq;
@@ -41,6 +41,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// The default bound on requests answered at once: enough to feed a rack of installing nodes,
 /// small enough that a burst cannot exhaust file descriptors.
 pub const DEFAULT_MAX_REQUESTS: usize = 64;
+/// How long a stopping server waits for the requests in flight.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything `serve` needs, resolved by the command handler.
 pub struct Options {
@@ -118,14 +120,32 @@ async fn serve(o: Options) -> Result<()> {
         slots: Arc::new(Semaphore::new(o.max_requests.max(1))),
     });
     let router = axum::Router::new().fallback(handle).with_state(app);
-    axum::serve(
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving")?;
-    eprintln!("stopped: requests in flight finished");
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    // A client downloading very slowly must not keep a stopping server up forever.
+    let drain_limit = async move {
+        let _ = stop_rx.changed().await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        r = server => {
+            r.context("serving")?;
+            eprintln!("stopped: requests in flight finished");
+        }
+        _ = drain_limit => {
+            eprintln!(
+                "stopped: requests still in flight after {}s were cut",
+                DRAIN_LIMIT.as_secs()
+            );
+        }
+    }
     Ok(())
 }
 
