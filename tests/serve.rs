@@ -56,6 +56,10 @@ fn cluster_text() -> String {
 
 impl Site {
     fn new() -> Site {
+        Site::with_artifact_size(3_000_000)
+    }
+
+    fn with_artifact_size(size: u32) -> Site {
         let dir = tempfile::tempdir().expect("tempdir");
         let cluster = dir.path().join("cluster.toml");
         std::fs::write(&cluster, cluster_text()).expect("write cluster");
@@ -63,7 +67,7 @@ impl Site {
         let cache = dir.path().join("cache");
         // A stand-in crictl, pinned in a lock beside the cluster file and fetched into the
         // cache from a local mirror: a real verified cache entry.
-        let artifact: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let artifact: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         let digest = ezimg::digest::sha256_hex(&artifact);
         let lock = ezimg::artifact::Lock::embedded().expect("lock").text;
         let real = "sha256 = \"d16a1ffb3938f5a19d5c8f45d363bd091ef89c0bc4d44ad16b933eede32fdcbb\"";
@@ -755,4 +759,36 @@ fn bad_inputs_are_refused_clearly() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("holds the outputs of cluster"), "{err}");
+}
+
+#[test]
+fn requests_beyond_the_bound_wait_for_a_slot() {
+    // Bigger than what the kernel's socket buffers can take (tcp_wmem's 4 MiB at most).
+    let site = Site::with_artifact_size(12_000_000);
+    let srv = site.serve(&["--max-requests", "1"]);
+    // A client that asks for the big artifact and reads nothing: its body cannot be sent (a
+    // small receive window), so it keeps the one slot.
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    sock.connect(&srv.addr.into()).expect("connect");
+    let mut hog: TcpStream = sock.into();
+    send(&mut hog, "GET", &format!("/artifacts/{CRICTL}"), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let addr = srv.addr;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = request(addr, None, "/out/slb/ezimg-slb-bundle.tar.gz.sha256", &[]);
+        let _ = tx.send(r.status);
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(2)).is_err(),
+        "a second request was answered while the only slot was taken"
+    );
+    // The hog goes away: its slot is freed and the waiting request is answered.
+    drop(hog);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).expect("answered"),
+        200
+    );
 }
