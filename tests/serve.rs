@@ -370,7 +370,9 @@ fn every_route_serves_what_build_wrote() {
     assert_eq!(srv.get("/ks/no-such-node").status, 404);
     let mut s = connect(srv.addr, None);
     send(&mut s, "POST", "/out/slb/ezimg-slb-bundle.tar.gz", &[]);
-    assert_eq!(read_head(&mut BufReader::new(s)).0, 405);
+    let (status, headers) = read_head(&mut BufReader::new(s));
+    assert_eq!(status, 405);
+    assert_eq!(headers.get("allow").map(String::as_str), Some("GET, HEAD"));
     // One access log line per request: client, method and path, status, bytes, time.
     let log = srv.log();
     assert!(

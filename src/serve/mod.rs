@@ -227,7 +227,12 @@ async fn handle(
 
 async fn answer(app: &App, peer: SocketAddr, req: Request) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n").into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "GET or HEAD only\n",
+        )
+            .into_response();
     }
     match app.site.resolve(req.uri().path()) {
         Target::Bad(why) => (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
