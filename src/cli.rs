@@ -194,6 +194,9 @@ pub struct ServeArgs {
     /// Requests answered at once (until their body is sent); more wait their turn
     #[arg(long, value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_REQUESTS, value_parser = clap::value_parser!(usize))]
     pub max_requests: usize,
+    /// Seconds a connection has to send a complete request head before it is closed
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::serve::DEFAULT_HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
     /// Installer kernel, relative to the PXE tree [default: installer/<os dir>/vmlinuz]
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<String>,

@@ -883,6 +883,7 @@ pub fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
         listen: a.listen,
         url: a.url.as_ref().map(|u| u.as_str().to_string()),
         max_requests: a.max_requests,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout),
         pxe: crate::serve::PxeChoices {
             kernel: a.kernel.clone(),
             initrd: a.initrd.clone(),

@@ -794,3 +794,28 @@ fn requests_beyond_the_bound_wait_for_a_slot() {
         200
     );
 }
+
+#[test]
+fn a_connection_that_sends_no_request_head_is_closed_after_the_header_timeout() {
+    let site = Site::new();
+    let srv = site.serve(&["--header-timeout", "1"]);
+    let mut silent = connect(srv.addr, None);
+    let mut half = connect(srv.addr, None);
+    half.write_all(b"GET /boot.ipxe HTTP/1.1\r\nHost: te")
+        .expect("write");
+    let started = Instant::now();
+    for s in [&mut silent, &mut half] {
+        let mut buf = Vec::new();
+        // The server closes the connection (perhaps after a 408 answer): EOF, not our timeout.
+        s.read_to_end(&mut buf).expect("closed by the server");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "closed after {took:?}"
+    );
+    // Others are served meanwhile and after.
+    assert_eq!(srv.get("/boot.ipxe").status, 200);
+}

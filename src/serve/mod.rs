@@ -3,11 +3,12 @@
 //! node's kickstart and NoCloud seed (to that node only: they carry its secrets), the role
 //! bundles and the verified cache's artifacts (to anyone: nodes check their sha256 anyway).
 //!
-//! HTTP is axum/hyper; files go through tower-http's `ServeFile` (HEAD, single byte ranges with
-//! 206/416, conditional requests) once [`site`] has decided which file a path names. At most
-//! `max_requests` requests are answered at once, counted until their body is fully sent; a
-//! connection that sends nothing holds no slot. SIGINT/SIGTERM stop accepting and let the
-//! requests in flight finish (for at most 30 s).
+//! HTTP is axum on hyper (HTTP/1.1: what installers, iPXE and curl speak); files go through
+//! tower-http's `ServeFile` (HEAD, single byte ranges with 206/416, conditional requests) once
+//! [`site`] has decided which file a path names. At most `max_requests` requests are answered at
+//! once, counted until their body is fully sent; a connection that sends nothing holds no slot,
+//! and is closed after the header timeout. SIGINT/SIGTERM stop accepting and let the requests in
+//! flight finish (for at most 30 s).
 
 pub mod access;
 pub mod dnsmasq;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::body::Body;
@@ -42,7 +43,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// small enough that a burst cannot exhaust file descriptors.
 pub const DEFAULT_MAX_REQUESTS: usize = 64;
 /// How long a stopping server waits for the requests in flight.
-const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// The default time a connection has to send a complete request head.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
 
 /// Everything `serve` needs, resolved by the command handler.
 pub struct Options {
@@ -54,6 +57,8 @@ pub struct Options {
     /// The base URL nodes use; None: from the bound address, else the ops node's address.
     pub url: Option<String>,
     pub max_requests: usize,
+    /// A connection that sends no complete request head within this is closed.
+    pub header_timeout: Duration,
     pub pxe: PxeChoices,
 }
 
@@ -120,33 +125,61 @@ async fn serve(o: Options) -> Result<()> {
         slots: Arc::new(Semaphore::new(o.max_requests.max(1))),
     });
     let router = axum::Router::new().fallback(handle).with_state(app);
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    // A client downloading very slowly must not keep a stopping server up forever.
-    let drain_limit = async move {
-        let _ = stop_rx.changed().await;
-        tokio::time::sleep(DRAIN_LIMIT).await;
-    };
-    tokio::select! {
-        r = server => {
-            r.context("serving")?;
-            eprintln!("stopped: requests in flight finished");
-        }
-        _ = drain_limit => {
-            eprintln!(
-                "stopped: requests still in flight after {}s were cut",
-                DRAIN_LIMIT.as_secs()
-            );
-        }
-    }
+    accept_loop(listener, router, o.header_timeout).await;
     Ok(())
+}
+
+/// Accept connections until SIGINT/SIGTERM, then let the requests in flight finish (at most
+/// [`DRAIN_LIMIT`]). hyper directly rather than `axum::serve`, for the header read timeout: a
+/// connection that sends no complete request head within it is closed.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: say so, back off, go on.
+                    eprintln!("error: accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let svc = router
+            .clone()
+            .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let conn = http.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(svc),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A client going away mid-answer is its business, not an error of the server.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => eprintln!("stopped: requests in flight finished"),
+        _ = tokio::time::sleep(DRAIN_LIMIT) => eprintln!(
+            "stopped: requests still in flight after {}s were cut",
+            DRAIN_LIMIT.as_secs()
+        ),
+    }
 }
 
 /// The URL nodes reach this server by, when not given: the bound address unless it is a
