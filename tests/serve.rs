@@ -350,6 +350,19 @@ fn every_route_serves_what_build_wrote() {
         )
     );
     assert!(rest.is_empty());
+    // A small file is read whole, a conditional request goes through ServeFile: the same
+    // Last-Modified, so a cache revalidates with 304.
+    let r = srv.get("/out/slb/ezimg-slb-bundle.tar.gz");
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    let lm = r
+        .header("last-modified")
+        .expect("last-modified")
+        .to_string();
+    let r = srv.get_with(
+        "/out/slb/ezimg-slb-bundle.tar.gz",
+        &[("If-Modified-Since", &lm)],
+    );
+    assert_eq!(r.status, 304);
     // PXE: the entry point and the per-MAC script, served.
     let boot = srv.get("/boot.ipxe");
     assert_eq!(boot.status, 200);

@@ -156,6 +156,8 @@ async fn accept_loop(
             },
             _ = &mut stop => break,
         };
+        // Answers are written whole; waiting to coalesce them only adds latency.
+        let _ = stream.set_nodelay(true);
         let svc = router
             .clone()
             .map_request(move |mut req: Request<hyper::body::Incoming>| {
@@ -292,6 +294,9 @@ async fn answer(app: &App, peer: SocketAddr, req: Request) -> Response {
                         .into_response();
                 }
             }
+            if let Some(r) = small_file(&req, &path) {
+                return r;
+            }
             match ServeFile::new(&path).oneshot(req).await {
                 Ok(r) => r.map(Body::new),
                 Err(e) => {
@@ -301,6 +306,42 @@ async fn answer(app: &App, peer: SocketAddr, req: Request) -> Response {
             }
         }
     }
+}
+
+/// Whole small files (sha256 lines, iPXE scripts, kickstarts, bundles) for a plain GET, read in
+/// one call on this thread: tokio's file I/O hops to a blocking thread for every call (open,
+/// metadata, each read), and those thread switches were most of the CPU time of a small answer.
+/// Ranges, conditional requests, HEAD and big files go to `ServeFile`; the headers are the ones
+/// it sends.
+fn small_file(req: &Request, path: &std::path::Path) -> Option<Response> {
+    const SMALL: u64 = 256 * 1024;
+    let conditional = [
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ];
+    if req.method() != Method::GET || conditional.iter().any(|h| req.headers().contains_key(h)) {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.len() > SMALL {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let mime = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let mut b = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, mime)
+        .header(header::ACCEPT_RANGES, "bytes");
+    if let Ok(m) = meta.modified() {
+        b = b.header(header::LAST_MODIFIED, httpdate::fmt_http_date(m));
+    }
+    b.body(Body::from(bytes)).ok()
 }
 
 const INDEX: &str = "ezimg serve\n\
