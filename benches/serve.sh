@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `ezimg serve` against Debian's nginx serving the same `ezimg build` output statically on
 # 127.0.0.1, in the same run: ApacheBench (ab, apache2-utils) fetches the same files from both
-# (a 65-byte sha256 line and a role bundle), one connection per request, and the script prints
-# requests/s and p99 latency for each and the ratio. Both log every request to a file.
+# (a bundle's sha256 line and the bundle), one connection per request, and the script prints
+# requests/s, p99 latency and the server's CPU time per request for each, and the ratio. Both
+# log every request to a file.
 #
 # Usage: benches/serve.sh [REQUESTS] [CONCURRENCY]   (default 2000 and 16; every ab run is also
 #        capped at 20 s). EZIMG_BIN=PATH uses that binary instead of a release build.
@@ -50,7 +51,8 @@ free_port() {
 mkfifo "$work/serve.out"
 "$ezimg" serve -c "$work/cluster.toml" --from "$work/out" --listen 127.0.0.1:0 \
     >"$work/serve.out" 2>"$work/ezimg-access.log" &
-pids+=($!)
+ezimg_pid=$!
+pids+=("$ezimg_pid")
 read -r line <"$work/serve.out"
 ezimg_url=${line#listening on }
 
@@ -79,17 +81,32 @@ http {
 EOF
 chmod -R a+rX "$work"
 "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-pids+=($!)
+nginx_pid=$!
+pids+=("$nginx_pid")
 nginx_url=http://127.0.0.1:$nport
 for _ in $(seq 50); do
     curl -fsS -o /dev/null "$nginx_url/out/slb/ezimg-slb-bundle.tar.gz.sha256" 2>/dev/null && break
     sleep 0.1
 done
 
-# ab SERVER_URL PATH: prints "<requests/s> <p99 ms>", failing on any failed or non-2xx request.
+# CPU time (clock ticks) used so far by process $1 and its children's threads (nginx's workers).
+ticks() {
+    local p sum=0
+    for p in "$1" $(pgrep -P "$1" || true); do
+        sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$sum"
+}
+hz=$(getconf CLK_TCK)
+
+# ab SERVER_URL PATH PID: prints "<requests/s> <p99 ms> <requests done> <server CPU µs per
+# request>", failing on any failed or non-2xx request. CPU per request is the steadier figure
+# on a shared host: it does not count time spent waiting for a core.
 bench() {
-    local out
+    local out t0 t1
+    t0=$(ticks "$3")
     out=$(ab -q -t 20 -n "$requests" -c "$conc" "$1$2" 2>&1)
+    t1=$(ticks "$3")
     if ! grep -q '^Failed requests: *0$' <<<"$out" || grep -q '^Non-2xx responses' <<<"$out"; then
         echo "ab against $1$2 failed:" >&2
         echo "$out" >&2
@@ -99,17 +116,18 @@ bench() {
     rps=$(awk '/^Requests per second:/ { print $4 }' <<<"$out")
     p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
     count=$(awk '/^Complete requests:/ { print $3 }' <<<"$out")
-    echo "$rps $p99 $count"
+    echo "$rps $p99 $count $(( (t1 - t0) * 1000000 / hz / count ))"
 }
 
-printf '%-52s %10s %8s %10s %8s %8s\n' "file ($requests requests, $conc at once)" \
-    "ezimg r/s" "p99 ms" "nginx r/s" "p99 ms" "ratio"
+printf '%-52s %10s %7s %7s %10s %7s %7s %7s\n' "file ($requests requests, $conc at once)" \
+    "ezimg r/s" "p99 ms" "CPU µs" "nginx r/s" "p99 ms" "CPU µs" "ratio"
 for path in /out/slb/ezimg-slb-bundle.tar.gz.sha256 /out/slb/ezimg-slb-bundle.tar.gz; do
     size=$(stat -c %s "$work${path}")
-    read -r e_rps e_p99 e_n < <(bench "$ezimg_url" "$path")
-    read -r n_rps n_p99 n_n < <(bench "$nginx_url" "$path")
+    read -r e_rps e_p99 e_n e_cpu < <(bench "$ezimg_url" "$path" "$ezimg_pid")
+    read -r n_rps n_p99 n_n n_cpu < <(bench "$nginx_url" "$path" "$nginx_pid")
     ratio=$(awk -v a="$e_rps" -v b="$n_rps" 'BEGIN { printf "%.2fx", a / b }')
-    printf '%-52s %10s %8s %10s %8s %8s\n' "${path##*/} ($size B; $e_n/$n_n done)" \
-        "$e_rps" "$e_p99" "$n_rps" "$n_p99" "$ratio"
+    printf '%-52s %10s %7s %7s %10s %7s %7s %7s\n' "${path##*/} ($size B; $e_n/$n_n done)" \
+        "$e_rps" "$e_p99" "$e_cpu" "$n_rps" "$n_p99" "$n_cpu" "$ratio"
 done
-echo "ratio: ezimg's requests/s over nginx's (higher is better for ezimg)"
+echo "ratio: ezimg's requests/s over nginx's (higher is better for ezimg); CPU µs: the server's"
+echo "CPU time per request (user + system, nginx's master and workers)"
