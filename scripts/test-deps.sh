@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install what tests/kickstart.rs, tests/cloudinit.rs and benches/seed.rs need on Debian 12:
+# Install what tests/kickstart.rs, tests/cloudinit.rs, tests/serve.rs and benches/seed.rs need
+# on Debian 12:
 #   - host tools: mtools, dosfstools, xorriso, genisoimage (isoinfo), cloud-image-utils
-#     (cloud-localds), util-linux (blkid);
+#     (cloud-localds), util-linux (blkid), dnsmasq-base (`dnsmasq --test` of the generated
+#     dnsmasq.conf; only the binary, no service);
 #   - .venv (project root): pykickstart (ksvalidator) and cloud-init's Python deps;
 #   - .venv/cloud-init: Debian's cloud-init package unpacked with dpkg -x, never installed
 #     (an installed cloud-init would act on this machine's next boot).
@@ -25,6 +27,7 @@ as_root() {
 declare -A need=(
     [mdir]=mtools [mkfs.vfat]=dosfstools [xorriso]=xorriso [isoinfo]=genisoimage
     [cloud-localds]=cloud-image-utils [blkid]=util-linux [dpkg-deb]=dpkg
+    [dnsmasq]=dnsmasq-base
 )
 missing=()
 for cmd in "${!need[@]}"; do

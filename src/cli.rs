@@ -92,6 +92,7 @@ impl Cli {
             Command::Export(a) => (Some(&a.cluster.cluster), Some(&a.data.data), None),
             Command::Stage(a) => (None, Some(&a.data), None),
             Command::Secrets(a) => (Some(&a.cluster), None, Some(&a.secrets)),
+            Command::Serve(a) => (Some(&a.cluster.cluster), Some(&a.data.data), None),
             Command::Init(_) | Command::Completions(_) | Command::Import(_) | Command::Base(_) => {
                 none
             }
@@ -130,6 +131,7 @@ impl Cli {
             Command::Stage(_) => "stage",
             Command::Base(_) => "base",
             Command::Secrets(_) => "secrets",
+            Command::Serve(_) => "serve",
         }
     }
 }
@@ -162,6 +164,52 @@ pub enum Command {
     Base(crate::base::BaseArgs),
     /// The cluster's secret store: CAs, service-account key, bootstrap token, VRRP password
     Secrets(SecretsArgs),
+    /// Serve a build's output and the verified cache to installing nodes over HTTP: PXE boot
+    /// configs, each node's kickstart and seed (to that node only), bundles and artifacts
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub lock: LockArg,
+    /// The --out of `ezimg build` to serve; the PXE tree is written into <DIR>/pxe/
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// Verified cache whose artifacts are served (default: $EZIMG_CACHE_DIR, else the user's
+    /// cache directory)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Address and port to listen on (port 0: any free port, printed on stdout)
+    #[arg(long, value_name = "ADDR:PORT", default_value = crate::serve::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// This server's URL as nodes reach it, written into the boot configs (default: the
+    /// listen address, or with a wildcard listen address the ops node's ip and the port)
+    #[arg(long, value_name = "URL", value_parser = http_url)]
+    pub url: Option<reqwest::Url>,
+    /// Requests answered at once (until their body is sent); more wait their turn
+    #[arg(long, value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_REQUESTS, value_parser = clap::value_parser!(usize))]
+    pub max_requests: usize,
+    /// Seconds a connection has to send a complete request head before it is closed
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::serve::DEFAULT_HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Installer kernel, relative to the PXE tree [default: installer/<os dir>/vmlinuz]
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<String>,
+    /// Installer initrd, relative to the PXE tree [default: installer/<os dir>/initrd.img]
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<String>,
+    /// `inst.repo=` on the installer's command line (the kickstart's `url` names one too)
+    #[arg(long, value_name = "URL")]
+    pub inst_repo: Option<String>,
+    /// dnsmasq.conf: proxy-DHCP beside the site's DHCP server, or full DHCP with a fixed
+    /// address per node `mac`
+    #[arg(long, value_enum, default_value = "proxy")]
+    pub dhcp: crate::serve::dnsmasq::DhcpMode,
 }
 
 #[derive(Debug, Args)]

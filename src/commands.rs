@@ -10,7 +10,7 @@ use crate::artifact::{Cache, FetchOptions, Lock};
 use crate::bundle::{self, ArtifactPin};
 use crate::cli::{
     BuildArgs, CheckArgs, CompletionsArgs, Format, Global, InitArgs, LockArg, PlanArgs, RotateWhat,
-    SecretsArgs, SecretsCommand,
+    SecretsArgs, SecretsCommand, ServeArgs,
 };
 use crate::cluster::Os;
 use crate::cluster::{self, Loaded, Severity};
@@ -869,4 +869,26 @@ pub fn stage(g: &Global, a: &crate::cli::StageArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ezimg serve`: resolve the inputs, then [`crate::serve::run`].
+pub fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
+    let loaded = cluster::load(g.cluster.as_deref())?;
+    let lock = resolve_lock(g, &a.lock)?;
+    crate::serve::run(crate::serve::Options {
+        out: a.from.clone(),
+        cluster: loaded.cluster,
+        cache: Cache::resolve(a.cache_dir.as_deref())?,
+        lock,
+        listen: a.listen,
+        url: a.url.as_ref().map(|u| u.as_str().to_string()),
+        max_requests: a.max_requests,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout),
+        pxe: crate::serve::PxeChoices {
+            kernel: a.kernel.clone(),
+            initrd: a.initrd.clone(),
+            repo: a.inst_repo.clone(),
+            dhcp: a.dhcp,
+        },
+    })
 }

@@ -24,6 +24,7 @@ pub mod render;
 pub mod role;
 pub mod rootdisk;
 pub mod secrets;
+pub mod serve;
 pub mod stage;
 pub mod timezone;
 pub mod tomlfile;

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Stage(a) => ezimg::commands::stage(&g, a),
         Command::Base(a) => ezimg::base::command(a),
         Command::Secrets(a) => ezimg::commands::secrets(&g, a),
+        Command::Serve(a) => ezimg::commands::serve(&g, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

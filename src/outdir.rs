@@ -130,6 +130,31 @@ fn read_manifest(path: &Path, cluster: &str) -> Result<Manifest> {
     Ok(m)
 }
 
+/// What `ezimg build` recorded in `out`: the cluster's name and, per file (path relative to
+/// `out`), whom it belongs to. For readers of a finished `--out` (`ezimg serve`), which must
+/// tell a node's secret-bearing files from a role's public ones.
+pub fn recorded(out: &Path) -> Result<(String, BTreeMap<String, Owner>)> {
+    let path = out.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (is {} the --out of `ezimg build`?)",
+            path.display(),
+            out.display()
+        )
+    })?;
+    let m: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not an ezimg output manifest", path.display()))?;
+    if m.ezimg_outputs != MANIFEST_VERSION {
+        anyhow::bail!(
+            "{}: manifest version {} is not supported (this ezimg reads {MANIFEST_VERSION})",
+            path.display(),
+            m.ezimg_outputs
+        );
+    }
+    let files = m.files.into_iter().map(|(k, r)| (k, r.owner)).collect();
+    Ok((m.cluster, files))
+}
+
 impl Staging {
     /// Create `out` if needed and a fresh staging folder in it (same filesystem: renames are
     /// atomic). Refuses an `out` that holds another cluster's outputs.
