@@ -651,12 +651,19 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<()> {
     };
     run_bakes(&bakes, &lock, &bake_opts)?;
     for b in &bakes {
-        for rel in [
-            b.rel.clone(),
-            format!("{}.json", b.rel),
-            format!("{}.sha256", b.rel),
-        ] {
-            staging.produced(&rel, produce::role_owner(&b.role, Kind::Qcow2));
+        let owner = || produce::role_owner(&b.role, Kind::Qcow2);
+        // The image's digest is in the `.sha256` line bake_role wrote from the manifest.
+        let line_path = staging.path(&format!("{}.sha256", b.rel));
+        let line = std::fs::read_to_string(&line_path)
+            .with_context(|| format!("reading {}", line_path.display()))?;
+        match line.split_whitespace().next() {
+            Some(sha) if sha.len() == 64 => {
+                staging.produced_with_sha256(&b.rel, owner(), sha.to_string())
+            }
+            _ => staging.produced(&b.rel, owner()),
+        }
+        for rel in [format!("{}.json", b.rel), format!("{}.sha256", b.rel)] {
+            staging.produced(&rel, owner());
         }
     }
     let current = Current {

@@ -198,6 +198,13 @@ impl Staging {
         self.produced.push((rel.to_string(), owner, None));
     }
 
+    /// Like [`Self::produced`] for one file whose sha256 is already known (a baked image: its
+    /// manifest has it), so the commit does not hash hundreds of MiB again.
+    pub fn produced_with_sha256(&mut self, rel: &str, owner: Owner, sha256: String) {
+        self.scope.insert(owner.clone());
+        self.produced.push((rel.to_string(), owner, Some(sha256)));
+    }
+
     /// Write the file `rel` for `owner` (0600 when `private`: it holds secrets).
     pub fn write(&mut self, rel: &str, bytes: &[u8], private: bool, owner: Owner) -> Result<()> {
         let path = self.path(rel);
