@@ -4,7 +4,8 @@
 #         mmdebstrap) are empty; the plain base stays cached (`ezimg base build` is timed
 #         separately, as its own cold/warm pair), so the role base is built, then the VM boots
 #         and applies the bundle;
-#   warm: the same inputs again: a cache hit, no VM.
+#   warm: the same inputs again: a cache hit, no VM;
+#   then a second cold bake (bake cache dropped, role base kept), and both images' sha256.
 # Needs root, QEMU and the tools of scripts/vm-deps.sh. Usage:
 #   benches/bake.sh [ROLE]        (default slb, on a debian12 cluster with distro nginx/keepalived)
 #   benches/bake.sh --vs-virt-customize
@@ -175,6 +176,16 @@ cold=$(secs "$ezimg" -c "$work/cluster.toml" build --role "$role" --format qcow2
 grep -E '^qcow2' "$work/log" >&2 || true
 warm=$(secs "$ezimg" -c "$work/cluster.toml" build --role "$role" --format qcow2 --out "$work/out")
 size=$(du -m "$work/out/$role/ezimg-$role.qcow2" | cut -f1)
+sha1=$(sha256sum "$work/out/$role/ezimg-$role.qcow2" | cut -d' ' -f1)
+# A second cold bake of the same inputs (the bake cache dropped, the role base kept): the image
+# must be the same bytes.
+rm -rf "$cache/bake"
+cold2=$(secs "$ezimg" -c "$work/cluster.toml" build --role "$role" --format qcow2 --out "$work/out2")
+sha2=$(sha256sum "$work/out2/$role/ezimg-$role.qcow2" | cut -d' ' -f1)
 printf '%-28s %10s %10s\n' "" cold warm
 printf '%-28s %9.1fs %9.2fs\n' "bake $role (qcow2, ${size} MiB)" "$cold" "$warm"
+printf '%-28s %9.1fs\n' "bake $role again (cold)" "$cold2"
 printf '%-28s %10s %9.2fs\n' "base debian12" "$base_cold" "$base_warm"
+echo "two cold bakes: sha256 $sha1"
+echo "                sha256 $sha2"
+if [ "$sha1" = "$sha2" ]; then echo "                identical"; else echo "                DIFFER" >&2; exit 1; fi
