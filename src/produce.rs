@@ -158,7 +158,7 @@ pub fn role(
             node,
             plan: p,
             bundle: &bref,
-            secrets: crate::commands::node_secrets(job.store, p)?,
+            secrets: crate::secrets::node_secrets(job.store, p)?,
             artifacts_from: job.artifacts_from.clone(),
         };
         lint.check(
@@ -285,4 +285,44 @@ pub fn missing_lines(missing: &BTreeMap<(String, String), Vec<String>>) -> Strin
         .map(|((name, why), roles)| format!("{name} (roles {}): {why}", roles.join(", ")))
         .collect::<Vec<_>>()
         .join("\n  ")
+}
+
+/// What `check` learns from rendering every output of every node of some roles, nothing
+/// written.
+#[derive(Default)]
+pub struct Checked {
+    /// Output files rendered.
+    pub files: usize,
+    /// Layer/node pairs skipped.
+    pub skipped: usize,
+    /// Layers applied on at least one node.
+    pub applied_layers: std::collections::BTreeSet<String>,
+    /// (artifact, why) not at hand, with the roles that need it.
+    pub missing: BTreeMap<(String, String), Vec<String>>,
+}
+
+/// Render every output of every node of `roles` as `build --all` does, counting instead of
+/// writing; the scripts go through `lint`.
+pub fn check_roles(job: &Job, roles: &[String], lint: &mut BashSyntax) -> Result<Checked> {
+    let mut c = Checked::default();
+    for role in roles {
+        let mut files = 0usize;
+        let r = self::role(job, role, None, lint, &mut |_p: Piece| {
+            files += 1;
+            Ok(())
+        })
+        .with_context(|| format!("role {role}"))?;
+        c.files += files;
+        for p in &r.plans {
+            c.skipped += p.layers.iter().filter(|l| l.skipped.is_some()).count();
+            c.applied_layers.extend(p.applied().map(|l| l.name.clone()));
+        }
+        for key in r.missing {
+            c.missing
+                .entry(key)
+                .or_insert_with(Vec::new)
+                .push(role.clone());
+        }
+    }
+    Ok(c)
 }
