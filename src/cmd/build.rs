@@ -12,8 +12,7 @@ use crate::cli::{BuildArgs, Format, Global};
 use crate::cluster::{self, Loaded, Os};
 use crate::image::{self, PendingBake};
 use crate::lint::BashSyntax;
-use crate::outdir::{Current, Kind, Staging};
-use crate::pins;
+use crate::outdir::{Current, Staging};
 use crate::plan::{self, Catalog};
 use crate::produce::{self, Job, Piece};
 use crate::secrets::{self, Store};
@@ -101,23 +100,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
         );
     }
     for role in &roles {
-        // This build answers for the formats it was asked for, for the nodes it renders: what
-        // it no longer makes there (a kickstart once the OS is debian12) goes.
-        for n in c
-            .nodes_of(role)
-            .filter(|n| only.is_none_or(|o| o == n.hostname))
-        {
-            for f in &a.format {
-                if let Some(owner) = produce::node_owner(role, &n.hostname, *f) {
-                    staging.responsible_for(owner);
-                }
-            }
-        }
-        for (f, kind) in [(Format::Bundle, Kind::Bundle), (Format::Qcow2, Kind::Qcow2)] {
-            if a.format.contains(&f) {
-                staging.responsible_for(produce::role_owner(role, kind));
-            }
-        }
+        produce::claim(&mut staging, c, role, only, &a.format);
         let mut sink = |p: Piece| staging.write(&p.rel, p.bytes, p.private, p.owner);
         let r = produce::role(&job, role, only, &mut lint, &mut sink)
             .with_context(|| format!("building role {role}"))?;
@@ -127,12 +110,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
                 .or_insert_with(Vec::new)
                 .push(role.clone());
         }
-        if !r.resolved.files.is_empty() {
-            let rel = format!("{role}/artifacts");
-            pins::export_files(&r.resolved, &staging.path(&rel))
-                .with_context(|| format!("building role {role}"))?;
-            staging.produced(&rel, produce::role_owner(role, Kind::Artifacts));
-        }
+        produce::write_artifacts(&mut staging, role, &r.resolved)?;
         if a.format.contains(&Format::Bundle) {
             built.push(format!(
                 "built {role}/{} (sha256 {})",
@@ -173,20 +151,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     };
     image::run_bakes(&bakes, &lock, &bake_opts)?;
     for b in &bakes {
-        let owner = || produce::role_owner(&b.role, Kind::Qcow2);
-        // The image's digest is in the `.sha256` line bake_role wrote from the manifest.
-        let line_path = staging.path(&format!("{}.sha256", b.rel));
-        let line = std::fs::read_to_string(&line_path)
-            .with_context(|| format!("reading {}", line_path.display()))?;
-        match line.split_whitespace().next() {
-            Some(sha) if sha.len() == 64 => {
-                staging.produced_with_sha256(&b.rel, owner(), sha.to_string())
-            }
-            _ => staging.produced(&b.rel, owner()),
-        }
-        for rel in [format!("{}.json", b.rel), format!("{}.sha256", b.rel)] {
-            staging.produced(&rel, owner());
-        }
+        produce::record_bake(&mut staging, b)?;
     }
     let current = Current {
         nodes: c

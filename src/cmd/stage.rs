@@ -11,26 +11,7 @@ use crate::stage;
 fn check(g: &Global, c: &StageCheckArgs) -> Result<()> {
     let name = match &c.stage {
         Some(n) => n.clone(),
-        None => {
-            let t = c.tarball.display().to_string();
-            let candidates = [
-                format!("{t}.json"),
-                format!("{}.json", t.strip_suffix(".tar.gz").unwrap_or(&t)),
-            ];
-            let m = candidates
-                .iter()
-                .find(|p| std::path::Path::new(p).is_file())
-                .with_context(|| {
-                    format!(
-                        "{t}: no manifest next to it ({}); pass --stage NAME",
-                        candidates.join(" or ")
-                    )
-                })?;
-            let text = std::fs::read_to_string(m).with_context(|| format!("reading {m}"))?;
-            let m: stage::Manifest = serde_json::from_str(&text)
-                .with_context(|| format!("{m}: not a stage manifest"))?;
-            m.stage
-        }
+        None => stage::Manifest::beside(&c.tarball)?.stage,
     };
     let st = stage::load(&name, g.data.as_deref())?;
     let target = stage::Target::load(&c.target, g.data.as_deref())?;
