@@ -161,7 +161,7 @@ pub enum Command {
     /// Build stages (nginx, keepalived) from pinned sources into cached tarballs
     Stage(StageArgs),
     /// Build base OS images (debian12) from the host's apt sources, cached
-    Base(crate::base::BaseArgs),
+    Base(BaseArgs),
     /// The cluster's secret store: CAs, service-account key, bootstrap token, VRRP password
     Secrets(SecretsArgs),
     /// Serve a build's output and the verified cache to installing nodes over HTTP: PXE boot
@@ -584,4 +584,35 @@ pub struct StageBuildArgs {
     /// Keep the work directory (its path is printed) for debugging
     #[arg(long)]
     pub keep_work: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BaseArgs {
+    #[command(subcommand)]
+    pub command: BaseCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BaseCommand {
+    /// Build (or find in the cache) the base qcow2 of an OS, from the host's apt sources
+    Build(BaseBuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BaseBuildArgs {
+    /// Operating system of the base
+    #[arg(long, value_enum, default_value = "debian12")]
+    pub os: crate::base::BaseOs,
+    /// Also copy the image here (its manifest goes next to it as FILE.json)
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Cache directory (default: $EZIMG_CACHE_DIR, else $XDG_CACHE_HOME/ezimg); bases go to <dir>/base/
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Build even if the cache holds this exact input set
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Install these packages too (what a role's bake asks for; repeat or comma-separate)
+    #[arg(long, value_name = "PKG", value_delimiter = ',')]
+    pub with: Vec<String>,
 }

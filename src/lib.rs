@@ -6,7 +6,7 @@ pub mod bundle;
 pub mod cachedir;
 pub mod cli;
 pub mod cluster;
-pub mod commands;
+pub mod cmd;
 pub mod data;
 pub mod digest;
 pub mod fsutil;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ezimg::cli::{Cli, Command};
+use ezimg::cli::Cli;
 
 fn main() -> ExitCode {
     quiet_broken_pipe();
@@ -13,21 +13,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match &cli.command {
-        Command::Init(a) => ezimg::commands::init(a),
-        Command::Check(a) => ezimg::commands::check(&g, a),
-        Command::Plan(a) => ezimg::commands::plan(&g, a),
-        Command::Build(a) => ezimg::commands::build(&g, a),
-        Command::Completions(a) => ezimg::commands::completions(a),
-        Command::Fetch(a) => ezimg::commands::fetch(&g, a),
-        Command::Lock(a) => ezimg::commands::lock(&g, a),
-        Command::Export(a) => ezimg::commands::export(&g, a),
-        Command::Import(a) => ezimg::commands::import(a),
-        Command::Stage(a) => ezimg::commands::stage(&g, a),
-        Command::Base(a) => ezimg::base::command(a),
-        Command::Secrets(a) => ezimg::commands::secrets(&g, a),
-        Command::Serve(a) => ezimg::commands::serve(&g, a),
-    };
+    let result = ezimg::cmd::run(&g, &cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`ezimg plan | head`): nothing more to say, like other tools.

@@ -237,3 +237,20 @@ pub fn select(
     artifact::resolve(lock, &out)?;
     Ok(out)
 }
+
+/// Pins of every artifact any layer names, without fetching or compiling anything: what a
+/// bundle built now would list.
+pub fn artifact_pins(
+    catalog: &crate::plan::Catalog,
+    lock: &Lock,
+) -> Result<BTreeMap<String, ArtifactPin>> {
+    let mut names: Vec<String> = catalog
+        .layers
+        .values()
+        .flat_map(|l| l.manifest.artifacts.iter().map(|a| a.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let cache = Cache::resolve(None)?;
+    Ok(resolve(lock, &cache, None, Os::Debian12, &names, None)?.pins)
+}

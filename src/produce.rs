@@ -158,7 +158,7 @@ pub fn role(
             node,
             plan: p,
             bundle: &bref,
-            secrets: crate::commands::node_secrets(job.store, p)?,
+            secrets: crate::secrets::node_secrets(job.store, p)?,
             artifacts_from: job.artifacts_from.clone(),
         };
         lint.check(
@@ -285,4 +285,108 @@ pub fn missing_lines(missing: &BTreeMap<(String, String), Vec<String>>) -> Strin
         .map(|((name, why), roles)| format!("{name} (roles {}): {why}", roles.join(", ")))
         .collect::<Vec<_>>()
         .join("\n  ")
+}
+
+/// What `check` learns from rendering every output of every node of some roles, nothing
+/// written.
+#[derive(Default)]
+pub struct Checked {
+    /// Output files rendered.
+    pub files: usize,
+    /// Layer/node pairs skipped.
+    pub skipped: usize,
+    /// Layers applied on at least one node.
+    pub applied_layers: std::collections::BTreeSet<String>,
+    /// (artifact, why) not at hand, with the roles that need it.
+    pub missing: BTreeMap<(String, String), Vec<String>>,
+}
+
+/// Render every output of every node of `roles` as `build --all` does, counting instead of
+/// writing; the scripts go through `lint`.
+pub fn check_roles(job: &Job, roles: &[String], lint: &mut BashSyntax) -> Result<Checked> {
+    let mut c = Checked::default();
+    for role in roles {
+        let mut files = 0usize;
+        let r = self::role(job, role, None, lint, &mut |_p: Piece| {
+            files += 1;
+            Ok(())
+        })
+        .with_context(|| format!("role {role}"))?;
+        c.files += files;
+        for p in &r.plans {
+            c.skipped += p.layers.iter().filter(|l| l.skipped.is_some()).count();
+            c.applied_layers.extend(p.applied().map(|l| l.name.clone()));
+        }
+        for key in r.missing {
+            c.missing
+                .entry(key)
+                .or_insert_with(Vec::new)
+                .push(role.clone());
+        }
+    }
+    Ok(c)
+}
+
+/// Tell `staging` which outputs this build answers for (the formats asked for, for the nodes
+/// it renders), so what it no longer makes there (a kickstart once the OS is debian12) goes.
+pub fn claim(
+    staging: &mut crate::outdir::Staging,
+    c: &crate::cluster::Cluster,
+    role: &str,
+    only: Option<&str>,
+    formats: &[Format],
+) {
+    for n in c
+        .nodes_of(role)
+        .filter(|n| only.is_none_or(|o| o == n.hostname))
+    {
+        for f in formats {
+            if let Some(owner) = node_owner(role, &n.hostname, *f) {
+                staging.responsible_for(owner);
+            }
+        }
+    }
+    for (f, kind) in [(Format::Bundle, Kind::Bundle), (Format::Qcow2, Kind::Qcow2)] {
+        if formats.contains(&f) {
+            staging.responsible_for(role_owner(role, kind));
+        }
+    }
+}
+
+/// Copy a role's resolved artifact files into `<role>/artifacts` of `staging`.
+pub fn write_artifacts(
+    staging: &mut crate::outdir::Staging,
+    role: &str,
+    resolved: &pins::Resolved,
+) -> Result<()> {
+    if resolved.files.is_empty() {
+        return Ok(());
+    }
+    let rel = format!("{role}/artifacts");
+    pins::export_files(resolved, &staging.path(&rel))
+        .with_context(|| format!("building role {role}"))?;
+    staging.produced(&rel, role_owner(role, Kind::Artifacts));
+    Ok(())
+}
+
+/// Record a finished bake's image, manifest and `.sha256` line as outputs of `staging`.
+pub fn record_bake(
+    staging: &mut crate::outdir::Staging,
+    b: &crate::image::PendingBake,
+) -> Result<()> {
+    let owner = || role_owner(&b.role, Kind::Qcow2);
+    // The image's digest is in the `.sha256` line bake_role wrote from the manifest.
+    let line_path = staging.path(&format!("{}.sha256", b.rel));
+    let line = std::fs::read_to_string(&line_path)
+        .with_context(|| format!("reading {}", line_path.display()))?;
+    match line.split_whitespace().next() {
+        Some(sha) if sha.len() == 64 => {
+            staging.produced_with_sha256(&b.rel, owner(), sha.to_string())
+        }
+        _ => staging.produced(&b.rel, owner()),
+    }
+    for rel in [format!("{}.json", b.rel), format!("{}.sha256", b.rel)] {
+        staging.produced(&rel, owner());
+    }
+    Ok(())
 }

@@ -479,3 +479,56 @@ pub fn gitignore_line(store_dir: &Path) -> String {
         .unwrap_or_else(|| "cluster.secrets".into());
     format!("/{name}/")
 }
+
+/// Keep the secret store that will sit beside `cluster_file` out of git: add its line to the
+/// `.gitignore` of that folder unless it is there. Returns the line and the file when added.
+pub fn ignore_store(cluster_file: &Path) -> Result<Option<(String, PathBuf)>> {
+    let loaded = Loaded {
+        cluster: crate::cluster::parse(crate::cluster::DEFAULT_TOML, "<embedded default cluster>")?,
+        path: Some(cluster_file.to_path_buf()),
+        text: String::new(),
+    };
+    let store = locate(None, &loaded);
+    let line = gitignore_line(&store);
+    let gi = cluster_file.with_file_name(".gitignore");
+    let old = match std::fs::read_to_string(&gi) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", gi.display())),
+    };
+    if old.lines().any(|l| l.trim() == line) {
+        return Ok(None);
+    }
+    let mut new = old;
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str(&format!(
+        "# the cluster's secret store (ezimg secrets): never commit it\n{line}\n"
+    ));
+    std::fs::write(&gi, new).with_context(|| format!("writing {}", gi.display()))?;
+    Ok(Some((line, gi)))
+}
+
+/// A throwaway store made the way the first build makes the real one, in a temporary folder
+/// that lives as long as the returned guard (`check` renders with it before any build).
+pub fn throwaway(loaded: &Loaded) -> Result<(Store, tempfile::TempDir)> {
+    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+    let (store, _) = open(&tmp.path().join("store"), loaded, IfMissing::Create)?;
+    Ok((store, tmp))
+}
+
+/// Secrets a node's files use, with their values from the store: a node gets exactly the
+/// secrets its own files name (a worker never receives a CA key).
+pub fn node_secrets(store: &Store, p: &crate::plan::NodePlan) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for f in p.applied().flat_map(|l| l.files.iter()) {
+        for s in &f.secrets {
+            let value = store.get(s).with_context(|| {
+                format!("secret {s:?} of {} is not in the secret store", f.dest)
+            })?;
+            out.insert(s.clone(), value.to_string());
+        }
+    }
+    Ok(out)
+}

@@ -16,7 +16,6 @@
 
 pub mod archive;
 pub mod cache;
-pub mod commands;
 pub mod fetch;
 pub mod gittree;
 pub mod lock;

@@ -74,37 +74,6 @@ impl BaseOs {
     }
 }
 
-#[derive(Debug, clap::Args)]
-pub struct BaseArgs {
-    #[command(subcommand)]
-    pub command: BaseCommand,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum BaseCommand {
-    /// Build (or find in the cache) the base qcow2 of an OS, from the host's apt sources
-    Build(BaseBuildArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct BaseBuildArgs {
-    /// Operating system of the base
-    #[arg(long, value_enum, default_value = "debian12")]
-    pub os: BaseOs,
-    /// Also copy the image here (its manifest goes next to it as FILE.json)
-    #[arg(long, short, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Cache directory (default: $EZIMG_CACHE_DIR, else $XDG_CACHE_HOME/ezimg); bases go to <dir>/base/
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Build even if the cache holds this exact input set
-    #[arg(long)]
-    pub rebuild: bool,
-    /// Install these packages too (what a role's bake asks for; repeat or comma-separate)
-    #[arg(long, value_name = "PKG", value_delimiter = ',')]
-    pub with: Vec<String>,
-}
-
 /// What `base build` records next to the image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BaseManifest {
@@ -615,47 +584,6 @@ fn dpkg_versions(root: &Path) -> Result<BTreeMap<String, String>> {
             s.starts_with("ii").then(|| (p.to_string(), v.to_string()))
         })
         .collect())
-}
-
-/// `ezimg base …`.
-pub fn command(a: &BaseArgs) -> Result<()> {
-    match &a.command {
-        BaseCommand::Build(b) => {
-            let root = cache_root(b.cache_dir.as_deref())?;
-            let base = ensure(b.os, &b.with, &root, b.rebuild)?;
-            let m = &base.manifest;
-            if base.cached {
-                println!("cache hit: base {} ({:.2}s)", m.os, base.seconds);
-            } else {
-                println!("built: base {} ({:.0}s)", m.os, base.seconds);
-            }
-            println!(
-                "  image    {} (sha256 {}, {} MiB, virtual {} GiB, kernel {}, {} packages)",
-                base.image.display(),
-                m.sha256,
-                m.size >> 20,
-                m.virtual_size >> 30,
-                m.kernel,
-                m.packages.len()
-            );
-            println!("  manifest {}", base.manifest_path.display());
-            if let Some(out) = &b.out {
-                if let Some(p) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(p)
-                        .with_context(|| format!("creating {}", p.display()))?;
-                }
-                std::fs::copy(&base.image, out)
-                    .with_context(|| format!("copying the image to {}", out.display()))?;
-                let mut mj = out.as_os_str().to_owned();
-                mj.push(".json");
-                std::fs::copy(&base.manifest_path, &mj).with_context(|| {
-                    format!("copying the manifest to {}", Path::new(&mj).display())
-                })?;
-                println!("  copied to {}", out.display());
-            }
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]

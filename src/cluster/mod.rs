@@ -379,3 +379,27 @@ impl Cluster {
         seen
     }
 }
+
+/// The cluster file `ezimg init` writes: the default without its one secret (the seed's VRRP
+/// password), since a cluster file is meant to be committed; the secret store makes a random one.
+pub fn init_text() -> String {
+    let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+    let Some(at) = lines.iter().position(|l| l.starts_with("auth_pass = ")) else {
+        return DEFAULT_TOML.to_string();
+    };
+    // The comment above the line goes with it.
+    let mut from = at;
+    while from > 0 && lines[from - 1].starts_with('#') {
+        from -= 1;
+    }
+    let mut out: Vec<&str> = lines[..from].to_vec();
+    out.extend([
+        "# VRRP PASS authentication is a secret, so it is not in this file: the secret store",
+        "# (`ezimg secrets`) makes a random one when the first build creates it, and",
+        "# `ezimg secrets rotate vrrp-password --value V` sets your own (at most 8 characters).",
+    ]);
+    out.extend(&lines[at + 1..]);
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}

@@ -37,6 +37,9 @@ use crate::plan::NodePlan;
 use crate::vm::{self, Disk, Vm, VmSpec, tool};
 use crate::{fsutil, process};
 
+mod queue;
+pub use queue::{PendingBake, run_bakes};
+
 const BAKE_SH: &str = include_str!("bake.sh");
 /// Bump when the bake procedure changes in a way the inputs do not show.
 const RECIPE: &str = "bake-v4";

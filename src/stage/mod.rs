@@ -215,6 +215,28 @@ pub struct Manifest {
     pub build_seconds: f64,
 }
 
+impl Manifest {
+    /// The manifest next to a stage tarball: `T.json`, else `T` without `.tar.gz` plus `.json`.
+    pub fn beside(tarball: &Path) -> Result<Manifest> {
+        let t = tarball.display().to_string();
+        let candidates = [
+            format!("{t}.json"),
+            format!("{}.json", t.strip_suffix(".tar.gz").unwrap_or(&t)),
+        ];
+        let m = candidates
+            .iter()
+            .find(|p| Path::new(p).is_file())
+            .with_context(|| {
+                format!(
+                    "{t}: no manifest next to it ({}); pass --stage NAME",
+                    candidates.join(" or ")
+                )
+            })?;
+        let text = std::fs::read_to_string(m).with_context(|| format!("reading {m}"))?;
+        serde_json::from_str(&text).with_context(|| format!("{m}: not a stage manifest"))
+    }
+}
+
 /// The result of [`build`].
 #[derive(Debug, Clone)]
 pub struct Outcome {

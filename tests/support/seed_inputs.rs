@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use ezimg::bundle;
 use ezimg::cluster::{self, Loaded, Os};
-use ezimg::commands::{artifact_pins, node_secrets};
 use ezimg::data::DataTree;
 use ezimg::output::{BundleRef, NodeInput};
+use ezimg::pins::artifact_pins;
 use ezimg::plan::{self, Catalog, NodePlan};
+use ezimg::secrets::node_secrets;
 
 pub struct Fixture {
     pub loaded: Loaded,
