@@ -42,7 +42,7 @@ pub use queue::{PendingBake, run_bakes};
 
 const BAKE_SH: &str = include_str!("bake.sh");
 /// Bump when the bake procedure changes in a way the inputs do not show.
-const RECIPE: &str = "bake-v4";
+const RECIPE: &str = "bake-v5";
 /// Serial of the bake disk: `/dev/disk/by-id/virtio-ezbake` in the guest.
 const BAKE_DISK_SERIAL: &str = "ezbake";
 
@@ -250,12 +250,14 @@ fn rewrite(
         let script = r#"set -eu
 part=$1; mnt=$2; since=$3; epoch=$4; shift 4
 mount -o noatime "$part" "$mnt"
-# What the bake boot's shutdown wrote after bake.sh had finished: systemd's saved random seed
-# and the journal's folder for the boot's throw-away machine id. A node makes its own.
-rm -f "$mnt/var/lib/systemd/random-seed"
+# What the bake boot's shutdown wrote after bake.sh had finished, as fast as the guest's clock
+# allowed (a race, so not the same twice): systemd's saved random seed and clock, the journal's
+# folder for the boot's throw-away machine id, wtmp's shutdown record. A node makes its own.
+rm -f "$mnt/var/lib/systemd/random-seed" "$mnt/var/lib/systemd/timesync/clock"
 if [ -d "$mnt/var/log/journal" ]; then
     find "$mnt/var/log/journal" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 fi
+find "$mnt/var/log" -xdev -type f -exec truncate -s 0 {} +
 find "$mnt" -xdev -newermt "@$since" -exec touch -h -d "@$epoch" {} +
 find "$mnt" -xdev -exec touch -h -a -d "@$epoch" {} +
 E2FSPROGS_FAKE_TIME=$epoch mkfs.ext4 "$@"
