@@ -584,6 +584,17 @@ pub struct StageBuildArgs {
     /// Keep the work directory (its path is printed) for debugging
     #[arg(long)]
     pub keep_work: bool,
+    /// The OS the output is for (`debian12`, `el7`, `el9`): its ELF files are checked against
+    /// stages/targets/<target>.toml before the output is cached
+    #[arg(long, short, value_name = "TARGET", default_value = crate::stage::HOST_TARGET)]
+    pub target: String,
+    /// Where configure/make run: `host` (this Debian 12 machine) or `vm` (a VM of the target
+    /// with only the stage's [build_deps], no network). Default: host for debian12, else vm
+    #[arg(long, value_enum, value_name = "BUILDER")]
+    pub builder: Option<crate::stage::Builder>,
+    /// Time limit for the VM builder's build, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 4 * 3600)]
+    pub vm_timeout: u64,
 }
 
 #[derive(Debug, clap::Args)]

@@ -55,9 +55,11 @@ pub fn resolve(
         && let Some(name) = stages.first()
     {
         anyhow::bail!(
-            "artifact {name}: its build stage for {os} needs a builder of that OS (a chroot or VM \
-             of the target); only the host builder (Debian 12) exists yet. Use the distro package \
-             (role param *_source = \"distro\") or build on {os}"
+            "artifact {name}: its build stage for {os} needs a builder of that OS: the VM builder \
+             (`ezimg stage build --target {os} --builder vm`) boots the {os} cloud image with the \
+             build dependencies from an offline repository, which is not built yet (debian12 is). \
+             Use the distro package (role param {}_source = \"distro\")",
+            name.trim_end_matches(STAGE_SUFFIX)
         );
     }
     for name in &plain {

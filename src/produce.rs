@@ -122,7 +122,7 @@ pub fn role(
         &needed,
         getter.as_ref(),
     )?;
-    let missing = missing_artifacts(role, job, &mut resolved);
+    let missing = missing_artifacts(role, c.os, job, &mut resolved);
     let b = bundle::build(role, &plans, &resolved.pins)?;
     if job.formats.contains(&Format::Bundle) {
         let rel = format!("{role}/{}", b.file_name);
@@ -221,6 +221,7 @@ pub fn role(
 /// build exports them beside the bundle.
 fn missing_artifacts(
     role: &str,
+    os: crate::cluster::Os,
     job: &Job,
     resolved: &mut pins::Resolved,
 ) -> Vec<(String, String)> {
@@ -233,7 +234,14 @@ fn missing_artifacts(
         let Some(_) = &pin.sha256 else {
             out.push((
                 name.clone(),
-                if stage {
+                if stage && os != crate::cluster::Os::Debian12 {
+                    format!(
+                        "the build stage's output is not built, and a build for {os} needs an \
+                         {os} builder (`ezimg stage build --target {os} --builder vm` is built for \
+                         debian12 only yet): use role param {}_source = \"distro\"",
+                        name.trim_end_matches(pins::STAGE_SUFFIX)
+                    )
+                } else if stage {
                     format!(
                         "the build stage's output is not built (`ezimg build --role {role} \
                          --fetch` compiles it)"

@@ -1255,3 +1255,54 @@ fn no_unit_is_ordered_after_units_that_follow_multi_user() {
         }
     }
 }
+
+/// The scripts ezimg runs inside its VMs (the bake, the stage build) are embedded from `src/`:
+/// `bash -n` and shellcheck them as files.
+#[test]
+fn embedded_vm_scripts_pass_bash_n_and_shellcheck() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("read src") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "sh") {
+                out.push(p);
+            }
+        }
+    }
+    let mut scripts = Vec::new();
+    walk(&support::root().join("src"), &mut scripts);
+    scripts.sort();
+    assert!(
+        scripts.iter().any(|p| p.ends_with("bake.sh"))
+            && scripts.iter().any(|p| p.ends_with("vm-build.sh")),
+        "{scripts:?}"
+    );
+    let shellcheck = support::host_tool("shellcheck");
+    for p in &scripts {
+        let o = Command::new("bash")
+            .arg("-n")
+            .arg(p)
+            .output()
+            .expect("bash");
+        assert!(
+            o.status.success(),
+            "bash -n {}: {}",
+            p.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if shellcheck.is_some() {
+            let o = Command::new("shellcheck")
+                .args(["-S", "warning", "-s", "bash", "-f", "gcc"])
+                .arg(p)
+                .output()
+                .expect("shellcheck");
+            assert!(
+                o.status.success(),
+                "shellcheck {}:\n{}",
+                p.display(),
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+    }
+}

@@ -500,3 +500,148 @@ fn el7_bundles_ship_the_vendor_keys_the_lock_pins() {
         assert!(manifest.contains("  signatures.list"), "{manifest}");
     }
 }
+
+/// The default cluster (el7) from the tests' own artifacts: the project's lock with the tests'
+/// key in place of the vendors' and every URL on a loopback server serving the tests' files
+/// (the signed test RPM for the kernel and libseccomp RPMs, stand-in bytes pinned by sha256 for
+/// the rest). Offline, `build` refuses and lists what is missing; with `--fetch` every artifact
+/// is verified (signature or digest) and only slb's build stages are refused, because a stage
+/// for el7 needs an el7 builder; with slb on the distro packages every node's outputs are
+/// written and no bundle's artifacts.list has an entry without a sha256.
+#[test]
+fn the_default_el7_cluster_builds_from_verified_artifacts_only() {
+    let Some(fx) = fixture() else {
+        support::skip_or_fail(
+            "the_default_el7_cluster_builds_from_verified_artifacts_only",
+            "gpg/rpmbuild/rpmsign/rpmkeys/rpmdb missing (apt-get install gnupg rpm)",
+        );
+        return;
+    };
+    let d = tempfile::tempdir().expect("tempdir");
+    let server = StaticServer::start();
+    let text = std::fs::read_to_string(support::root().join("artifacts.lock")).expect("lock");
+    let mut lock: toml::Table = toml::from_str(&text).expect("the project's lock parses");
+    let key_dir = d.path().join("keys");
+    std::fs::create_dir_all(&key_dir).expect("mkdir");
+    std::fs::write(key_dir.join("a.asc"), fx.armored("a")).expect("key file");
+    for k in lock["key"].as_array_mut().expect("[[key]]") {
+        let k = k.as_table_mut().expect("key table");
+        k.insert("file".into(), "keys/a.asc".into());
+        k.insert("fingerprint".into(), fx.fpr("a").into());
+    }
+    for a in lock["artifact"].as_array_mut().expect("[[artifact]]") {
+        let a = a.as_table_mut().expect("artifact table");
+        let name = a["name"].as_str().expect("name").to_string();
+        let file = a["file"].as_str().expect("file").to_string();
+        a.insert("urls".into(), vec![server.url(&file)].into());
+        a.remove("mirror_path");
+        if a.contains_key("signed_by") {
+            server.put(&file, fx.rpms["good"].clone());
+        } else if !a.contains_key("git_tree") {
+            let bytes = format!("ezimg test stand-in for {name}\n").into_bytes();
+            a.insert("sha256".into(), ezimg::digest::sha256_hex(&bytes).into());
+            for f in ["sha512", "size", "verified"] {
+                a.remove(f);
+            }
+            server.put(&file, bytes);
+        }
+    }
+    let lock_path = d.path().join("artifacts.lock");
+    std::fs::write(&lock_path, toml::to_string(&lock).expect("lock TOML")).expect("write lock");
+    let cache = d.path().join("cache");
+    let secrets = d.path().join("secrets");
+    let build = |cluster: Option<&Path>, out: &Path, fetch: bool| {
+        let mut c = ezimg(&cache);
+        if let Some(p) = cluster {
+            c.arg("-c").arg(p);
+        }
+        c.env_remove("EZIMG_ALLOW_INCOMPLETE")
+            .env("EZIMG_SECRETS", &secrets)
+            .args(["build", "--all", "--lock"])
+            .arg(&lock_path)
+            .arg("--out")
+            .arg(out);
+        if fetch {
+            c.arg("--fetch");
+        }
+        let o = c.output().expect("ezimg build");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+
+    // Offline: refused, listing what is missing, nothing written.
+    let out = d.path().join("out");
+    let (ok, err) = build(None, &out, false);
+    assert!(
+        !ok,
+        "an offline build of the default cluster passed:\n{err}"
+    );
+    for needle in [
+        "kernel-ml (roles ops, slb, master, worker): not in the verified cache",
+        "libseccomp-el8",
+        "nerdctl-full",
+        "nginx-stage (roles slb): the build stage's output is not built, and a build for el7 \
+         needs an el7 builder",
+        "nothing was written",
+    ] {
+        assert!(err.contains(needle), "lacks {needle:?}:\n{err}");
+    }
+    assert!(!out.exists());
+
+    // Fetched: slb's stages for el7 need an el7 builder; refused before anything is written.
+    let (ok, err) = build(None, &out, true);
+    assert!(!ok, "el7 stage outputs were accepted:\n{err}");
+    assert!(
+        err.contains("its build stage for el7 needs a builder of that OS")
+            && err.contains("_source = \"distro\""),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // slb on the distro packages (keepalived and nginx from el7's repositories): every output
+    // is written, from verified artifacts only.
+    let cluster = d.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        support::with_role_params(
+            &support::default_cluster(),
+            "slb",
+            "nginx_source = \"distro\"\nkeepalived_source = \"distro\"",
+        ),
+    )
+    .expect("cluster");
+    let (ok, err) = build(Some(&cluster), &out, true);
+    assert!(ok, "{err}");
+    assert!(!err.contains("INCOMPLETE"), "{err}");
+    for role in ["ops", "slb", "master", "worker"] {
+        let bundle = out.join(format!("{role}/ezimg-{role}-bundle.tar.gz"));
+        let o = support::run(
+            Command::new("tar")
+                .arg("-xzOf")
+                .arg(&bundle)
+                .arg("artifacts.list"),
+        );
+        let list = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}: {o:?}", bundle.display());
+        let entries: Vec<&str> = list
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
+        assert!(
+            !entries.is_empty(),
+            "{}: empty artifacts.list",
+            bundle.display()
+        );
+        for line in entries {
+            // `name sha256 file`
+            let sha = line.split_whitespace().nth(1).unwrap_or("-");
+            assert!(
+                sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: unverified entry {line:?}",
+                bundle.display()
+            );
+        }
+    }
+}

@@ -81,6 +81,13 @@ pub fn run(g: &Global, a: &StageArgs) -> Result<()> {
             }
             opts.rebuild = b.rebuild;
             opts.keep_work = b.keep_work;
+            opts.target = b.target.clone();
+            opts.builder = b.builder.unwrap_or(if b.target == stage::HOST_TARGET {
+                stage::Builder::Host
+            } else {
+                stage::Builder::Vm
+            });
+            opts.vm_timeout = std::time::Duration::from_secs(b.vm_timeout);
             let o = stage::build(&st, &sources, &opts)?;
             if o.cached {
                 println!(

@@ -12,6 +12,7 @@ pub mod elf;
 pub mod run;
 pub mod spec;
 pub mod target;
+pub mod vm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -131,6 +132,8 @@ pub struct BuildOptions {
     pub target: String,
     /// `--data`: `<data>/stages/targets/` overrides the embedded target lists.
     pub data: Option<PathBuf>,
+    /// The VM builder's limit for the whole build in the guest.
+    pub vm_timeout: Duration,
 }
 
 impl BuildOptions {
@@ -148,6 +151,7 @@ impl BuildOptions {
             builder: Builder::Host,
             target: HOST_TARGET.to_string(),
             data: None,
+            vm_timeout: Duration::from_secs(4 * 3600),
         }
     }
 }

@@ -22,36 +22,36 @@ use crate::digest::sha256_hex;
 /// Lines of a failing step's log quoted in the error.
 pub const TAIL_LINES: usize = 30;
 
-/// Where the commands run. Only the host for now; chroot and VM builders (a build environment
-/// matching the target OS) come with the image work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the configure, build and install commands run (unpack, patches and edits are plain
+/// file work and always happen on the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Builder {
-    /// Directly on this machine, with a cleaned environment.
+    /// Directly on this machine (Debian 12), with a cleaned environment: fast, but the host's
+    /// headers and libraries decide what the output links.
     Host,
+    /// In a VM of the target booted from its base image with only the stage's `[build_deps]`
+    /// installed and no network: hermetic, and the way to build for another OS.
+    Vm,
 }
 
 impl Builder {
     /// `host: <os-release PRETTY_NAME>, <first line of cc --version>`; part of the cache key.
-    pub fn identity(&self) -> Result<String> {
-        match self {
-            Builder::Host => {
-                let os = fs::read_to_string("/etc/os-release")
-                    .ok()
-                    .and_then(|t| {
-                        t.lines().find_map(|l| {
-                            l.strip_prefix("PRETTY_NAME=")
-                                .map(|v| v.trim().trim_matches('"').to_string())
-                        })
-                    })
-                    .unwrap_or_else(|| "unknown OS".to_string());
-                let out = crate::process::run_stdout(
-                    Command::new("cc").arg("--version"),
-                    "running `cc --version` (no C compiler on the host? install build-essential)",
-                )?;
-                let cc = out.lines().next().unwrap_or("").trim().to_string();
-                Ok(format!("host: {os}, {cc}"))
-            }
-        }
+    fn host_identity() -> Result<String> {
+        let os = fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("PRETTY_NAME=")
+                        .map(|v| v.trim().trim_matches('"').to_string())
+                })
+            })
+            .unwrap_or_else(|| "unknown OS".to_string());
+        let out = crate::process::run_stdout(
+            Command::new("cc").arg("--version"),
+            "running `cc --version` (no C compiler on the host? install build-essential)",
+        )?;
+        let cc = out.lines().next().unwrap_or("").trim().to_string();
+        Ok(format!("host: {os}, {cc}"))
     }
 }
 
@@ -72,6 +72,9 @@ struct Keyed {
     vars: BTreeMap<String, String>,
     builder: String,
     sources: BTreeMap<String, PathBuf>,
+    /// The VM builder's base image (built or found when the key is computed: its digest is
+    /// part of the key).
+    vm_base: Option<crate::base::Base>,
 }
 
 fn source_digest(path: &Path) -> Result<String> {
@@ -137,7 +140,13 @@ fn keyed(stage: &Stage, sources: &BTreeMap<String, PathBuf>, opts: &BuildOptions
         });
         used.insert(s.name.clone(), p.clone());
     }
-    let builder = opts.builder.identity()?;
+    let (builder, vm_base) = match opts.builder {
+        Builder::Host => (Builder::host_identity()?, None),
+        Builder::Vm => {
+            let base = super::vm::base(stage, &opts.target, &opts.cache_root)?;
+            (super::vm::identity(&opts.target, &base), Some(base))
+        }
+    };
     // The stage file's origin is a label, not content: the key must not change when the same
     // file is read from another place.
     let mut key_inputs = inputs.clone();
@@ -158,6 +167,7 @@ fn keyed(stage: &Stage, sources: &BTreeMap<String, PathBuf>, opts: &BuildOptions
         vars,
         builder,
         sources: used,
+        vm_base,
     })
 }
 
@@ -297,6 +307,41 @@ fn lock_work(path: &Path, name: &str, quiet: bool) -> Result<(fs::File, bool)> {
     }
 }
 
+/// The sources as the build sees them: where each unpacked, what was patched and edited.
+struct Prepared {
+    dirs: BTreeMap<String, String>,
+    /// The stage's variables plus `src.<name>`.
+    vars: BTreeMap<String, String>,
+    patches: Vec<PatchRecord>,
+    edits: Vec<EditRecord>,
+}
+
+/// One command of configure, build or install.
+pub struct Step {
+    /// `configure`, `build`, `install #2`, ...: names the log and the error.
+    pub name: String,
+    pub argv: Vec<String>,
+    /// Relative to the work directory.
+    pub cwd: PathBuf,
+}
+
+impl Step {
+    /// The log file's name: the step's name with anything but ASCII alphanumerics as `_`.
+    pub fn slug(name: &str) -> String {
+        name.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    }
+
+    fn label(&self) -> String {
+        if self.name == "configure" {
+            "configure".into()
+        } else {
+            format!("{}: {}", self.name, self.argv.join(" "))
+        }
+    }
+}
+
 struct Run<'a> {
     stage: &'a Stage,
     opts: &'a BuildOptions,
@@ -321,14 +366,50 @@ impl Run<'_> {
         self.dir.join("src")
     }
 
+    /// Where the work directory is for the commands: compiled-in paths (debug info, `nginx -V`)
+    /// name it, so it is a function of the key on every builder.
+    fn exec_root(&self) -> PathBuf {
+        match self.opts.builder {
+            Builder::Host => self.dir.to_path_buf(),
+            Builder::Vm => super::vm::guest_root(self.dir),
+        }
+    }
+
     fn run(&self) -> Result<Outcome> {
-        let s = &self.stage.spec;
-        let name = &s.name;
         for d in ["src", "unpack", "staging", "logs", "tmp", "home"] {
             let p = self.dir.join(d);
             fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
         }
-        // unpack
+        let prepared = self.prepare()?;
+        let steps = self.steps(&prepared)?;
+        match (self.opts.builder, &self.k.vm_base) {
+            (Builder::Vm, Some(base)) => super::vm::compile(
+                &super::vm::Job {
+                    stage: &self.stage.spec.name,
+                    base,
+                    dir: self.dir,
+                    steps: &steps,
+                    jobs: self.opts.jobs,
+                    timeout: self.opts.vm_timeout,
+                    quiet: self.opts.quiet,
+                },
+                TAIL_LINES,
+            )?,
+            _ => {
+                for st in &steps {
+                    self.say(&st.label());
+                    self.exec(&st.name, &st.argv, &self.dir.join(&st.cwd))?;
+                }
+            }
+        }
+        self.store(prepared, steps)
+    }
+
+    /// Unpack the sources, apply the patches and edits (on the host: file work, the same for
+    /// every builder).
+    fn prepare(&self) -> Result<Prepared> {
+        let s = &self.stage.spec;
+        let name = &s.name;
         let mut dirs: BTreeMap<String, String> = BTreeMap::new();
         for src in &s.sources {
             let path = &self.k.sources[&src.name];
@@ -350,7 +431,6 @@ impl Run<'_> {
             }
             dirs.insert(src.name.clone(), d);
         }
-        let work_dir = self.src_root().join(&dirs[&s.work]);
         let mut vars = self.k.vars.clone();
         for (n, d) in &dirs {
             let rel = if *n == s.work {
@@ -360,7 +440,18 @@ impl Run<'_> {
             };
             vars.insert(format!("src.{n}"), rel);
         }
-        // patches
+        let patches = self.patch(&dirs)?;
+        let edits = self.edit(&dirs)?;
+        Ok(Prepared {
+            dirs,
+            vars,
+            patches,
+            edits,
+        })
+    }
+
+    fn patch(&self, dirs: &BTreeMap<String, String>) -> Result<Vec<PatchRecord>> {
+        let name = &self.stage.spec.name;
         let mut patches = Vec::new();
         for (label, from, strip, target) in self.stage.patches() {
             let step = format!("patch {label}");
@@ -376,13 +467,12 @@ impl Run<'_> {
                     }
                     p
                 }
-                PatchFrom::Local { file, bytes } => {
+                PatchFrom::Local { bytes, .. } => {
                     let p = self
                         .dir
                         .join("tmp")
                         .join(format!("local-{}.patch", patches.len() + 1));
                     fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
-                    let _ = file;
                     p
                 }
             };
@@ -403,7 +493,11 @@ impl Run<'_> {
                 target: target.clone(),
             });
         }
-        // edits
+        Ok(patches)
+    }
+
+    fn edit(&self, dirs: &BTreeMap<String, String>) -> Result<Vec<EditRecord>> {
+        let s = &self.stage.spec;
         let mut edits = Vec::new();
         for (i, e) in s.edits.iter().enumerate() {
             let rule = self.stage.edit_rule(i, &self.k.vars)?;
@@ -411,7 +505,8 @@ impl Run<'_> {
             let file = self.src_root().join(&dirs[target]).join(&e.file);
             let n = apply_edit(&file, &rule).with_context(|| {
                 format!(
-                    "stage {name}: step `edit #{}` ({}: [[edit]] #{}): {}: {rule}",
+                    "stage {}: step `edit #{}` ({}: [[edit]] #{}): {}: {rule}",
+                    s.name,
                     i + 1,
                     self.stage.origin,
                     i + 1,
@@ -427,42 +522,66 @@ impl Run<'_> {
         if !edits.is_empty() {
             self.say(&format!("edit: {} rules applied", edits.len()));
         }
-        // configure
+        Ok(edits)
+    }
+
+    /// configure, build, install: the commands with their variables filled in, for the
+    /// builder's work directory.
+    fn steps(&self, p: &Prepared) -> Result<Vec<Step>> {
+        let s = &self.stage.spec;
         let x = |a: &String, v: &BTreeMap<String, String>| {
             expand(a, v).map_err(|e| anyhow::anyhow!("{}: {e}", self.stage.origin))
         };
+        let cwd = PathBuf::from("src").join(&p.dirs[&s.work]);
         let configure: Vec<String> = s
             .configure
             .command
             .iter()
             .chain(&s.configure.args)
-            .map(|a| x(a, &vars))
+            .map(|a| x(a, &p.vars))
             .collect::<Result<_>>()?;
-        self.say("configure");
-        self.exec("configure", &configure, &work_dir)?;
-        // build, install
-        let staging = self.dir.join("staging");
-        let mut bvars = vars.clone();
+        let mut steps = vec![Step {
+            name: "configure".into(),
+            argv: configure,
+            cwd: cwd.clone(),
+        }];
+        let mut bvars = p.vars.clone();
         bvars.insert("jobs".into(), self.opts.jobs.max(1).to_string());
-        bvars.insert("destdir".into(), staging.display().to_string());
+        bvars.insert(
+            "destdir".into(),
+            self.exec_root().join("staging").display().to_string(),
+        );
         for (field, cmds) in [("build", &s.build), ("install", &s.install)] {
             for (i, c) in cmds.iter().enumerate() {
                 let argv: Vec<String> = c.iter().map(|a| x(a, &bvars)).collect::<Result<_>>()?;
-                let step = if cmds.len() > 1 {
+                let name = if cmds.len() > 1 {
                     format!("{field} #{}", i + 1)
                 } else {
                     field.to_string()
                 };
-                self.say(&format!("{step}: {}", argv.join(" ")));
-                self.exec(&step, &argv, &work_dir)?;
+                steps.push(Step {
+                    name,
+                    argv,
+                    cwd: cwd.clone(),
+                });
             }
         }
-        // pack
+        Ok(steps)
+    }
+
+    /// Pack what the install wrote, check it for the target, and store it in the cache
+    /// (tarball first, manifest last).
+    fn store(&self, p: Prepared, steps: Vec<Step>) -> Result<Outcome> {
+        let s = &self.stage.spec;
+        let name = &s.name;
+        let staging = self.dir.join("staging");
         let out_paths: Vec<String> = s
             .output
             .paths
             .iter()
-            .map(|p| x(p, &self.k.vars))
+            .map(|a| {
+                expand(a, &self.k.vars).map_err(|e| anyhow::anyhow!("{}: {e}", self.stage.origin))
+            })
             .collect::<Result<_>>()?;
         self.say("pack");
         let sdir = cache::stages_dir(&self.opts.cache_root);
@@ -476,6 +595,11 @@ impl Run<'_> {
         stage_target::check(tmp.path(), self.target, Some(self.stage))
             .with_context(|| format!("stage {name}: step `check`; nothing cached"))?;
         let key = &self.k.key;
+        let configure = steps
+            .into_iter()
+            .next()
+            .map(|st| st.argv)
+            .unwrap_or_default();
         let manifest = Manifest {
             format: FORMAT.into(),
             stage: name.clone(),
@@ -485,12 +609,12 @@ impl Run<'_> {
             prefix: s.prefix.clone(),
             vars: self.k.vars.clone(),
             inputs: self.k.inputs.clone(),
-            sources: dirs,
+            sources: p.dirs,
             configure,
             build: s.build.clone(),
             install: s.install.clone(),
-            patches,
-            edits,
+            patches: p.patches,
+            edits: p.edits,
             output: OutputRecord {
                 file: format!("{key}.tar.gz"),
                 sha256: packed.sha256,
@@ -602,10 +726,7 @@ impl Run<'_> {
     /// step and quotes the log's tail.
     fn exec(&self, step: &str, argv: &[String], cwd: &Path) -> Result<()> {
         let name = &self.stage.spec.name;
-        let slug: String = step
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let slug = Step::slug(step);
         let log_path = self.dir.join("logs").join(format!("{slug}.log"));
         let log = fs::OpenOptions::new()
             .create(true)

@@ -44,6 +44,10 @@ pub struct StageSpec {
     /// (`stages/targets/<target>.toml`), besides the target's base install.
     #[serde(default)]
     pub runtime: BTreeMap<String, Vec<String>>,
+    /// Per target: the packages the VM builder installs in the target's base before the build
+    /// (compiler, headers). Only these are there, so nothing else leaks into the output.
+    #[serde(default)]
+    pub build_deps: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

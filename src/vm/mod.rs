@@ -230,6 +230,15 @@ impl Disk {
             serial: None,
         }
     }
+    /// A writable raw disk (the guest writes an archive onto it, no filesystem).
+    pub fn raw_rw(path: impl Into<PathBuf>, serial: &str) -> Disk {
+        Disk {
+            path: path.into(),
+            format: "raw".into(),
+            readonly: false,
+            serial: Some(serial.into()),
+        }
+    }
     pub fn raw_ro(path: impl Into<PathBuf>, serial: &str) -> Disk {
         Disk {
             path: path.into(),
