@@ -85,7 +85,10 @@ pub fn installer_pin(os: Os) -> Option<&'static str> {
 }
 
 /// The verified vendor ISO for `os`, read; or why it is not at hand.
-fn installer_source(job: &Job, role: &str) -> Result<std::result::Result<installer_iso::Source, (String, String)>> {
+fn installer_source(
+    job: &Job,
+    role: &str,
+) -> Result<std::result::Result<installer_iso::Source, (String, String)>> {
     let os = job.loaded.cluster.os;
     let Some(name) = installer_pin(os) else {
         anyhow::bail!("--format iso is for el7 and el9 (a kickstart installer), not {os}");

@@ -72,11 +72,20 @@ fn write_iso(
     eprintln!(
         "iso {}: remastering {}…",
         iso.node,
-        iso.source.path.file_name().unwrap_or_default().to_string_lossy()
+        iso.source
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
     );
-    installer_iso::remaster(&iso.source, iso.ks.as_bytes(), &files, &staging.path(&iso.rel))?;
-    let owner = produce::node_owner(&iso.role, &iso.node, Format::Iso)
-        .context("the ISO is per node")?;
+    installer_iso::remaster(
+        &iso.source,
+        iso.ks.as_bytes(),
+        &files,
+        &staging.path(&iso.rel),
+    )?;
+    let owner =
+        produce::node_owner(&iso.role, &iso.node, Format::Iso).context("the ISO is per node")?;
     staging.produced(&iso.rel, owner);
     Ok(())
 }

@@ -40,7 +40,14 @@ const GRUB_CFGS: [&str; 4] = [
 ];
 
 /// Tools a remaster runs.
-const TOOLS: [&str; 6] = ["xorriso", "osirrox", "mtype", "mcopy", "mdir", "implantisomd5"];
+const TOOLS: [&str; 6] = [
+    "xorriso",
+    "osirrox",
+    "mtype",
+    "mcopy",
+    "mdir",
+    "implantisomd5",
+];
 
 /// What a remaster needs to know of the vendor ISO.
 #[derive(Debug, Clone)]
@@ -191,6 +198,21 @@ pub fn inspect(iso: &Path) -> Result<Source> {
     if !meta.is_file() {
         anyhow::bail!("{}: not a file", iso.display());
     }
+    // xorriso takes any other file for a blank medium: look for the primary volume descriptor
+    // (type 1, `CD001`) at sector 16 first.
+    let mut head = [0u8; 6];
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f =
+            std::fs::File::open(iso).with_context(|| format!("opening {}", iso.display()))?;
+        let found = f.seek(SeekFrom::Start(16 * 2048)).is_ok() && f.read_exact(&mut head).is_ok();
+        if !found || head != *b"\x01CD001" {
+            anyhow::bail!(
+                "{}: not an ISO 9660 image (no primary volume descriptor at sector 16)",
+                iso.display()
+            );
+        }
+    }
     let what = format!("reading {} as an ISO 9660 image", iso.display());
     let info = process::run_stdout(
         xorriso(&[
@@ -293,10 +315,7 @@ fn mtools(prog: &str) -> Command {
 fn edit_efi_image(img: &Path, arg: &str, work: &Path) -> Result<usize> {
     let what = format!("listing the EFI boot image {}", img.display());
     let listing = process::run_stdout(
-        mtools("mdir")
-            .args(["-/", "-b", "-i"])
-            .arg(img)
-            .arg("::/"),
+        mtools("mdir").args(["-/", "-b", "-i"]).arg(img).arg("::/"),
         &what,
     )?;
     let mut n = 0;
@@ -310,7 +329,10 @@ fn edit_efi_image(img: &Path, arg: &str, work: &Path) -> Result<usize> {
             continue;
         }
         let text = process::run_stdout(
-            mtools("mtype").arg("-i").arg(img).arg(format!("::/{inside}")),
+            mtools("mtype")
+                .arg("-i")
+                .arg(img)
+                .arg(format!("::/{inside}")),
             &format!("reading {inside} in {}", img.display()),
         )?;
         let (new, k) = edit_grub(&text, arg);
@@ -395,7 +417,11 @@ pub fn remaster(src: &Source, ks: &[u8], files: &[(String, Content)], out: &Path
     std::fs::write(&ks_host, ks).with_context(|| format!("writing {}", ks_host.display()))?;
     maps.push((ks_host, "ks.cfg".into()));
     for (i, (dest, content)) in files.iter().enumerate() {
-        if dest.is_empty() || dest.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        if dest.is_empty()
+            || dest
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
             anyhow::bail!("ISO path {dest:?}: must be a relative path without `..`");
         }
         let host = match content {
@@ -506,9 +532,13 @@ mod tests {
 
     #[test]
     fn grub_lines_and_no_second_ks() {
-        let cfg = "menuentry 'x' {\n\tlinuxefi /vmlinuz inst.ks=old quiet\n\tinitrdefi /initrd.img\n}\n";
+        let cfg =
+            "menuentry 'x' {\n\tlinuxefi /vmlinuz inst.ks=old quiet\n\tinitrdefi /initrd.img\n}\n";
         let (out, n) = edit_grub(cfg, "inst.ks=new");
         assert_eq!(n, 1);
-        assert!(out.contains("\tlinuxefi /vmlinuz quiet inst.ks=new\n"), "{out}");
+        assert!(
+            out.contains("\tlinuxefi /vmlinuz quiet inst.ks=new\n"),
+            "{out}"
+        );
     }
 }

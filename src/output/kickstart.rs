@@ -250,7 +250,10 @@ pub fn media_post_body(input: &NodeInput, media: &Media) -> Result<String> {
         anyhow::bail!("bundle file name {:?} is not a plain name", b.file_name);
     }
     if media.label.chars().any(char::is_control) {
-        anyhow::bail!("the ISO's volume id {:?} holds a control character", media.label);
+        anyhow::bail!(
+            "the ISO's volume id {:?} holds a control character",
+            media.label
+        );
     }
     let dir = super::installer_iso::MEDIA_DIR;
     let mut s = String::new();
