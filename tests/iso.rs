@@ -115,7 +115,7 @@ fn remaster_adds_the_kickstart_and_marks_every_boot_line_reproducibly() {
         return;
     }
     let d = tempfile::tempdir().expect("tempdir");
-    let src_iso = fixture::build(d.path(), "in.iso", VOLID, None, "");
+    let src_iso = fixture::build(d.path(), "in.iso", VOLID, None, fixture::MENU_HEAD, "");
     let src = installer_iso::inspect(&src_iso).expect("inspect");
     assert_eq!(src.volid, VOLID);
     assert_eq!(src.efi_image.as_deref(), Some("images/efiboot.img"));
@@ -211,7 +211,14 @@ fn bad_input_isos_are_refused_and_nothing_is_written() {
     );
 
     // Bootable, but no boot line to put inst.ks= on: refused before anything is written.
-    let no_lines = fixture::build(d.path(), "nolines.iso", "NO LINES", None, "");
+    let no_lines = fixture::build(
+        d.path(),
+        "nolines.iso",
+        "NO LINES",
+        None,
+        fixture::MENU_HEAD,
+        "",
+    );
     let mut src = installer_iso::inspect(&no_lines).expect("inspect");
     src.files.retain(|f| !f.ends_with(".cfg"));
     src.efi_image = None;
@@ -279,7 +286,7 @@ fn build_format_iso_puts_kickstart_bundle_and_artifacts_on_the_node_iso() {
     }
     let d = tempfile::tempdir().expect("tempdir");
     let cache = d.path().join("cache");
-    let iso = fixture::build(d.path(), "vendor.iso", VOLID, None, "");
+    let iso = fixture::build(d.path(), "vendor.iso", VOLID, None, fixture::MENU_HEAD, "");
     let iso_sha = put_in_cache(&cache, &iso);
     let art = d.path().join("nerdctl-full.tar.gz");
     std::fs::write(&art, b"stands in for nerdctl-full").expect("write");

@@ -6,6 +6,8 @@
 //!
 //! Included with `#[path]` by tests/iso.rs and tests/vm_iso.rs.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -54,10 +56,14 @@ pub fn tools_present() -> bool {
     true
 }
 
-/// The installer's isolinux.cfg, CentOS 7's shape (`label` entries; `localboot` has no kernel).
-pub fn isolinux_cfg(volid_escaped: &str, extra: &str) -> String {
+/// CentOS 7's isolinux.cfg head: a menu, one minute to choose.
+pub const MENU_HEAD: &str = "default vesamenu.c32\ntimeout 600\n";
+
+/// The installer's isolinux.cfg, CentOS 7's shape (`label` entries; `localboot` has no kernel)
+/// after `head`.
+pub fn isolinux_cfg(head: &str, volid_escaped: &str, extra: &str) -> String {
     format!(
-        "default vesamenu.c32\ntimeout 600\n\nlabel linux\n  menu label ^Install CentOS 7\n  \
+        "{head}\nlabel linux\n  menu label ^Install CentOS 7\n  \
          kernel vmlinuz\n  append initrd=initrd.img inst.stage2=hd:LABEL={volid_escaped} quiet{extra}\n\n\
          label check\n  menu label Test this ^media & install CentOS 7\n  menu default\n  \
          kernel vmlinuz\n  append initrd=initrd.img inst.stage2=hd:LABEL={volid_escaped} rd.live.check quiet{extra}\n\n\
@@ -79,12 +85,14 @@ pub fn grub_cfg(volid_escaped: &str) -> String {
 }
 
 /// Build the ISO `dir/name` with volume id `volid`; `kernel`/`initrd` are copied in as the
-/// installer's (placeholders when None); `isolinux_extra` goes at the end of each append line.
+/// installer's (placeholders when None); isolinux.cfg starts with `head` ([`MENU_HEAD`]) and
+/// `isolinux_extra` goes at the end of each append line.
 pub fn build(
     dir: &Path,
     name: &str,
     volid: &str,
     kernel: Option<(&Path, &Path)>,
+    head: &str,
     isolinux_extra: &str,
 ) -> PathBuf {
     let esc = ezimg::output::installer_iso::udev_escape(volid);
@@ -112,7 +120,7 @@ pub fn build(
     }
     std::fs::write(
         t.join("isolinux/isolinux.cfg"),
-        isolinux_cfg(&esc, isolinux_extra),
+        isolinux_cfg(head, &esc, isolinux_extra),
     )
     .expect("write");
     std::fs::write(t.join("EFI/BOOT/grub.cfg"), grub_cfg(&esc)).expect("write");
