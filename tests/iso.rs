@@ -463,3 +463,42 @@ fn a_missing_or_unpinned_installer_iso_is_reported_and_no_iso_is_written() {
     );
     assert!(!d.path().join("outj").exists());
 }
+
+/// The ISO's kickstart on el7 and el9, from a full ISO (`cdrom`) or a boot ISO (the repository
+/// URLs): anaconda's parser accepts it, and the bundle is read from the medium, not embedded.
+#[test]
+fn media_kickstarts_validate_on_el7_and_el9() {
+    use ezimg::cluster::Os;
+    use ezimg::output::kickstart;
+    let Some(ksv) = support::tool(
+        &support::root().join(".venv/bin/ksvalidator"),
+        "pykickstart",
+    ) else {
+        return;
+    };
+    let tree = ezimg::data::DataTree::embedded();
+    let d = tempfile::tempdir().expect("tempdir");
+    for (os, version) in [(Os::El7, "RHEL7"), (Os::El9, "RHEL9")] {
+        let fx = support::seed_inputs::Fixture::new(os, None);
+        let input = &fx.inputs()[0];
+        for full in [true, false] {
+            let media = kickstart::Media {
+                label: VOLID.into(),
+                install_from_media: full,
+            };
+            let ks = kickstart::render_for_media(&tree, input, &media).expect("render");
+            let what = format!("{os} full={full}");
+            assert_eq!(ks.lines().any(|l| l == "cdrom"), full, "{what}:\n{ks}");
+            assert_eq!(ks.contains("url --url="), !full, "{what}");
+            assert!(!ks.contains("EZIMG_BUNDLE_B64"), "{what}: bundle embedded");
+            let nochroot = ks.find("%post --nochroot").expect("media %post");
+            let chroot = ks.find("%post --interpreter").expect("%post");
+            assert!(nochroot < chroot, "{what}: the media copy must run first");
+            let p = d.path().join(format!("{os}-{full}.ks.cfg"));
+            std::fs::write(&p, &ks).expect("write");
+            let o = run(Command::new(&ksv).args(["-v", version]).arg(&p));
+            let out = String::from_utf8_lossy(&o.stdout).to_lowercase();
+            assert!(!out.contains("deprecat"), "{what}: {out}");
+        }
+    }
+}
