@@ -161,7 +161,7 @@ fn remaster_adds_the_kickstart_and_marks_every_boot_line_reproducibly() {
     assert_el_torito(&out1);
     // The vendor's default entry runs the media check: the implanted digest must match.
     run(Command::new("checkisomd5").arg(&out1));
-    assert_eq!(leftovers(&out1.parent().expect("parent"), &[]).len(), 1);
+    assert_eq!(leftovers(out1.parent().expect("parent"), &[]).len(), 1);
 
     // Same inputs a second later (a clock that leaks in shows up), same bytes.
     std::thread::sleep(std::time::Duration::from_millis(1100));
