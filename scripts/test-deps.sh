@@ -3,7 +3,8 @@
 # on Debian 12:
 #   - host tools: mtools, dosfstools, xorriso, genisoimage (isoinfo), cloud-image-utils
 #     (cloud-localds), util-linux (blkid), dnsmasq-base (`dnsmasq --test` of the generated
-#     dnsmasq.conf; only the binary, no service);
+#     dnsmasq.conf; only the binary, no service); tests/iso.rs: isolinux, syslinux-common,
+#     grub-efi-amd64-bin (an installer-like ISO), isomd5sum (the media-check digest);
 #   - .venv (project root): pykickstart (ksvalidator) and cloud-init's Python deps;
 #   - .venv/cloud-init: Debian's cloud-init package unpacked with dpkg -x, never installed
 #     (an installed cloud-init would act on this machine's next boot).
@@ -27,13 +28,19 @@ as_root() {
 declare -A need=(
     [mdir]=mtools [mkfs.vfat]=dosfstools [xorriso]=xorriso [isoinfo]=genisoimage
     [cloud-localds]=cloud-image-utils [blkid]=util-linux [dpkg-deb]=dpkg
-    [dnsmasq]=dnsmasq-base
+    [dnsmasq]=dnsmasq-base [implantisomd5]=isomd5sum [checkisomd5]=isomd5sum
+    [grub-mkimage]=grub-efi-amd64-bin
 )
 missing=()
 for cmd in "${!need[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 \
         || missing+=("${need[$cmd]}")
 done
+# Files, not commands: tests/iso.rs builds an installer-like ISO from isolinux, ldlinux.c32 and
+# GRUB's EFI modules.
+[ -f /usr/lib/ISOLINUX/isolinux.bin ] || missing+=(isolinux)
+[ -f /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || missing+=(syslinux-common)
+[ -f /usr/lib/grub/x86_64-efi/linux.mod ] || missing+=(grub-efi-amd64-bin)
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"

@@ -312,6 +312,9 @@ pub enum Format {
     CloudInit,
     /// A qcow2 per role, baked: the base booted once with the bundle applied (debian12)
     Qcow2,
+    /// A bootable installer ISO per node (el7, el9): the pinned vendor ISO with the node's
+    /// kickstart, bundle and artifacts, installing with no install server
+    Iso,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,8 @@ pub enum Kind {
     CloudInit,
     Qcow2,
     Artifacts,
+    /// A node's bootable installer ISO (`--format iso`): holds its secrets.
+    Iso,
 }
 
 /// Who a file belongs to: a role's (bundle, image, artifacts) or one node's (ks.cfg, seed).

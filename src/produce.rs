@@ -13,7 +13,9 @@ use crate::cluster::{Loaded, Os};
 use crate::data::DataTree;
 use crate::lint::BashSyntax;
 use crate::outdir::{Kind, Owner};
-use crate::output::{BundleRef, NodeInput, cloudinit, kickstart, seed_fat, seed_iso};
+use crate::output::{
+    BundleRef, NodeInput, cloudinit, installer_iso, kickstart, seed_fat, seed_iso,
+};
 use crate::pins;
 use crate::plan::{self, Catalog, NodePlan};
 use crate::secrets::Store;
@@ -55,6 +57,72 @@ pub struct Rendered {
     pub resolved: pins::Resolved,
     /// (artifact, why) the nodes would lack.
     pub missing: Vec<(String, String)>,
+    /// `--format iso`: the installer ISOs to remaster (slow, big: `build` writes them once it
+    /// knows the build goes ahead; `check` never asks for them).
+    pub isos: Vec<PendingIso>,
+}
+
+/// A node's installer ISO, rendered but not written.
+pub struct PendingIso {
+    pub role: String,
+    pub node: String,
+    /// Path under `--out`: `<role>/<node>/<node>-install.iso`.
+    pub rel: String,
+    pub source: installer_iso::Source,
+    /// The kickstart that goes on it (bundle and artifacts from the medium).
+    pub ks: String,
+    /// The node's artifacts: (path on the ISO, verified cache file).
+    pub artifacts: Vec<(String, std::path::PathBuf)>,
+}
+
+/// The installer ISO pin `--format iso` remasters for `os`.
+pub fn installer_pin(os: Os) -> Option<&'static str> {
+    match os {
+        Os::El7 => Some("centos7-installer-iso"),
+        Os::El9 => Some("rocky9-boot-iso"),
+        Os::Debian12 => None,
+    }
+}
+
+/// The verified vendor ISO for `os`, read; or why it is not at hand.
+fn installer_source(
+    job: &Job,
+    role: &str,
+) -> Result<std::result::Result<installer_iso::Source, (String, String)>> {
+    let os = job.loaded.cluster.os;
+    let Some(name) = installer_pin(os) else {
+        anyhow::bail!("--format iso is for el7 and el9 (a kickstart installer), not {os}");
+    };
+    let art = job.lock.find(name).with_context(|| {
+        format!(
+            "--format iso remasters the installer ISO `{name}`, which the lock {} does not pin",
+            job.lock.origin
+        )
+    })?;
+    let mut path = job.cache.lookup(art);
+    if path.is_none()
+        && art.sha256.is_some()
+        && let Some(f) = job.fetch
+    {
+        crate::artifact::ensure(job.lock, &[name], f)?;
+        path = job.cache.lookup(art);
+    }
+    let Some(path) = path else {
+        let why = if art.sha256.is_none() && art.sha512.is_none() {
+            format!(
+                "no digest pinned (`ezimg lock {name}` on a machine that reaches it, or                  `--mirror`); no ISO is written for role {role}"
+            )
+        } else {
+            format!(
+                "{} is not in the verified cache (`ezimg fetch {name}`, or `build --fetch                  [--mirror URL|DIR]`); no ISO is written for role {role}",
+                art.file
+            )
+        };
+        return Ok(Err((name.to_string(), why)));
+    };
+    let src = installer_iso::inspect(&path)
+        .with_context(|| format!("the installer ISO `{name}` ({})", art.file))?;
+    Ok(Ok(src))
 }
 
 /// The owner of a node's output of `format`, if it has per-node outputs.
@@ -62,6 +130,7 @@ pub fn node_owner(role: &str, node: &str, format: Format) -> Option<Owner> {
     let kind = match format {
         Format::Kickstart => Kind::Kickstart,
         Format::CloudInit => Kind::CloudInit,
+        Format::Iso => Kind::Iso,
         Format::Bundle | Format::Qcow2 => return None,
     };
     Some(Owner {
@@ -122,7 +191,19 @@ pub fn role(
         &needed,
         getter.as_ref(),
     )?;
-    let missing = missing_artifacts(role, c.os, job, &mut resolved);
+    let mut missing = missing_artifacts(role, c.os, job, &mut resolved);
+    let iso_source = if job.formats.contains(&Format::Iso) {
+        match installer_source(job, role)? {
+            Ok(src) => Some(src),
+            Err(m) => {
+                missing.push(m);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut isos = Vec::new();
     let b = bundle::build(role, &plans, &resolved.pins)?;
     if job.formats.contains(&Format::Bundle) {
         let rel = format!("{role}/{}", b.file_name);
@@ -177,6 +258,9 @@ pub fn role(
                     .context("kickstart is per node")?,
             })?;
         }
+        if let Some(src) = &iso_source {
+            isos.push(node_iso(job, &input, src, &resolved, &dir, &mut missing)?);
+        }
         if job.formats.contains(&Format::CloudInit) {
             let seed = cloudinit::render(&input)
                 .with_context(|| format!("cloud-init seed for {}", node.hostname))?;
@@ -213,6 +297,67 @@ pub fn role(
         bundle: b,
         resolved,
         missing,
+        isos,
+    })
+}
+
+/// Render what node `input`'s installer ISO holds: a kickstart that takes the bundle and the
+/// artifacts from the medium, and those artifacts. An artifact not at hand is `missing` (the
+/// ISO is the node's only source).
+fn node_iso(
+    job: &Job,
+    input: &NodeInput,
+    src: &installer_iso::Source,
+    resolved: &pins::Resolved,
+    dir: &str,
+    missing: &mut Vec<(String, String)>,
+) -> Result<PendingIso> {
+    let node = &input.node.hostname;
+    let mut artifacts = Vec::new();
+    for name in input.plan.artifacts() {
+        let pin = resolved.pins.get(&name);
+        match (pin, resolved.files.get(&name)) {
+            (Some(pin), Some(path)) => artifacts.push((
+                format!("{}/artifacts/{}", installer_iso::MEDIA_DIR, pin.file),
+                path.clone(),
+            )),
+            _ => missing.push((
+                name.clone(),
+                format!(
+                    "not in the verified cache, and node {node}'s ISO carries its artifacts                      (`ezimg fetch {name}`, or `build --fetch`)"
+                ),
+            )),
+        }
+    }
+    artifacts.sort();
+    artifacts.dedup();
+    // The bundle is read from the medium, not embedded or fetched; artifacts likewise.
+    let bundle = BundleRef {
+        url: None,
+        ..input.bundle.clone()
+    };
+    let media_input = NodeInput {
+        cluster: input.cluster,
+        node: input.node,
+        plan: input.plan,
+        bundle: &bundle,
+        secrets: input.secrets.clone(),
+        artifacts_from: (!artifacts.is_empty())
+            .then(|| format!("{}/artifacts", crate::bundle::NODE_STATE_DIR)),
+    };
+    let media = kickstart::Media {
+        label: src.volid.clone(),
+        install_from_media: src.has_packages(),
+    };
+    let ks = kickstart::render_for_media(job.tree, &media_input, &media)
+        .with_context(|| format!("the ISO's kickstart for {node}"))?;
+    Ok(PendingIso {
+        role: input.node.role.clone(),
+        node: node.clone(),
+        rel: format!("{dir}/{node}-install.iso"),
+        source: src.clone(),
+        ks,
+        artifacts,
     })
 }
 

@@ -53,6 +53,43 @@ fn targets<'a>(
     Ok((vec![r.to_string()], None))
 }
 
+/// Remaster a node's installer ISO into `staging` (after the build was found complete enough).
+fn write_iso(
+    staging: &mut Staging,
+    iso: &produce::PendingIso,
+    bundle: &crate::bundle::Bundle,
+) -> Result<()> {
+    use crate::output::installer_iso::{self, Content};
+    let mut files = vec![(
+        format!("{}/{}", installer_iso::MEDIA_DIR, bundle.file_name),
+        Content::Bytes(&bundle.bytes),
+    )];
+    files.extend(
+        iso.artifacts
+            .iter()
+            .map(|(dest, path)| (dest.clone(), Content::File(path))),
+    );
+    eprintln!(
+        "iso {}: remastering {}…",
+        iso.node,
+        iso.source
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+    );
+    installer_iso::remaster(
+        &iso.source,
+        iso.ks.as_bytes(),
+        &files,
+        &staging.path(&iso.rel),
+    )?;
+    let owner =
+        produce::node_owner(&iso.role, &iso.node, Format::Iso).context("the ISO is per node")?;
+    staging.produced(&iso.rel, owner);
+    Ok(())
+}
+
 pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     let inputs = Inputs::load(g)?;
     let catalog = validated(&inputs, true)?;
@@ -94,6 +131,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     let mut bakes = Vec::new();
     let mut incomplete = BTreeMap::new();
     let mut built = Vec::new();
+    let mut isos = Vec::new();
     if c.os == Os::Debian12 && a.format.contains(&Format::Kickstart) {
         eprintln!(
             "note: no kickstart for debian12 (kickstart is for el7/el9); use the cloud-init seed"
@@ -111,6 +149,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
                 .push(role.clone());
         }
         produce::write_artifacts(&mut staging, role, &r.resolved)?;
+        isos.extend(r.isos.into_iter().map(|i| (i, r.bundle.clone())));
         if a.format.contains(&Format::Bundle) {
             built.push(format!(
                 "built {role}/{} (sha256 {})",
@@ -144,6 +183,11 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             "INCOMPLETE (--allow-incomplete): these nodes will refuse to install, before \
              changing anything, until:\n  {list}"
         );
+    }
+    for (iso, bundle) in &isos {
+        write_iso(&mut staging, iso, bundle)
+            .with_context(|| format!("the installer ISO of node {}", iso.node))?;
+        built.push(format!("built {}", iso.rel));
     }
     let bake_opts = image::BakeOptions {
         jobs: a.bake_jobs.unwrap_or_else(image::BakeOptions::default_jobs),

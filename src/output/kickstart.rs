@@ -25,6 +25,8 @@
 //! | `bundle.{file_name,sha256,url}` | the role bundle (`url` empty when embedded) |
 //! | `post_log` | where `%post --log` writes |
 //! | `post` | the `%post` body |
+//! | `install_media` | the installer ISO carries the packages (`--format iso`): `cdrom`, and `repos` is empty |
+//! | `media_post`, `media_post_log` | `--format iso`: the `%post --nochroot` body that copies the bundle and artifacts from the install media into the new system (empty otherwise), and its log |
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -58,12 +60,34 @@ pub fn template_path(os: Os) -> Result<&'static str> {
     }
 }
 
+/// Where the media `%post --nochroot` logs, as the installer sees the new system.
+pub const MEDIA_POST_LOG: &str = "/mnt/sysimage/root/ezimg-ks-media.log";
+
+/// A kickstart that goes on a bootable installer ISO (`--format iso`): the bundle and artifacts
+/// are on the same medium, under `/<MEDIA_DIR>/`.
+#[derive(Debug, Clone)]
+pub struct Media {
+    /// The ISO's volume id (unescaped), to find and mount it when the installer has not.
+    pub label: String,
+    /// The ISO carries the OS packages: install from it, no network.
+    pub install_from_media: bool,
+}
+
 /// Render the node's `ks.cfg`.
 pub fn render(tree: &DataTree, input: &NodeInput) -> Result<String> {
+    render_with(tree, input, None)
+}
+
+/// Render the node's `ks.cfg` for an installer ISO (see [`Media`]).
+pub fn render_for_media(tree: &DataTree, input: &NodeInput, media: &Media) -> Result<String> {
+    render_with(tree, input, Some(media))
+}
+
+fn render_with(tree: &DataTree, input: &NodeInput, media: Option<&Media>) -> Result<String> {
     let os = input.cluster.os;
     let path = template_path(os)?;
-    let ctx =
-        context(input).with_context(|| format!("kickstart for node {}", input.node.hostname))?;
+    let ctx = context_with(input, media)
+        .with_context(|| format!("kickstart for node {}", input.node.hostname))?;
     render::render_file(
         tree,
         path,
@@ -74,6 +98,11 @@ pub fn render(tree: &DataTree, input: &NodeInput) -> Result<String> {
 
 /// The template context (see the module doc).
 pub fn context(input: &NodeInput) -> Result<serde_json::Value> {
+    context_with(input, None)
+}
+
+fn context_with(input: &NodeInput, media: Option<&Media>) -> Result<serde_json::Value> {
+    let install_media = media.is_some_and(|m| m.install_from_media);
     let c = input.cluster;
     let node = input.node;
     let net = &c.network;
@@ -98,9 +127,10 @@ pub fn context(input: &NodeInput) -> Result<serde_json::Value> {
         .map(|s| word("ntp server", s))
         .collect::<Result<_>>()?;
     // The install source and the trees the installer also uses: baseurls, no mirrorlist.
+    // From the ISO's own packages: no repository line (it would need the network).
     let repos: Vec<serde_json::Value> = crate::cluster::yum_repos(c)
         .iter()
-        .filter(|r| r.install)
+        .filter(|r| r.install && !install_media)
         .map(|r| {
             Ok(json!({"name": r.installer_name,
                       "baseurl": word("repository URL", &r.install_url())?}))
@@ -141,7 +171,10 @@ pub fn context(input: &NodeInput) -> Result<serde_json::Value> {
             "url": input.bundle.url.clone().unwrap_or_default(),
         },
         "post_log": POST_LOG,
-        "post": post_body(input)?,
+        "post": post_body_with(input, media)?,
+        "install_media": install_media,
+        "media_post": media.map(|m| media_post_body(input, m)).transpose()?.unwrap_or_default(),
+        "media_post_log": MEDIA_POST_LOG,
         "root_password_hash": root_password_hash(input)?,
         "ssh_keys": if c.os == crate::cluster::Os::El7 { vec![] } else { sshkey_lines(input)? },
     }))
@@ -206,9 +239,70 @@ pub fn ssh_keys(input: &NodeInput) -> Result<Vec<String>> {
     Ok(keys)
 }
 
+/// The `%post --nochroot` body of an ISO's kickstart: the bundle and the artifacts from the
+/// install media into the new system's `/var/lib/ezimg`, where the bootstrap looks first. The
+/// installer mounts the medium it booted from at `/run/install/repo` (el7; el9 may use
+/// `/run/install/sources/mount-0000-cdrom`); failing those, it is mounted by its label.
+pub fn media_post_body(input: &NodeInput, media: &Media) -> Result<String> {
+    let q = crate::bundle::shell_quote;
+    let b = input.bundle;
+    if b.file_name.contains(['/', '\n']) || b.file_name.is_empty() {
+        anyhow::bail!("bundle file name {:?} is not a plain name", b.file_name);
+    }
+    if media.label.chars().any(char::is_control) {
+        anyhow::bail!(
+            "the ISO's volume id {:?} holds a control character",
+            media.label
+        );
+    }
+    let dir = super::installer_iso::MEDIA_DIR;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# ezimg: bundle {} and the node's artifacts from the install media (volume id {})\n",
+        b.file_name,
+        q(&media.label)
+    ));
+    s.push_str("set -euo pipefail\n");
+    s.push_str(&format!(
+        "label={}\nbundle={}\nsys=/mnt/sysimage\n",
+        q(&media.label),
+        q(&b.file_name)
+    ));
+    s.push_str(&format!(
+        r#"src=
+for d in /run/install/repo /run/install/sources/mount-0000-cdrom /run/install/source /mnt/install/repo; do
+    if [ -f "$d/{dir}/$bundle" ]; then src=$d; break; fi
+done
+mounted=
+if [ -z "$src" ]; then
+    dev=$(blkid -L "$label" || true)
+    if [ -z "$dev" ]; then
+        echo "ezimg: the install media (volume id $label) is not attached" >&2
+        exit 1
+    fi
+    src=$(mktemp -d /tmp/ezimg-media.XXXXXX)
+    mount -o ro "$dev" "$src"
+    mounted=$src
+fi
+install -d -m 0755 "$sys{NODE_STATE_DIR}"
+cp -f "$src/{dir}/$bundle" "$sys{NODE_STATE_DIR}/$bundle"
+if [ -d "$src/{dir}/artifacts" ]; then
+    install -d -m 0755 "$sys{NODE_STATE_DIR}/artifacts"
+    cp -R "$src/{dir}/artifacts/." "$sys{NODE_STATE_DIR}/artifacts/"
+fi
+if [ -n "$mounted" ]; then umount "$mounted" && rmdir "$mounted"; fi
+"#
+    ));
+    Ok(s)
+}
+
 /// The `%post` body: bundle, secrets and bootstrap as the bundle contract says, then run it.
 /// Nothing here echoes a secret, and there is no `set -x`, so the `--log` holds none.
 pub fn post_body(input: &NodeInput) -> Result<String> {
+    post_body_with(input, None)
+}
+
+fn post_body_with(input: &NodeInput, media: Option<&Media>) -> Result<String> {
     use base64::Engine as _;
     let b = input.bundle;
     let q = crate::bundle::shell_quote;
@@ -219,16 +313,17 @@ pub fn post_body(input: &NodeInput) -> Result<String> {
         input.node.role,
         b.file_name,
         b.sha256,
-        b.url
-            .as_ref()
-            .map(|u| format!(" fetched from {u}"))
-            .unwrap_or_else(|| " embedded below".into()),
+        match (&b.url, media) {
+            (_, Some(_)) => " copied from the install media".to_string(),
+            (Some(u), None) => format!(" fetched from {u}"),
+            (None, None) => " embedded below".to_string(),
+        },
     ));
     s.push_str("set -euo pipefail\n");
     s.push_str(&format!(
         "install -d -m 0755 {NODE_STATE_DIR}\ninstall -d -m 0700 {NODE_SECRETS_DIR}\n"
     ));
-    if b.url.is_none() {
+    if b.url.is_none() && media.is_none() {
         if b.file_name.contains(['/', '\'', '\n']) || b.file_name.is_empty() {
             anyhow::bail!("bundle file name {:?} is not a plain name", b.file_name);
         }

@@ -1,6 +1,7 @@
 //! Outputs rendered from a node's plan.
 
 pub mod cloudinit;
+pub mod installer_iso;
 pub mod kickstart;
 pub mod seed_fat;
 pub mod seed_iso;

@@ -273,6 +273,8 @@ pub struct VmSpec {
     pub allow_reboot: bool,
     /// Boot this kernel and initrd with this command line instead of the disk's bootloader.
     pub direct_kernel: Option<DirectKernel>,
+    /// An ISO in an IDE CD-ROM drive, booted first (BIOS El Torito): an installer ISO.
+    pub cdrom: Option<PathBuf>,
     /// A user-mode NIC with this MAC: NAT to the host's own network. Only for test runs on a
     /// connected machine that need the internet (see the module docs).
     pub uplink: Option<String>,
@@ -297,6 +299,7 @@ impl VmSpec {
             dir: dir.to_path_buf(),
             allow_reboot: false,
             direct_kernel: None,
+            cdrom: None,
             uplink: None,
         }
     }
@@ -360,6 +363,14 @@ impl Vm {
                 .arg(&k.initrd)
                 .args(["-append", &k.cmdline]);
         }
+        if let Some(iso) = &spec.cdrom {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,if=none,id=cd0,media=cdrom,readonly=on",
+                    iso.display()
+                ))
+                .args(["-device", "ide-cd,drive=cd0,bootindex=0"]);
+        }
         for (i, d) in spec.disks.iter().enumerate() {
             let mut v = format!(
                 "file={},format={},if=none,id=d{i},cache=unsafe",
@@ -374,7 +385,7 @@ impl Vm {
             cmd.arg("-drive").arg(v);
             let mut dev = format!("virtio-blk-pci,drive=d{i}");
             // With -kernel, QEMU's linuxboot ROM holds boot index 0.
-            if i == 0 && spec.direct_kernel.is_none() {
+            if i == 0 && spec.direct_kernel.is_none() && spec.cdrom.is_none() {
                 dev.push_str(",bootindex=0");
             }
             if let Some(s) = &d.serial {
