@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{sha256_file, sha256_hex};
 use crate::vm::tool;
-use crate::{fsutil, process, rootdisk};
+use crate::{keyed_cache, process, rootdisk};
 
 /// Bump when the recipe changes in a way the inputs below do not show.
 const RECIPE: &str = "debian12-base-v2";
@@ -295,77 +295,72 @@ pub fn ensure(os: BaseOs, extra: &[String], cache_root: &Path, rebuild: bool) ->
     let (key, src_text) = cache_key(os, &extra, &sources)?;
     let dir = base_dir(cache_root);
     let (image, manifest_path, status) = paths(&dir, os, &key);
-    let _lock = fsutil::lock_exclusive(
-        &dir.join(format!(".{}-{}.lock", os.name(), &key[..16.min(key.len())])),
-        &format!("building the same {} base", os.name()),
-    )?;
     let (kernel, initrd) = boot_paths(&image);
-    if !rebuild
-        && image.exists()
-        && manifest_path.exists()
-        && status.exists()
-        && kernel.exists()
-        && initrd.exists()
-    {
-        let manifest: BaseManifest = fsutil::read_json(&manifest_path)?;
-        return Ok(Base {
-            image,
-            manifest_path,
-            kernel,
-            initrd,
-            manifest,
-            cached: true,
-            seconds: t0.elapsed().as_secs_f64(),
-        });
-    }
-    if !process::is_root() {
-        anyhow::bail!(
-            "building the {} base needs root (mmdebstrap --mode=root, a loop device for GRUB)",
-            os.name()
-        );
-    }
-    process::require(
-        &[
-            "mmdebstrap",
-            "mkfs.ext4",
-            "dumpe2fs",
-            "debugfs",
-            "sfdisk",
-            "losetup",
-            "partx",
-            "unshare",
-            "qemu-img",
-            "dpkg-query",
-        ],
-        "building a base image",
-    )?;
-    let work = fsutil::work_dir(&dir)?;
-    let manifest = build_in(os, &key, &extra, &src_text, &sources, work.path())?;
-    let w = work.path();
-    // Publish: manifest last, so a present manifest means a complete entry.
-    std::fs::rename(w.join("base.qcow2"), &image)
-        .with_context(|| format!("moving the image to {}", image.display()))?;
-    std::fs::rename(w.join("dpkg-status"), &status)
-        .with_context(|| format!("moving {}", status.display()))?;
-    for (from, to) in [("vmlinuz", &kernel), ("initrd", &initrd)] {
-        std::fs::rename(w.join(from), to).with_context(|| format!("moving {}", to.display()))?;
-    }
-    let mut m = manifest;
-    m.file = image
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    write_public(
-        &manifest_path,
-        &serde_json::to_vec_pretty(&m).context("serializing the manifest")?,
-    )?;
+    let name = format!("{}-{}", os.name(), &key[..16.min(key.len())]);
+    let slot = keyed_cache::Slot {
+        dir: &dir,
+        name: &name,
+        what: &format!("building the same {} base", os.name()),
+        rebuild,
+        quiet: false,
+        work: keyed_cache::Work::Fresh,
+    };
+    let lookup = || -> Result<Option<BaseManifest>> {
+        // Every file of the entry, or it is built again.
+        if [&image, &manifest_path, &status, &kernel, &initrd]
+            .iter()
+            .any(|p| !p.exists())
+        {
+            return Ok(None);
+        }
+        Ok(keyed_cache::read_manifest(&manifest_path))
+    };
+    let got = keyed_cache::get_or_build(&slot, lookup, |w| {
+        if !process::is_root() {
+            anyhow::bail!(
+                "building the {} base needs root (mmdebstrap --mode=root, a loop device for GRUB)",
+                os.name()
+            );
+        }
+        process::require(
+            &[
+                "mmdebstrap",
+                "mkfs.ext4",
+                "dumpe2fs",
+                "debugfs",
+                "sfdisk",
+                "losetup",
+                "partx",
+                "unshare",
+                "qemu-img",
+                "dpkg-query",
+            ],
+            "building a base image",
+        )?;
+        let mut m = build_in(os, &key, &extra, &src_text, &sources, w)?;
+        m.file = image
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(keyed_cache::Built {
+            files: vec![
+                (w.join("base.qcow2"), image.clone()),
+                (w.join("dpkg-status"), status.clone()),
+                (w.join("vmlinuz"), kernel.clone()),
+                (w.join("initrd"), initrd.clone()),
+            ],
+            manifest: manifest_path.clone(),
+            manifest_bytes: serde_json::to_vec_pretty(&m).context("serializing the manifest")?,
+            value: m,
+        })
+    })?;
     Ok(Base {
         image,
         manifest_path,
         kernel,
         initrd,
-        manifest: m,
-        cached: false,
+        manifest: got.value,
+        cached: got.cached,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
@@ -389,14 +384,6 @@ fn normalize_extra(extra: &[String]) -> Result<Vec<String>> {
     v.sort();
     v.dedup();
     Ok(v)
-}
-
-/// Write `bytes` atomically, readable by all (a manifest holds no secret).
-pub fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fsutil::write_atomic(path, bytes)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
 fn build_in(

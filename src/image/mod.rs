@@ -35,7 +35,7 @@ use crate::cluster::Os;
 use crate::digest::{sha256_file, sha256_hex};
 use crate::plan::NodePlan;
 use crate::vm::{self, Disk, Vm, VmSpec, tool};
-use crate::{fsutil, process};
+use crate::{keyed_cache, process};
 
 mod queue;
 pub use queue::{PendingBake, run_bakes};
@@ -468,28 +468,83 @@ pub fn bake(
     let dir = crate::cachedir::bake(cache_root);
     let image = dir.join(format!("{role}-{}.qcow2", &key[..16]));
     let manifest_path = with_suffix(&image, ".json");
-    let _lock = fsutil::lock_exclusive(
-        &dir.join(format!(".{role}-{}.lock", &key[..16])),
-        &format!("baking the same {role} image"),
-    )?;
-    if image.exists() && manifest_path.exists() {
-        let manifest: BakeManifest = fsutil::read_json(&manifest_path)?;
-        return Ok(Baked {
-            image,
-            manifest,
-            cached: true,
-            seconds: t0.elapsed().as_secs_f64(),
-        });
-    }
+    let slot = keyed_cache::Slot {
+        dir: &dir,
+        name: &format!("{role}-{}", &key[..16]),
+        what: &format!("baking the same {role} image"),
+        rebuild: false,
+        quiet: false,
+        work: keyed_cache::Work::Fresh,
+    };
+    let lookup = || -> Result<Option<BakeManifest>> {
+        if !image.exists() || !manifest_path.exists() {
+            return Ok(None);
+        }
+        Ok(keyed_cache::read_manifest(&manifest_path))
+    };
+    let got = keyed_cache::get_or_build(&slot, lookup, |w| {
+        let manifest = bake_in(
+            role,
+            bundle,
+            plan,
+            &BakeInputs {
+                key: &key,
+                bundle_sha: &bundle_sha,
+                bundle_file: &bundle_file,
+                artifacts: &artifacts,
+                base: &base,
+            },
+            opts,
+            w,
+        )?;
+        Ok(keyed_cache::Built {
+            files: vec![(w.join("image.qcow2"), image.clone())],
+            manifest: manifest_path.clone(),
+            manifest_bytes: serde_json::to_vec_pretty(&manifest)
+                .context("serializing the manifest")?,
+            value: manifest,
+        })
+    })?;
+    Ok(Baked {
+        image,
+        manifest: got.value,
+        cached: got.cached,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// What [`bake`] worked out before the VM.
+struct BakeInputs<'a> {
+    key: &'a str,
+    bundle_sha: &'a str,
+    bundle_file: &'a str,
+    artifacts: &'a [(Digested, String, PathBuf)],
+    base: &'a BaseImage,
+}
+
+/// Boot the bake VM in the work dir `w`; leaves `w/image.qcow2` and returns its manifest.
+fn bake_in(
+    role: &str,
+    bundle: &[u8],
+    plan: &NodePlan,
+    inp: &BakeInputs,
+    opts: &BakeOptions,
+    w: &Path,
+) -> Result<BakeManifest> {
+    let BakeInputs {
+        key,
+        bundle_sha,
+        bundle_file,
+        artifacts,
+        base,
+    } = *inp;
     process::require(&["qemu-img", "xorriso"], "baking a qcow2")?;
-    let work = fsutil::work_dir(&dir)?;
-    let w = work.path();
 
     // The bake disk.
     let data = w.join("data");
     std::fs::create_dir_all(data.join("artifacts")).context("creating the bake disk tree")?;
     std::fs::write(data.join(&bundle_file), bundle).context("writing the bundle")?;
-    for (_, file, src) in &artifacts {
+    for (_, file, src) in artifacts {
         std::fs::copy(src, data.join("artifacts").join(file))
             .with_context(|| format!("copying {} to the bake disk", src.display()))?;
     }
@@ -622,10 +677,10 @@ pub fn bake(
     let size = std::fs::metadata(&tmp_img)
         .with_context(|| format!("reading {}", tmp_img.display()))?
         .len();
-    let manifest = BakeManifest {
+    Ok(BakeManifest {
         role: role.into(),
         os: plan.os.as_str().into(),
-        key: key.clone(),
+        key: key.into(),
         recipe: RECIPE.into(),
         sha256,
         size,
@@ -635,29 +690,17 @@ pub fn bake(
             sha256: base.sha256.clone(),
         },
         bundle: Digested {
-            name: bundle_file,
-            sha256: bundle_sha,
+            name: bundle_file.into(),
+            sha256: bundle_sha.into(),
         },
         node_applied: plan.hostname.clone(),
         layers: plan.applied().map(|l| l.name.clone()).collect(),
-        artifacts: artifacts.into_iter().map(|(d, _, _)| d).collect(),
+        artifacts: artifacts.iter().map(|(d, _, _)| d.clone()).collect(),
         packages: pkg_versions,
         apply: verdict.trim_start_matches("OK").trim().into(),
         not_reproducible: reproducible,
         accel,
         bake_seconds,
-    };
-    std::fs::rename(&tmp_img, &image)
-        .with_context(|| format!("moving the image to {}", image.display()))?;
-    crate::base::write_public(
-        &manifest_path,
-        &serde_json::to_vec_pretty(&manifest).context("serializing the manifest")?,
-    )?;
-    Ok(Baked {
-        image,
-        manifest,
-        cached: false,
-        seconds: t0.elapsed().as_secs_f64(),
     })
 }
 
