@@ -1,7 +1,6 @@
 //! ezimg: build preconfigured HA Kubernetes appliance nodes.
 
 pub mod artifact;
-pub mod base;
 pub mod bundle;
 pub mod cachedir;
 pub mod cli;
@@ -23,7 +22,6 @@ pub mod process;
 pub mod produce;
 pub mod render;
 pub mod role;
-pub mod rootdisk;
 pub mod secrets;
 pub mod serve;
 pub mod stage;

@@ -7,11 +7,11 @@
 //! datasources, no machine identity); GRUB installed from the root onto a first disk (a loop
 //! device in a private mount namespace, detached by a guard on every path), its files copied
 //! back into the tree; then the shipped disk written afresh from the tree by
-//! [`crate::rootdisk`] (clamped times, fixed UUID and hash seed, GRUB's boot area put back), so
+//! [`crate::image::rootdisk`] (clamped times, fixed UUID and hash seed, GRUB's boot area put back), so
 //! two builds from the same archive state are the same bytes; `qemu-img convert -O qcow2 -c`;
 //! sha256 and a JSON manifest of the packages.
 //!
-//! Cached under `<cache>/base/` by a key over every input: the recipe below, the package list,
+//! Cached under `<cache>/base/` by a key over every input: the recipe (`RECIPE`, the `root/` files), the package list,
 //! the host's apt sources and the archive state the host last saw (its `InRelease` files), so
 //! an `apt-get update` that brings new packages makes a new base instead of a stale hit.
 //!
@@ -28,9 +28,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::{recipe, rootdisk};
 use crate::digest::{sha256_file, sha256_hex};
 use crate::vm::tool;
-use crate::{keyed_cache, process, rootdisk};
+use crate::{keyed_cache, process};
 
 /// Bump when the recipe changes in a way the inputs below do not show.
 const RECIPE: &str = "debian12-base-v2";
@@ -159,7 +160,7 @@ fn cache_key(os: BaseOs, extra: &[String], sources: &Path) -> Result<(String, St
     }
     k.push_str(&src_text);
     k.push('\0');
-    for (p, c) in config_files("UUID", "KERNEL") {
+    for (p, c) in config_files("UUID", "KERNEL")? {
         k.push_str(&format!("{p}\0{}\0", sha256_hex(c.as_bytes())));
     }
     let mut releases: Vec<PathBuf> = std::fs::read_dir("/var/lib/apt/lists")
@@ -193,80 +194,42 @@ fn uuid_from(key: &str) -> String {
     )
 }
 
-/// Files written into the root after mmdebstrap, `UUID` and `KERNEL` filled in.
-fn config_files(uuid: &str, kernel: &str) -> Vec<(&'static str, String)> {
-    let cmdline = "console=tty0 console=ttyS0,115200n8";
-    vec![
-        (
-            "etc/fstab",
-            format!("UUID={uuid} / ext4 errors=remount-ro,discard 0 1\n"),
-        ),
-        ("etc/hostname", "localhost\n".into()),
-        (
-            "etc/hosts",
-            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n".into(),
-        ),
-        (
-            "etc/network/interfaces",
-            "# cloud-init writes the node's interfaces to interfaces.d/50-cloud-init\n\
-             source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n"
-                .into(),
-        ),
-        (
-            "etc/cloud/cloud.cfg.d/01-ezimg.cfg",
-            "# ezimg base: seeds come from a NoCloud disk (CIDATA) or a config drive.\n\
-             datasource_list: [NoCloud, ConfigDrive, None]\n\
-             # C.UTF-8 needs no locale-gen (slow, and a failure without it).\n\
-             locale: C.UTF-8\n"
-                .into(),
-        ),
-        (
-            BAKE_BOOT,
-            format!(
-                "#!/bin/bash\n\
-                 # ezimg base: the bake's entry point. `ezimg build --format qcow2` boots this\n\
-                 # image's kernel with systemd.run=/{BAKE_BOOT}: systemd brings up basic.target\n\
-                 # and runs only this (no cloud-init, no multi-user.target); bake.sh powers off.\n\
-                 set -u\n\
-                 dev=/dev/disk/by-id/virtio-ezbake\n\
-                 port=/dev/virtio-ports/ezimg.0\n\
-                 for _ in $(seq 300); do [ -e \"$dev\" ] && [ -e \"$port\" ] && break; sleep 0.2; done\n\
-                 mkdir -p /run/ezbake\n\
-                 if ! mount -o ro \"$dev\" /run/ezbake; then\n\
-                 \techo \"FAIL cannot mount the bake disk $dev\" >\"$port\"\n\
-                 \techo END >\"$port\"\n\
-                 \tsystemctl poweroff --no-block || poweroff -f\n\
-                 \texit 1\n\
-                 fi\n\
-                 exec /bin/bash /run/ezbake/bake.sh /run/ezbake\n"
-            ),
-        ),
-        (
-            "etc/default/grub",
-            format!(
-                "# ezimg base: serial console, short timeout (update-grub keeps these)\n\
-                 GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR=Debian\n\
-                 GRUB_CMDLINE_LINUX_DEFAULT=\"\"\nGRUB_CMDLINE_LINUX=\"{cmdline}\"\n\
-                 GRUB_TERMINAL=\"serial console\"\n\
-                 GRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n\
-                 GRUB_DISABLE_OS_PROBER=true\n"
-            ),
-        ),
-        (
-            "boot/grub/grub.cfg",
-            format!(
-                "# ezimg base: fixed GRUB configuration (a kernel upgrade regenerates it with\n\
-                 # update-grub from /etc/default/grub)\n\
-                 serial --unit=0 --speed=115200\nterminal_input serial console\n\
-                 terminal_output serial console\nset default=0\nset timeout=1\n\
-                 insmod part_msdos\ninsmod ext2\n\
-                 search --no-floppy --fs-uuid --set=root {uuid}\n\
-                 menuentry 'Debian GNU/Linux 12 (ezimg base)' {{\n\
-                 \tlinux /boot/vmlinuz-{kernel} root=UUID={uuid} ro {cmdline}\n\
-                 \tinitrd /boot/initrd.img-{kernel}\n}}\n"
-            ),
-        ),
-    ]
+/// The kernel command line of the base (GRUB's, and so every boot's).
+const CMDLINE: &str = "console=tty0 console=ttyS0,115200n8";
+
+/// Files written into the root after mmdebstrap (templates in `root/`, beside this file).
+const CONFIG_FILES: &[(&str, &str)] = &[
+    ("etc/fstab", include_str!("root/etc/fstab")),
+    ("etc/hostname", include_str!("root/etc/hostname")),
+    ("etc/hosts", include_str!("root/etc/hosts")),
+    (
+        "etc/network/interfaces",
+        include_str!("root/etc/network/interfaces"),
+    ),
+    (
+        "etc/cloud/cloud.cfg.d/01-ezimg.cfg",
+        include_str!("root/etc/cloud/cloud.cfg.d/01-ezimg.cfg"),
+    ),
+    (BAKE_BOOT, include_str!("root/usr/lib/ezimg/bake-boot")),
+    ("etc/default/grub", include_str!("root/etc/default/grub")),
+    (
+        "boot/grub/grub.cfg",
+        include_str!("root/boot/grub/grub.cfg"),
+    ),
+];
+
+/// [`CONFIG_FILES`] with `UUID` and `KERNEL` filled in.
+fn config_files(uuid: &str, kernel: &str) -> Result<Vec<(&'static str, String)>> {
+    let vars = [
+        ("UUID", uuid),
+        ("KERNEL", kernel),
+        ("CMDLINE", CMDLINE),
+        ("BAKE_BOOT", BAKE_BOOT),
+    ];
+    CONFIG_FILES
+        .iter()
+        .map(|(p, t)| Ok((*p, recipe::fill(p, t, &vars)?)))
+        .collect()
 }
 
 fn paths(dir: &Path, os: BaseOs, key: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -447,7 +410,7 @@ fn build_in(
         anyhow::bail!("no /boot/initrd.img-{kernel} in the root");
     }
     let uuid = uuid_from(key);
-    for (rel, content) in config_files(&uuid, &kernel) {
+    for (rel, content) in config_files(&uuid, &kernel)? {
         crate::bundle::write_file(&root.join(rel), content.as_bytes())?;
     }
     {
@@ -579,7 +542,7 @@ mod tests {
 
     #[test]
     fn bake_entry_point_is_valid_bash() {
-        let files = config_files("UUID", "KERNEL");
+        let files = config_files("UUID", "KERNEL").expect("the recipe fills");
         let (_, script) = files
             .iter()
             .find(|(p, _)| *p == BAKE_BOOT)
