@@ -11,16 +11,17 @@
 //! (twice: the second must change nothing), resets machine identity and writes `OK` or
 //! `FAIL <why>` + tails to the virtio-serial marker, then powers off. Only after `OK` is the
 //! disk turned into the image: on ezimg's base, the guest's tree is written afresh by
-//! [`crate::image::rootdisk`] (times clamped to 2000-01-01 for whatever the bake wrote, the base's UUID
-//! and hash seed, GRUB's boot area kept), so two bakes of the same inputs are the same bytes;
+//! [`super::rootdisk`] (times clamped to 2000-01-01 for whatever the bake wrote, the base's
+//! UUID and hash seed, GRUB's boot area kept), so two bakes of the same inputs are the same bytes;
 //! then `qemu-img convert -O qcow2 -c` (in-order writes: deterministic), hashed and recorded in
 //! a manifest (`not_reproducible` says why when an image cannot be: vendor bases).
 //!
 //! The image stays generic: node-specific files are re-applied at first boot by the node's own
 //! seed (its bootstrap runs the same idempotent `apply` for that node).
 //!
-//! Cached under `<cache>/bake/` by a key over the base, the bundle, the node, the artifacts
-//! and the packages: unchanged inputs are a cache hit and boot no VM.
+//! Cached under `<cache>/bake/` ([`crate::keyed_cache`]) by a key over the base, the bundle, the
+//! node, the artifacts and the packages: unchanged inputs are a cache hit and boot no VM. The
+//! vendor bases' NoCloud bake seed is a template beside this file (`bake-seed/`).
 
 use std::collections::BTreeMap;
 use std::io::Read;

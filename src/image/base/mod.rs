@@ -7,13 +7,14 @@
 //! datasources, no machine identity); GRUB installed from the root onto a first disk (a loop
 //! device in a private mount namespace, detached by a guard on every path), its files copied
 //! back into the tree; then the shipped disk written afresh from the tree by
-//! [`crate::image::rootdisk`] (clamped times, fixed UUID and hash seed, GRUB's boot area put back), so
-//! two builds from the same archive state are the same bytes; `qemu-img convert -O qcow2 -c`;
-//! sha256 and a JSON manifest of the packages.
+//! [`crate::image::rootdisk`] (clamped times, fixed UUID and hash seed, GRUB's boot area put
+//! back), so two builds from the same archive state are the same bytes; `qemu-img convert -O
+//! qcow2 -c`; sha256 and a JSON manifest of the packages.
 //!
-//! Cached under `<cache>/base/` by a key over every input: the recipe (`RECIPE`, the `root/` files), the package list,
-//! the host's apt sources and the archive state the host last saw (its `InRelease` files), so
-//! an `apt-get update` that brings new packages makes a new base instead of a stale hit.
+//! Cached under `<cache>/base/` ([`crate::keyed_cache`]) by a key over every input: the recipe
+//! (`RECIPE`, the `root/` files), the package list, the host's apt sources and the archive state
+//! the host last saw (its `InRelease` files), so an `apt-get update` that brings new packages
+//! makes a new base instead of a stale hit.
 //!
 //! A role's bake asks for a base with the role's packages too (`extra`, `--with`): mmdebstrap
 //! installs them here at native speed, so the bake VM (TCG, where dpkg takes most of an hour)
