@@ -1,6 +1,7 @@
 //! ezimg: build preconfigured HA Kubernetes appliance nodes.
 
 pub mod artifact;
+pub mod build;
 pub mod bundle;
 pub mod cachedir;
 pub mod cli;
