@@ -6,15 +6,17 @@
 //! 2. **hit**: `lookup` says whether a complete entry is there (no lock needed: see 5);
 //! 3. **lock**: on a miss, an exclusive lock per entry, so two processes making the same entry
 //!    wait for each other instead of doing the same minutes of work twice; then `lookup` again
-//!    (the other process may have made it meanwhile);
+//!    (the other process may have made it meanwhile). The holder removes the lock file;
+//!    waiters notice and lock the new one, so no lock files pile up;
 //! 4. **work dir**: `build` runs in a folder of its own: a fresh `.work-*` folder inside the
 //!    cache folder (same filesystem, so publishing is a rename), or a fixed path that is a
 //!    function of the key (paths compiled into the outputs are the same on every build);
 //!    removed afterwards whatever happens;
 //! 5. **manifest last**: `build` returns the files it made and the manifest; the old manifest
 //!    is removed first (a `--rebuild` never shows a new file beside an old manifest), the files
-//!    are renamed into place, and the manifest is written last, atomically. Its presence marks
-//!    a complete entry, so `lookup` checks it and the files it names; an entry that is
+//!    are moved into place (a rename; from another filesystem, a copy to a temporary file
+//!    beside them, then a rename), and the manifest is written last, atomically. Its presence
+//!    marks a complete entry, so `lookup` checks it and the files it names; an entry that is
 //!    incomplete or damaged is a miss (and rebuilt: entries heal themselves).
 //!
 //! ```text
@@ -45,7 +47,8 @@ pub enum Work {
 pub struct Slot<'a> {
     /// The cache folder the entry's files are published into.
     pub dir: &'a Path,
-    /// Unique per key (e.g. `debian12-<key[..16]>`): names the lock.
+    /// Unique per key (e.g. `debian12-<key[..16]>`): names the lock of a [`Work::Fresh`]
+    /// entry (a [`Work::Fixed`] one is locked at `<path>.lock`).
     pub name: &'a str,
     /// What is being made, for the waiting message: "ezimg: waiting for another ezimg {what}".
     pub what: &'a str,
@@ -59,9 +62,9 @@ pub struct Slot<'a> {
 /// What `build` made, for [`get_or_build`] to publish.
 #[derive(Debug)]
 pub struct Built<T> {
-    /// Files to move into place (`from` → `to`), each a rename: `from` must be on the cache's
-    /// filesystem (the work dir of [`Work::Fresh`]; for a [`Work::Fixed`] elsewhere, a
-    /// temporary file in the cache folder).
+    /// Files to move into place (`from` → `to`): a rename, or where `from` is on another
+    /// filesystem (a [`Work::Fixed`] under /tmp) a copy to a temporary file beside `to`, then
+    /// a rename. Either way `to` appears whole.
     pub files: Vec<(PathBuf, PathBuf)>,
     /// The manifest's path, and its bytes: written last (mode 0644: it holds no secret).
     pub manifest: PathBuf,
@@ -159,10 +162,30 @@ fn publish<T>(dir: &Path, b: &Built<T>) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("removing {}", b.manifest.display())),
     }
     for (from, to) in &b.files {
-        std::fs::rename(from, to)
-            .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        move_file(from, to)?;
     }
     crate::fsutil::write_public(&b.manifest, &b.manifest_bytes)
+}
+
+/// Rename `from` to `to`; across filesystems (a fixed work dir under /tmp), copy it to a
+/// temporary file beside `to` first, so `to` still appears whole or not at all.
+fn move_file(from: &Path, to: &Path) -> Result<()> {
+    let ctx = || format!("moving {} to {}", from.display(), to.display());
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            use std::os::unix::fs::PermissionsExt;
+            let mut src = std::fs::File::open(from).with_context(ctx)?;
+            let mode = src.metadata().with_context(ctx)?.permissions().mode();
+            crate::fsutil::write_atomic_with(to, |f| {
+                std::io::copy(&mut src, f)?;
+                f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                Ok(())
+            })
+            .with_context(ctx)
+        }
+        Err(e) => Err(e).with_context(ctx),
+    }
 }
 
 fn remove_dir(d: &Path) -> Result<()> {
@@ -375,6 +398,28 @@ mod tests {
         assert_eq!(g.value, "fixed");
         assert!(fixed.is_dir(), "keep: the work dir stays");
         assert!(!d.path().join("work-thing.lock").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_from_another_filesystem_is_copied_whole() -> Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = tempfile::tempdir()?;
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("skipped: no /dev/shm to stand for another filesystem");
+            return Ok(());
+        };
+        if std::fs::metadata(shm.path())?.dev() == std::fs::metadata(d.path())?.dev() {
+            eprintln!("skipped: /dev/shm is on the same filesystem as the temp dir");
+            return Ok(());
+        }
+        let from = shm.path().join("out.tar.gz");
+        std::fs::write(&from, b"stage output")?;
+        std::fs::set_permissions(&from, std::fs::Permissions::from_mode(0o644))?;
+        let to = d.path().join("out.tar.gz");
+        move_file(&from, &to)?;
+        assert_eq!(std::fs::read(&to)?, b"stage output");
+        assert_eq!(std::fs::metadata(&to)?.permissions().mode() & 0o777, 0o644);
         Ok(())
     }
 
