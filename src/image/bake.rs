@@ -559,7 +559,7 @@ fn bake_in(
     // The bake disk.
     let data = w.join("data");
     std::fs::create_dir_all(data.join("artifacts")).context("creating the bake disk tree")?;
-    std::fs::write(data.join(&bundle_file), bundle).context("writing the bundle")?;
+    std::fs::write(data.join(bundle_file), bundle).context("writing the bundle")?;
     for (_, file, src) in artifacts {
         std::fs::copy(src, data.join("artifacts").join(file))
             .with_context(|| format!("copying {} to the bake disk", src.display()))?;
@@ -572,7 +572,7 @@ fn bake_in(
         format!(
             "node={}\nbundle_file={}\nbundle_sha={bundle_sha}\nsource_date_epoch={}\n",
             crate::bundle::shell_quote(&plan.hostname),
-            crate::bundle::shell_quote(&bundle_file),
+            crate::bundle::shell_quote(bundle_file),
             rootdisk::EPOCH
         ),
     )
