@@ -5,7 +5,7 @@
 # Same work as the ezimg bake, on a qcow2 overlay of BASE (BASE stays untouched):
 #   - the PKG=VERSION list (the `packages` of the ezimg bake's manifest) is downloaded against
 #     BASE's dpkg status (BASE with .dpkg-status for .qcow2, as `ezimg base build` leaves it)
-#     and indexed as a flat repository, like package_repo in src/image/mod.rs;
+#     and indexed as a flat repository, like package_repo in src/image/bake.rs;
 #   - like ezimg's bake disk, an ISO (xorriso, volume EZBAKE) holds the bundle, bake.env, the
 #     repository and the guest script below; `virt-customize --no-network --attach` gives it
 #     to the appliance and one --run-command mounts it and runs the script, which does what

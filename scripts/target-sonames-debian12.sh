@@ -4,7 +4,7 @@
 # file, which stays fixed so the stage check does not depend on the machine it runs on.
 #
 # The base install is what `ezimg base` builds (mmdebstrap --variant=important plus the
-# packages in src/base/mod.rs PACKAGES): the required/important packages and that list, with
+# packages in src/image/base/mod.rs PACKAGES): the required/important packages and that list, with
 # their Depends closure. Each package's sonames are read (objdump -p) from its shared
 # libraries as installed here; packages of the closure that are not installed on this host are
 # listed on stderr and left out (the list errs on the side of refusing: extend it by hand).

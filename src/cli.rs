@@ -616,7 +616,7 @@ pub enum BaseCommand {
 pub struct BaseBuildArgs {
     /// Operating system of the base
     #[arg(long, value_enum, default_value = "debian12")]
-    pub os: crate::base::BaseOs,
+    pub os: crate::image::base::BaseOs,
     /// Also copy the image here (its manifest goes next to it as FILE.json)
     #[arg(long, short, value_name = "FILE")]
     pub out: Option<PathBuf>,

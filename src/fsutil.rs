@@ -1,6 +1,7 @@
-//! Small filesystem helpers shared by the caches and the outputs: atomic file replacement,
-//! cache locks and work folders. Every file ezimg publishes appears whole or not at all, so a
-//! crash or a full disk never leaves a half-written lock, manifest or image behind.
+//! Small filesystem helpers shared by the caches and the outputs: atomic file replacement and
+//! work folders (the cache entry pattern and its locks: [`crate::keyed_cache`]). Every file
+//! ezimg publishes appears whole or not at all, so a crash or a full disk never leaves a
+//! half-written lock, manifest or image behind.
 
 use std::io::Write;
 use std::path::Path;
@@ -34,40 +35,18 @@ pub fn write_atomic_with(
     Ok(())
 }
 
+/// [`write_atomic`], readable by all (cache manifests and images hold no secret).
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    write_atomic(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
 /// Read and parse a JSON file (cache manifests).
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// Hold an exclusive lock on `path` (created if missing) until the returned file is dropped:
-/// two ezimg processes building the same base or bake wait for each other instead of doing
-/// the same minutes of work twice. Says so when it has to wait.
-pub fn lock_exclusive(path: &Path, what: &str) -> Result<std::fs::File> {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening the lock file {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!(
-                "ezimg: waiting for another ezimg {what} ({})",
-                path.display()
-            );
-            f.lock()
-                .with_context(|| format!("locking {}", path.display()))?;
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", path.display()));
-        }
-    }
-    Ok(f)
 }
 
 /// A fresh `.work-*` folder inside the cache folder `dir` (created if missing): same

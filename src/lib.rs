@@ -1,7 +1,7 @@
 //! ezimg: build preconfigured HA Kubernetes appliance nodes.
 
 pub mod artifact;
-pub mod base;
+pub mod build;
 pub mod bundle;
 pub mod cachedir;
 pub mod cli;
@@ -11,6 +11,7 @@ pub mod data;
 pub mod digest;
 pub mod fsutil;
 pub mod image;
+pub mod keyed_cache;
 pub mod kubeadm;
 pub mod layer;
 pub mod lint;
@@ -22,7 +23,6 @@ pub mod process;
 pub mod produce;
 pub mod render;
 pub mod role;
-pub mod rootdisk;
 pub mod secrets;
 pub mod serve;
 pub mod stage;

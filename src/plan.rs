@@ -215,7 +215,7 @@ fn kubernetes_json(cluster: &Cluster) -> serde_json::Value {
         "cri_socket": "unix:///run/containerd/containerd.sock",
         "cert_sans": sans,
         "init_node": masters.first().map(|m| m.hostname.clone()),
-        "ca_cert_hash": render::secret_placeholder("kube_ca_cert_hash"),
+        "ca_cert_hash": render::secret_placeholder(crate::secrets::CA_CERT_HASH),
     })
 }
 

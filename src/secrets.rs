@@ -48,26 +48,50 @@ pub enum Source {
     CaCertHash,
 }
 
+// Secret names, as templates write them (`secret("kube_ca_crt")`). Code names a secret by
+// these constants; its file in the store is in `SECRETS` only.
+pub const VRRP_AUTH_PASS: &str = "vrrp_auth_pass";
+pub const BOOTSTRAP_TOKEN: &str = "kube_bootstrap_token";
+pub const CA_CERT_HASH: &str = "kube_ca_cert_hash";
+pub const CA_CRT: &str = "kube_ca_crt";
+pub const CA_KEY: &str = "kube_ca_key";
+pub const SA_KEY: &str = "kube_sa_key";
+pub const SA_PUB: &str = "kube_sa_pub";
+pub const FRONT_PROXY_CA_CRT: &str = "kube_front_proxy_ca_crt";
+pub const FRONT_PROXY_CA_KEY: &str = "kube_front_proxy_ca_key";
+pub const ETCD_CA_CRT: &str = "kube_etcd_ca_crt";
+pub const ETCD_CA_KEY: &str = "kube_etcd_ca_key";
+
 /// Every secret name templates may use (`secret("name")`), with its source.
 pub const SECRETS: [(&str, Source); 11] = [
-    ("vrrp_auth_pass", Source::File("vrrp-auth-pass")),
-    ("kube_bootstrap_token", Source::File("bootstrap-token")),
-    ("kube_ca_cert_hash", Source::CaCertHash),
-    ("kube_ca_crt", Source::File("pki/ca.crt")),
-    ("kube_ca_key", Source::File("pki/ca.key")),
-    ("kube_sa_key", Source::File("pki/sa.key")),
-    ("kube_sa_pub", Source::File("pki/sa.pub")),
-    (
-        "kube_front_proxy_ca_crt",
-        Source::File("pki/front-proxy-ca.crt"),
-    ),
-    (
-        "kube_front_proxy_ca_key",
-        Source::File("pki/front-proxy-ca.key"),
-    ),
-    ("kube_etcd_ca_crt", Source::File("pki/etcd/ca.crt")),
-    ("kube_etcd_ca_key", Source::File("pki/etcd/ca.key")),
+    (VRRP_AUTH_PASS, Source::File("vrrp-auth-pass")),
+    (BOOTSTRAP_TOKEN, Source::File("bootstrap-token")),
+    (CA_CERT_HASH, Source::CaCertHash),
+    (CA_CRT, Source::File("pki/ca.crt")),
+    (CA_KEY, Source::File("pki/ca.key")),
+    (SA_KEY, Source::File("pki/sa.key")),
+    (SA_PUB, Source::File("pki/sa.pub")),
+    (FRONT_PROXY_CA_CRT, Source::File("pki/front-proxy-ca.crt")),
+    (FRONT_PROXY_CA_KEY, Source::File("pki/front-proxy-ca.key")),
+    (ETCD_CA_CRT, Source::File("pki/etcd/ca.crt")),
+    (ETCD_CA_KEY, Source::File("pki/etcd/ca.key")),
 ];
+
+/// The store's CAs: certificate, key, and the common name `create` gives them (kubeadm's).
+const CAS: [(&str, &str, &str); 3] = [
+    (CA_CRT, CA_KEY, "kubernetes"),
+    (FRONT_PROXY_CA_CRT, FRONT_PROXY_CA_KEY, "front-proxy-ca"),
+    (ETCD_CA_CRT, ETCD_CA_KEY, "etcd-ca"),
+];
+
+/// Where secret `name` is kept in the store at `dir` (for a secret derived from another, such
+/// as [`CA_CERT_HASH`], the store itself).
+pub fn path(dir: &Path, name: &str) -> PathBuf {
+    match file_of(name) {
+        Some(f) => dir.join(f),
+        None => dir.to_path_buf(),
+    }
+}
 
 /// Names of every secret templates may use.
 pub fn names() -> impl Iterator<Item = &'static str> {
@@ -150,25 +174,22 @@ pub fn create(dir: &Path, loaded: &Loaded) -> Result<bool> {
         .with_context(|| format!("restricting {}", tmp.path().display()))?;
     let c = &loaded.cluster;
     let now = time::OffsetDateTime::now_utc();
-    for (file, cn) in [
-        ("pki/ca", "kubernetes"),
-        ("pki/front-proxy-ca", "front-proxy-ca"),
-        ("pki/etcd/ca", "etcd-ca"),
-    ] {
+    let at = |name| path(tmp.path(), name);
+    for (crt_name, key_name, cn) in CAS {
         let (crt, key) = new_ca(cn, now)?;
-        write_secret(&tmp.path().join(format!("{file}.crt")), &crt)?;
-        write_secret(&tmp.path().join(format!("{file}.key")), &key)?;
+        write_secret(&at(crt_name), &crt)?;
+        write_secret(&at(key_name), &key)?;
     }
     let sa = KeyPair::generate().context("generating the service-account key")?;
-    write_secret(&tmp.path().join("pki/sa.key"), &sa.serialize_pem())?;
-    write_secret(&tmp.path().join("pki/sa.pub"), &sa.public_key_pem())?;
-    write_secret(&tmp.path().join("bootstrap-token"), &new_token()?)?;
+    write_secret(&at(SA_KEY), &sa.serialize_pem())?;
+    write_secret(&at(SA_PUB), &sa.public_key_pem())?;
+    write_secret(&at(BOOTSTRAP_TOKEN), &new_token()?)?;
     // A password the cluster file still sets seeds the store once; otherwise a random one.
     let pass = match &c.vrrp.auth_pass {
         Some(p) => p.clone(),
         None => random_string(8)?,
     };
-    write_secret(&tmp.path().join("vrrp-auth-pass"), &pass)?;
+    write_secret(&at(VRRP_AUTH_PASS), &pass)?;
     let meta = format!(
         "# ezimg secret store: back this folder up; never commit it.\nformat = {FORMAT}\n\
          cluster = {:?}\ncreated = {:?}\n",
@@ -265,8 +286,10 @@ fn write_secret(path: &Path, content: &str) -> Result<()> {
         .with_context(|| format!("syncing {}", path.display()))
 }
 
-/// Replace one file of an existing store atomically (temporary file, then rename).
-fn replace_secret(dir: &Path, file: &str, content: &str) -> Result<()> {
+/// Replace the file of secret `name` in an existing store atomically (temporary file, then
+/// rename).
+fn replace_secret(dir: &Path, name: &str, content: &str) -> Result<()> {
+    let file = file_of(name).with_context(|| format!("secret {name} is not kept in a file"))?;
     let dest = dir.join(file);
     let tmp = dir.join(format!(".{file}.new"));
     write_secret(&tmp, content)?;
@@ -283,8 +306,8 @@ fn pem_body(text: &str, label: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
-/// The store file that holds secret `name`.
-fn file_of(name: &str) -> Option<&'static str> {
+/// The store file that holds secret `name`, relative to the store.
+pub fn file_of(name: &str) -> Option<&'static str> {
     SECRETS.iter().find_map(|(s, src)| match src {
         Source::File(f) if *s == name => Some(*f),
         _ => None,
@@ -344,21 +367,21 @@ pub fn load(dir: &Path, loaded: &Loaded) -> Result<Store> {
         })?;
         files.insert(name, v);
     }
-    let token = files["kube_bootstrap_token"].trim_end().to_string();
+    let token = files[BOOTSTRAP_TOKEN].trim_end().to_string();
     if !is_token(&token) {
         anyhow::bail!(
             "{}: not a bootstrap token of the form [a-z0-9]{{6}}.[a-z0-9]{{16}} \
              (`ezimg secrets rotate token` makes a new one)",
-            dir.join("bootstrap-token").display()
+            path(dir, BOOTSTRAP_TOKEN).display()
         );
     }
-    files.insert("kube_bootstrap_token", token);
-    let pass = files["vrrp_auth_pass"].trim_end_matches('\n').to_string();
+    files.insert(BOOTSTRAP_TOKEN, token);
+    let pass = files[VRRP_AUTH_PASS].trim_end_matches('\n').to_string();
     if pass.is_empty() || pass.chars().count() > 8 || pass.contains(['\n', '\r']) {
         anyhow::bail!(
             "{}: the VRRP password must be 1 to 8 characters on one line (keepalived truncates \
              longer ones silently)",
-            dir.join("vrrp-auth-pass").display()
+            path(dir, VRRP_AUTH_PASS).display()
         );
     }
     if let Some(p) = &loaded.cluster.vrrp.auth_pass
@@ -371,41 +394,31 @@ pub fn load(dir: &Path, loaded: &Loaded) -> Result<Store> {
                 &loaded.origin(),
                 &crate::cluster::locate::path("vrrp.auth_pass")
             ),
-            dir.join("vrrp-auth-pass").display()
+            path(dir, VRRP_AUTH_PASS).display()
         );
     }
-    files.insert("vrrp_auth_pass", pass);
+    files.insert(VRRP_AUTH_PASS, pass);
     // Each CA key must belong to its certificate: the cert embeds the key's SPKI verbatim.
     let mut ca_cert_hash = String::new();
-    for (crt, key) in [
-        ("kube_ca_crt", "kube_ca_key"),
-        ("kube_front_proxy_ca_crt", "kube_front_proxy_ca_key"),
-        ("kube_etcd_ca_crt", "kube_etcd_ca_key"),
-    ] {
-        let file = |n: &'static str| file_of(n).unwrap_or(n);
-        let kp = KeyPair::from_pem(&files[key]).map_err(|e| {
-            anyhow::anyhow!("{}: not a private key: {e}", dir.join(file(key)).display())
-        })?;
+    for (crt, key, _) in CAS {
+        let kp = KeyPair::from_pem(&files[key])
+            .map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", path(dir, key).display()))?;
         let spki = kp.subject_public_key_info();
         let der = pem_body(&files[crt], "CERTIFICATE")
-            .with_context(|| format!("{}: not a PEM certificate", dir.join(file(crt)).display()))?;
+            .with_context(|| format!("{}: not a PEM certificate", path(dir, crt).display()))?;
         if !der.windows(spki.len()).any(|w| w == spki.as_slice()) {
             anyhow::bail!(
                 "{} does not belong to {}: restore both from the store's backup",
-                dir.join(file(key)).display(),
-                dir.join(file(crt)).display()
+                path(dir, key).display(),
+                path(dir, crt).display()
             );
         }
-        if crt == "kube_ca_crt" {
+        if crt == CA_CRT {
             ca_cert_hash = format!("sha256:{}", sha256_hex(&spki));
         }
     }
-    KeyPair::from_pem(&files["kube_sa_key"]).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a private key: {e}",
-            dir.join("pki/sa.key").display()
-        )
-    })?;
+    KeyPair::from_pem(&files[SA_KEY])
+        .map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", path(dir, SA_KEY).display()))?;
     Ok(Store {
         dir: dir.to_path_buf(),
         files,
@@ -429,7 +442,7 @@ impl Store {
 
     /// The cluster CA certificate (public).
     pub fn ca_cert_pem(&self) -> &str {
-        &self.files["kube_ca_crt"]
+        &self.files[CA_CRT]
     }
 }
 
@@ -438,6 +451,16 @@ impl Store {
 pub enum Rotate {
     Token,
     VrrpPassword,
+}
+
+impl Rotate {
+    /// The secret it replaces.
+    pub fn secret(self) -> &'static str {
+        match self {
+            Rotate::Token => BOOTSTRAP_TOKEN,
+            Rotate::VrrpPassword => VRRP_AUTH_PASS,
+        }
+    }
 }
 
 /// Replace the bootstrap token or the VRRP password (with `value`, or a random one). The CAs
@@ -453,7 +476,7 @@ pub fn rotate(store: &Store, what: Rotate, value: Option<&str>) -> Result<()> {
                 ),
                 None => new_token()?,
             };
-            replace_secret(&store.dir, "bootstrap-token", &v)
+            replace_secret(&store.dir, BOOTSTRAP_TOKEN, &v)
         }
         Rotate::VrrpPassword => {
             let v = match value {
@@ -466,7 +489,7 @@ pub fn rotate(store: &Store, what: Rotate, value: Option<&str>) -> Result<()> {
                 ),
                 None => random_string(8)?,
             };
-            replace_secret(&store.dir, "vrrp-auth-pass", &v)
+            replace_secret(&store.dir, VRRP_AUTH_PASS, &v)
         }
     }
 }
@@ -531,4 +554,33 @@ pub fn node_secrets(store: &Store, p: &crate::plan::NodePlan) -> Result<BTreeMap
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_named_in_code_are_known_secrets() {
+        use crate::render::secret_placeholder;
+        assert_eq!(
+            crate::kubeadm::TOKEN_PLACEHOLDER,
+            secret_placeholder(BOOTSTRAP_TOKEN)
+        );
+        assert_eq!(
+            crate::kubeadm::CA_CERT_HASH_PLACEHOLDER,
+            secret_placeholder(CA_CERT_HASH)
+        );
+        for (crt, key, _) in CAS {
+            assert!(file_of(crt).is_some() && file_of(key).is_some());
+        }
+        for r in [Rotate::Token, Rotate::VrrpPassword] {
+            assert!(file_of(r.secret()).is_some(), "{r:?}");
+        }
+        assert_eq!(file_of(CA_CERT_HASH), None);
+        assert_eq!(
+            path(Path::new("/s"), BOOTSTRAP_TOKEN),
+            Path::new("/s/bootstrap-token")
+        );
+    }
 }

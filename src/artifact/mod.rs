@@ -21,6 +21,7 @@ pub mod gittree;
 pub mod lock;
 pub mod mirror;
 mod progress;
+pub mod record;
 pub mod rpmsig;
 
 use std::collections::BTreeSet;

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::base::{cache_root, ensure};
 use crate::cli::{BaseArgs, BaseCommand};
+use crate::image::base::{cache_root, ensure};
 
 /// `ezimg base …`.
 pub fn run(a: &BaseArgs) -> Result<()> {

@@ -2,59 +2,22 @@
 
 use anyhow::{Context, Result, bail};
 
-use super::{fetch_options, load_lock};
-use crate::artifact::{self, Cache, Lock, lock};
+use super::fetch_options;
+use crate::artifact::{self, Cache, lock, record};
 use crate::cli::{Global, LockArgs};
 
 /// `ezimg lock`: learn the sha256 of pins that have none and write it into the lock file.
 pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
-    // Where the digests go: the lock in use, or a new file that the lock rule will read next.
-    let (lk, path, new) = match &a.store.lock {
-        Some(p) if !p.exists() => {
-            let (base, why) = Lock::resolve(None, g.data.as_deref(), g.cluster.as_deref())?;
-            eprintln!(
-                "lock: {} does not exist yet: it will be {} ({why}) with the digests learnt",
-                p.display(),
-                base.origin
-            );
-            (base, p.clone(), true)
-        }
-        _ => {
-            let lk = load_lock(g, &a.store)?;
-            match (&lk.path, &g.cluster) {
-                (Some(p), _) => {
-                    let p = p.clone();
-                    (lk, p, false)
-                }
-                (None, Some(c)) => {
-                    let p = c.with_file_name("artifacts.lock");
-                    (lk, p, true)
-                }
-                (None, None) => bail!(
-                    "the lock in use is the one embedded in ezimg, which cannot record digests: \
-                     `ezimg lock --lock FILE` writes a copy with them to FILE (then give \
-                     `--lock FILE` or EZIMG_LOCK to check, build and fetch), or with \
-                     `-c CLUSTER` it goes beside the cluster file, where they find it"
-                ),
-            }
-        }
-    };
-    let names: Vec<String> = if a.names.is_empty() {
-        lk.artifacts
-            .iter()
-            .filter(|x| x.sha256.is_none())
-            .map(|x| x.name.clone())
-            .collect()
-    } else {
-        a.names.clone()
-    };
+    let dest = record::destination(
+        a.store.lock.as_deref(),
+        g.data.as_deref(),
+        g.cluster.as_deref(),
+    )?;
+    eprintln!("{}", dest.note);
+    let lk = &dest.lock;
+    let names = dest.wanted(&a.names);
     if a.check {
-        let lacking: Vec<&str> = names
-            .iter()
-            .filter_map(|n| lk.find(n))
-            .filter(|x| x.sha256.is_none())
-            .map(|x| x.name.as_str())
-            .collect();
+        let lacking = dest.lacking(&names);
         if !lacking.is_empty() {
             bail!(
                 "{}: no sha256 recorded for {}",
@@ -79,7 +42,7 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let learnt = rt.block_on(artifact::learn_digests(&lk, &names, &opts))?;
+    let learnt = rt.block_on(artifact::learn_digests(lk, &names, &opts))?;
     for l in &learnt {
         if l.tofu {
             eprintln!(
@@ -90,7 +53,7 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
                 l.record.sha256,
                 l.record.size,
                 l.source,
-                path.display()
+                dest.path.display()
             );
         } else {
             eprintln!(
@@ -100,16 +63,18 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
         }
     }
     let records: Vec<lock::Record> = learnt.into_iter().map(|l| l.record).collect();
-    if new {
-        std::fs::write(&path, &lk.text)
-            .with_context(|| format!("writing the new lock {}", path.display()))?;
-        eprintln!("ezimg: wrote {} (a copy of {})", path.display(), lk.origin);
+    dest.record(&records)?;
+    if dest.new {
+        eprintln!(
+            "ezimg: wrote {} (a copy of {})",
+            dest.path.display(),
+            lk.origin
+        );
     }
-    lock::write_records(&path, &records)?;
     eprintln!(
         "ezimg: recorded {} digest(s) in {}",
         records.len(),
-        path.display()
+        dest.path.display()
     );
     Ok(())
 }

@@ -37,7 +37,10 @@ pub fn run(g: &Global, a: &SecretsArgs) -> Result<()> {
             for (name, src) in secrets::SECRETS {
                 let where_ = match src {
                     secrets::Source::File(f) => dir.join(f).display().to_string(),
-                    secrets::Source::CaCertHash => "derived from pki/ca.key".into(),
+                    secrets::Source::CaCertHash => format!(
+                        "derived from {}",
+                        secrets::file_of(secrets::CA_KEY).unwrap_or(secrets::CA_KEY)
+                    ),
                 };
                 println!("  {name:<24} {where_}");
             }
@@ -50,19 +53,20 @@ pub fn run(g: &Global, a: &SecretsArgs) -> Result<()> {
             };
             secrets::rotate(&store, what, r.value.as_deref())?;
             secrets::load(&dir, &loaded)?;
+            let file = secrets::path(&dir, what.secret());
             match what {
                 secrets::Rotate::Token => println!(
                     "new bootstrap token in {}: rebuild the seeds/kickstarts of nodes that have \
                      not joined yet; a running cluster learns it with \
                      `kubeadm token create \"$(cat {})\" --ttl 0` on a master (joined nodes are \
                      unaffected)",
-                    dir.join("bootstrap-token").display(),
-                    dir.join("bootstrap-token").display()
+                    file.display(),
+                    file.display()
                 ),
                 secrets::Rotate::VrrpPassword => println!(
                     "new VRRP password in {}: rebuild the slb seeds/kickstarts and re-apply them \
                      on every slb node together (peers with different passwords ignore each other)",
-                    dir.join("vrrp-auth-pass").display()
+                    file.display()
                 ),
             }
         }

@@ -74,7 +74,7 @@ struct Keyed {
     sources: BTreeMap<String, PathBuf>,
     /// The VM builder's base image (built or found when the key is computed: its digest is
     /// part of the key).
-    vm_base: Option<crate::base::Base>,
+    vm_base: Option<crate::image::base::Base>,
 }
 
 fn source_digest(path: &Path) -> Result<String> {

@@ -28,9 +28,9 @@ use anyhow::{Context, Result, bail};
 
 use super::Stage;
 use super::run::Step;
-use crate::base::{Base, BaseOs};
 use crate::bundle::shell_quote;
 use crate::digest::sha256_hex;
+use crate::image::base::{Base, BaseOs};
 use crate::process;
 use crate::vm::{self, Disk, Vm, VmSpec};
 
@@ -64,7 +64,7 @@ pub fn base(stage: &Stage, target: &str, cache_root: &Path) -> Result<Base> {
         )
     })?;
     match target {
-        "debian12" => crate::base::ensure(BaseOs::Debian12, deps, cache_root, false)
+        "debian12" => crate::image::base::ensure(BaseOs::Debian12, deps, cache_root, false)
             .with_context(|| format!("stage {name}: the debian12 builder base")),
         other => bail!(
             "stage {name}: the VM builder for {other} needs the {other} cloud image and the \
@@ -175,7 +175,7 @@ pub fn compile(job: &Job, tail_lines: usize) -> Result<()> {
             "root=UUID={} rw console=ttyS0,115200n8 systemd.run=/{} \
              systemd.run_failure_action=poweroff-force",
             job.base.manifest.root_uuid,
-            crate::base::BAKE_BOOT
+            crate::image::base::BAKE_BOOT
         ),
     });
     spec.disks = vec![

@@ -7,13 +7,14 @@
 //! datasources, no machine identity); GRUB installed from the root onto a first disk (a loop
 //! device in a private mount namespace, detached by a guard on every path), its files copied
 //! back into the tree; then the shipped disk written afresh from the tree by
-//! [`crate::rootdisk`] (clamped times, fixed UUID and hash seed, GRUB's boot area put back), so
-//! two builds from the same archive state are the same bytes; `qemu-img convert -O qcow2 -c`;
-//! sha256 and a JSON manifest of the packages.
+//! [`crate::image::rootdisk`] (clamped times, fixed UUID and hash seed, GRUB's boot area put
+//! back), so two builds from the same archive state are the same bytes; `qemu-img convert -O
+//! qcow2 -c`; sha256 and a JSON manifest of the packages.
 //!
-//! Cached under `<cache>/base/` by a key over every input: the recipe below, the package list,
-//! the host's apt sources and the archive state the host last saw (its `InRelease` files), so
-//! an `apt-get update` that brings new packages makes a new base instead of a stale hit.
+//! Cached under `<cache>/base/` ([`crate::keyed_cache`]) by a key over every input: the recipe
+//! (`RECIPE`, the `root/` files), the package list, the host's apt sources and the archive state
+//! the host last saw (its `InRelease` files), so an `apt-get update` that brings new packages
+//! makes a new base instead of a stale hit.
 //!
 //! A role's bake asks for a base with the role's packages too (`extra`, `--with`): mmdebstrap
 //! installs them here at native speed, so the bake VM (TCG, where dpkg takes most of an hour)
@@ -28,9 +29,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::{recipe, rootdisk};
 use crate::digest::{sha256_file, sha256_hex};
 use crate::vm::tool;
-use crate::{fsutil, process, rootdisk};
+use crate::{keyed_cache, process};
 
 /// Bump when the recipe changes in a way the inputs below do not show.
 const RECIPE: &str = "debian12-base-v2";
@@ -159,7 +161,7 @@ fn cache_key(os: BaseOs, extra: &[String], sources: &Path) -> Result<(String, St
     }
     k.push_str(&src_text);
     k.push('\0');
-    for (p, c) in config_files("UUID", "KERNEL") {
+    for (p, c) in config_files("UUID", "KERNEL")? {
         k.push_str(&format!("{p}\0{}\0", sha256_hex(c.as_bytes())));
     }
     let mut releases: Vec<PathBuf> = std::fs::read_dir("/var/lib/apt/lists")
@@ -193,80 +195,42 @@ fn uuid_from(key: &str) -> String {
     )
 }
 
-/// Files written into the root after mmdebstrap, `UUID` and `KERNEL` filled in.
-fn config_files(uuid: &str, kernel: &str) -> Vec<(&'static str, String)> {
-    let cmdline = "console=tty0 console=ttyS0,115200n8";
-    vec![
-        (
-            "etc/fstab",
-            format!("UUID={uuid} / ext4 errors=remount-ro,discard 0 1\n"),
-        ),
-        ("etc/hostname", "localhost\n".into()),
-        (
-            "etc/hosts",
-            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n".into(),
-        ),
-        (
-            "etc/network/interfaces",
-            "# cloud-init writes the node's interfaces to interfaces.d/50-cloud-init\n\
-             source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n"
-                .into(),
-        ),
-        (
-            "etc/cloud/cloud.cfg.d/01-ezimg.cfg",
-            "# ezimg base: seeds come from a NoCloud disk (CIDATA) or a config drive.\n\
-             datasource_list: [NoCloud, ConfigDrive, None]\n\
-             # C.UTF-8 needs no locale-gen (slow, and a failure without it).\n\
-             locale: C.UTF-8\n"
-                .into(),
-        ),
-        (
-            BAKE_BOOT,
-            format!(
-                "#!/bin/bash\n\
-                 # ezimg base: the bake's entry point. `ezimg build --format qcow2` boots this\n\
-                 # image's kernel with systemd.run=/{BAKE_BOOT}: systemd brings up basic.target\n\
-                 # and runs only this (no cloud-init, no multi-user.target); bake.sh powers off.\n\
-                 set -u\n\
-                 dev=/dev/disk/by-id/virtio-ezbake\n\
-                 port=/dev/virtio-ports/ezimg.0\n\
-                 for _ in $(seq 300); do [ -e \"$dev\" ] && [ -e \"$port\" ] && break; sleep 0.2; done\n\
-                 mkdir -p /run/ezbake\n\
-                 if ! mount -o ro \"$dev\" /run/ezbake; then\n\
-                 \techo \"FAIL cannot mount the bake disk $dev\" >\"$port\"\n\
-                 \techo END >\"$port\"\n\
-                 \tsystemctl poweroff --no-block || poweroff -f\n\
-                 \texit 1\n\
-                 fi\n\
-                 exec /bin/bash /run/ezbake/bake.sh /run/ezbake\n"
-            ),
-        ),
-        (
-            "etc/default/grub",
-            format!(
-                "# ezimg base: serial console, short timeout (update-grub keeps these)\n\
-                 GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR=Debian\n\
-                 GRUB_CMDLINE_LINUX_DEFAULT=\"\"\nGRUB_CMDLINE_LINUX=\"{cmdline}\"\n\
-                 GRUB_TERMINAL=\"serial console\"\n\
-                 GRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n\
-                 GRUB_DISABLE_OS_PROBER=true\n"
-            ),
-        ),
-        (
-            "boot/grub/grub.cfg",
-            format!(
-                "# ezimg base: fixed GRUB configuration (a kernel upgrade regenerates it with\n\
-                 # update-grub from /etc/default/grub)\n\
-                 serial --unit=0 --speed=115200\nterminal_input serial console\n\
-                 terminal_output serial console\nset default=0\nset timeout=1\n\
-                 insmod part_msdos\ninsmod ext2\n\
-                 search --no-floppy --fs-uuid --set=root {uuid}\n\
-                 menuentry 'Debian GNU/Linux 12 (ezimg base)' {{\n\
-                 \tlinux /boot/vmlinuz-{kernel} root=UUID={uuid} ro {cmdline}\n\
-                 \tinitrd /boot/initrd.img-{kernel}\n}}\n"
-            ),
-        ),
-    ]
+/// The kernel command line of the base (GRUB's, and so every boot's).
+const CMDLINE: &str = "console=tty0 console=ttyS0,115200n8";
+
+/// Files written into the root after mmdebstrap (templates in `root/`, beside this file).
+const CONFIG_FILES: &[(&str, &str)] = &[
+    ("etc/fstab", include_str!("root/etc/fstab")),
+    ("etc/hostname", include_str!("root/etc/hostname")),
+    ("etc/hosts", include_str!("root/etc/hosts")),
+    (
+        "etc/network/interfaces",
+        include_str!("root/etc/network/interfaces"),
+    ),
+    (
+        "etc/cloud/cloud.cfg.d/01-ezimg.cfg",
+        include_str!("root/etc/cloud/cloud.cfg.d/01-ezimg.cfg"),
+    ),
+    (BAKE_BOOT, include_str!("root/usr/lib/ezimg/bake-boot")),
+    ("etc/default/grub", include_str!("root/etc/default/grub")),
+    (
+        "boot/grub/grub.cfg",
+        include_str!("root/boot/grub/grub.cfg"),
+    ),
+];
+
+/// [`CONFIG_FILES`] with `UUID` and `KERNEL` filled in.
+fn config_files(uuid: &str, kernel: &str) -> Result<Vec<(&'static str, String)>> {
+    let vars = [
+        ("UUID", uuid),
+        ("KERNEL", kernel),
+        ("CMDLINE", CMDLINE),
+        ("BAKE_BOOT", BAKE_BOOT),
+    ];
+    CONFIG_FILES
+        .iter()
+        .map(|(p, t)| Ok((*p, recipe::fill(p, t, &vars)?)))
+        .collect()
 }
 
 fn paths(dir: &Path, os: BaseOs, key: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -295,77 +259,72 @@ pub fn ensure(os: BaseOs, extra: &[String], cache_root: &Path, rebuild: bool) ->
     let (key, src_text) = cache_key(os, &extra, &sources)?;
     let dir = base_dir(cache_root);
     let (image, manifest_path, status) = paths(&dir, os, &key);
-    let _lock = fsutil::lock_exclusive(
-        &dir.join(format!(".{}-{}.lock", os.name(), &key[..16.min(key.len())])),
-        &format!("building the same {} base", os.name()),
-    )?;
     let (kernel, initrd) = boot_paths(&image);
-    if !rebuild
-        && image.exists()
-        && manifest_path.exists()
-        && status.exists()
-        && kernel.exists()
-        && initrd.exists()
-    {
-        let manifest: BaseManifest = fsutil::read_json(&manifest_path)?;
-        return Ok(Base {
-            image,
-            manifest_path,
-            kernel,
-            initrd,
-            manifest,
-            cached: true,
-            seconds: t0.elapsed().as_secs_f64(),
-        });
-    }
-    if !process::is_root() {
-        anyhow::bail!(
-            "building the {} base needs root (mmdebstrap --mode=root, a loop device for GRUB)",
-            os.name()
-        );
-    }
-    process::require(
-        &[
-            "mmdebstrap",
-            "mkfs.ext4",
-            "dumpe2fs",
-            "debugfs",
-            "sfdisk",
-            "losetup",
-            "partx",
-            "unshare",
-            "qemu-img",
-            "dpkg-query",
-        ],
-        "building a base image",
-    )?;
-    let work = fsutil::work_dir(&dir)?;
-    let manifest = build_in(os, &key, &extra, &src_text, &sources, work.path())?;
-    let w = work.path();
-    // Publish: manifest last, so a present manifest means a complete entry.
-    std::fs::rename(w.join("base.qcow2"), &image)
-        .with_context(|| format!("moving the image to {}", image.display()))?;
-    std::fs::rename(w.join("dpkg-status"), &status)
-        .with_context(|| format!("moving {}", status.display()))?;
-    for (from, to) in [("vmlinuz", &kernel), ("initrd", &initrd)] {
-        std::fs::rename(w.join(from), to).with_context(|| format!("moving {}", to.display()))?;
-    }
-    let mut m = manifest;
-    m.file = image
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    write_public(
-        &manifest_path,
-        &serde_json::to_vec_pretty(&m).context("serializing the manifest")?,
-    )?;
+    let name = format!("{}-{}", os.name(), &key[..16.min(key.len())]);
+    let slot = keyed_cache::Slot {
+        dir: &dir,
+        name: &name,
+        what: &format!("building the same {} base", os.name()),
+        rebuild,
+        quiet: false,
+        work: keyed_cache::Work::Fresh,
+    };
+    let lookup = || -> Result<Option<BaseManifest>> {
+        // Every file of the entry, or it is built again.
+        if [&image, &manifest_path, &status, &kernel, &initrd]
+            .iter()
+            .any(|p| !p.exists())
+        {
+            return Ok(None);
+        }
+        Ok(keyed_cache::read_manifest(&manifest_path))
+    };
+    let got = keyed_cache::get_or_build(&slot, lookup, |w| {
+        if !process::is_root() {
+            anyhow::bail!(
+                "building the {} base needs root (mmdebstrap --mode=root, a loop device for GRUB)",
+                os.name()
+            );
+        }
+        process::require(
+            &[
+                "mmdebstrap",
+                "mkfs.ext4",
+                "dumpe2fs",
+                "debugfs",
+                "sfdisk",
+                "losetup",
+                "partx",
+                "unshare",
+                "qemu-img",
+                "dpkg-query",
+            ],
+            "building a base image",
+        )?;
+        let mut m = build_in(os, &key, &extra, &src_text, &sources, w)?;
+        m.file = image
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(keyed_cache::Built {
+            files: vec![
+                (w.join("base.qcow2"), image.clone()),
+                (w.join("dpkg-status"), status.clone()),
+                (w.join("vmlinuz"), kernel.clone()),
+                (w.join("initrd"), initrd.clone()),
+            ],
+            manifest: manifest_path.clone(),
+            manifest_bytes: serde_json::to_vec_pretty(&m).context("serializing the manifest")?,
+            value: m,
+        })
+    })?;
     Ok(Base {
         image,
         manifest_path,
         kernel,
         initrd,
-        manifest: m,
-        cached: false,
+        manifest: got.value,
+        cached: got.cached,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
@@ -389,14 +348,6 @@ fn normalize_extra(extra: &[String]) -> Result<Vec<String>> {
     v.sort();
     v.dedup();
     Ok(v)
-}
-
-/// Write `bytes` atomically, readable by all (a manifest holds no secret).
-pub fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fsutil::write_atomic(path, bytes)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
 fn build_in(
@@ -460,7 +411,7 @@ fn build_in(
         anyhow::bail!("no /boot/initrd.img-{kernel} in the root");
     }
     let uuid = uuid_from(key);
-    for (rel, content) in config_files(&uuid, &kernel) {
+    for (rel, content) in config_files(&uuid, &kernel)? {
         crate::bundle::write_file(&root.join(rel), content.as_bytes())?;
     }
     {
@@ -592,7 +543,7 @@ mod tests {
 
     #[test]
     fn bake_entry_point_is_valid_bash() {
-        let files = config_files("UUID", "KERNEL");
+        let files = config_files("UUID", "KERNEL").expect("the recipe fills");
         let (_, script) = files
             .iter()
             .find(|(p, _)| *p == BAKE_BOOT)
