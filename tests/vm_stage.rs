@@ -17,15 +17,14 @@ use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 
+/// `ezimg stage ARGS`, with `--cache-dir CACHE` for `build`.
 fn ezimg_stage(cache: &Path, args: &[&str]) -> (bool, String) {
-    let o = Command::cargo_bin("ezimg")
-        .expect("binary")
-        .arg("stage")
-        .args(args)
-        .arg("--cache-dir")
-        .arg(cache)
-        .output()
-        .expect("ezimg stage");
+    let mut c = Command::cargo_bin("ezimg").expect("binary");
+    c.arg("stage").args(args);
+    if args.first() == Some(&"build") {
+        c.arg("--cache-dir").arg(cache);
+    }
+    let o = c.output().expect("ezimg stage");
     (
         o.status.success(),
         format!(
@@ -149,7 +148,7 @@ fn keepalived_builds_in_a_debian12_vm_and_runs_on_its_target_only() {
         data.join("stages/hello.toml"),
         format!(
             "name = \"hello\"\nprefix = \"/opt/hello\"\nwork = \"hello\"\n\
-             build = [[\"true\"]]\ninstall = [[\"true\"]]\n\
+             build = [[\"true\"]]\ninstall = [[\"mkdir\", \"-p\", \"{{{{ destdir }}}}\"]]\n\
              [configure]\ncommand = [\"sh\", \"-c\", \"echo checking the answer; echo no answer >&2; exit 3\"]\n\
              [output]\npaths = [\"{{{{ prefix }}}}\"]\n\
              [build_deps]\n{deps}\n\
@@ -176,5 +175,16 @@ fn keepalived_builds_in_a_debian12_vm_and_runs_on_its_target_only() {
         "no answer",
     ] {
         assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
+    }
+    for e in std::fs::read_dir(cache.join("stages")).expect("stages dir") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let m = std::fs::read_to_string(&p).expect("manifest");
+            assert!(
+                !m.contains("\"stage\": \"hello\""),
+                "a failed build was cached: {}",
+                p.display()
+            );
+        }
     }
 }

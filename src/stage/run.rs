@@ -18,6 +18,7 @@ use super::{
     BuildOptions, EditRecord, FORMAT, Input, Manifest, Outcome, OutputRecord, PatchRecord,
 };
 use crate::digest::sha256_hex;
+use crate::keyed_cache::{self, Built};
 
 /// Lines of a failing step's log quoted in the error.
 pub const TAIL_LINES: usize = 30;
@@ -182,8 +183,11 @@ pub fn cache_key(
 }
 
 /// Build `stage` from `sources` (artifact name → archive file or directory), or return the
-/// cached output. On failure nothing is cached, the work directory is removed (unless
-/// `keep_work`), and the error names the step and quotes the tail of its log.
+/// cached output. The entry follows [`crate::keyed_cache`]: a lookup, a lock per key, the build
+/// in a work directory whose path is a function of the key (`<work root>/ezimg-stage-<name>-
+/// <key16>`, so compiled-in paths repeat), the tarball moved into place and the manifest last.
+/// On failure nothing is cached, the work directory is removed (unless `keep_work`), and the
+/// error names the step and quotes the tail of its log.
 pub fn build(
     stage: &Stage,
     sources: &BTreeMap<String, PathBuf>,
@@ -196,115 +200,63 @@ pub fn build(
     let target = Target::load(&opts.target, opts.data.as_deref())?;
     target.allowed_for(Some(stage))?;
     let k = keyed(stage, sources, opts)?;
-    if !opts.rebuild
-        && let Some((tarball, manifest)) = cache::lookup(&opts.cache_root, &k.key)?
-    {
-        if !opts.quiet {
-            eprintln!("stage {name}: cache hit {}", k.key);
-        }
-        // The key does not name the target: a cached output is checked for this one.
-        stage_target::check(&tarball, &target, Some(stage))
-            .with_context(|| format!("cached output {}", tarball.display()))?;
-        return Ok(Outcome {
-            cached: true,
-            key: k.key.clone(),
-            tarball,
-            manifest_path: cache::manifest_path(&opts.cache_root, &k.key),
-            manifest,
-            elapsed: t0.elapsed(),
-        });
-    }
-    if !opts.quiet {
-        eprintln!(
-            "stage {name}: cache miss {}; building on {}",
-            k.key, k.builder
-        );
-    }
     let work_root = match &opts.work_root {
         Some(p) => p.clone(),
         None => std::env::temp_dir(),
     };
     fs::create_dir_all(&work_root).with_context(|| format!("creating {}", work_root.display()))?;
-    // The work directory's path is a function of the key, so paths compiled into the outputs
-    // (debug info, `nginx -V`) are the same on every build of the same inputs: rebuilding gives
-    // the same bytes. A lock file keeps two builds of one key apart; a leftover directory of a
-    // killed build is removed first.
     let tag = format!("ezimg-stage-{name}-{}", &k.key[..16]);
-    let lock_path = work_root.join(format!("{tag}.lock"));
-    let lock = lock_work(&lock_path, name, opts.quiet)?;
-    if lock.1 {
-        // Another build of the same inputs ran meanwhile: it may have filled the cache.
-        if !opts.rebuild
-            && let Some((tarball, manifest)) = cache::lookup(&opts.cache_root, &k.key)?
-        {
-            stage_target::check(&tarball, &target, Some(stage))
-                .with_context(|| format!("cached output {}", tarball.display()))?;
-            return Ok(Outcome {
-                cached: true,
-                key: k.key.clone(),
-                tarball,
-                manifest_path: cache::manifest_path(&opts.cache_root, &k.key),
-                manifest,
-                elapsed: t0.elapsed(),
-            });
-        }
-    }
-    let dir = work_root.join(&tag);
-    let remove = |d: &Path| -> Result<()> {
-        if d.exists() {
-            fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
-        }
-        Ok(())
+    let sdir = cache::stages_dir(&opts.cache_root);
+    let what = format!("build of stage {name} with the same inputs");
+    let slot = keyed_cache::Slot {
+        dir: &sdir,
+        name: &tag,
+        what: &what,
+        rebuild: opts.rebuild,
+        quiet: opts.quiet,
+        work: keyed_cache::Work::Fixed {
+            path: work_root.join(&tag),
+            keep: opts.keep_work,
+        },
     };
-    remove(&dir)?;
-    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = Run {
-        stage,
-        opts,
-        k: &k,
-        target: &target,
-        dir: &dir,
-        t0,
-    }
-    .run();
-    if opts.keep_work {
-        eprintln!("stage {name}: work directory kept: {}", dir.display());
-    } else if let Err(e) = remove(&dir) {
-        eprintln!("warning: {e:#}");
-    }
-    drop(lock);
-    let _ = fs::remove_file(&lock_path);
-    result
-}
-
-/// Lock `path` exclusively (the file is removed by its holder when done, so retry until the
-/// locked file is the one at the path). Returns the file and whether we had to wait.
-fn lock_work(path: &Path, name: &str, quiet: bool) -> Result<(fs::File, bool)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut waited = false;
-    loop {
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        if f.try_lock().is_err() {
-            if !quiet && !waited {
-                eprintln!("stage {name}: waiting for another build of the same inputs");
-            }
-            waited = true;
-            f.lock()
-                .with_context(|| format!("locking {}", path.display()))?;
-        }
-        let same = match (fs::metadata(path), f.metadata()) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-            _ => false,
+    // The key does not name the target: a cached output is checked for this one.
+    let lookup = || -> Result<Option<(PathBuf, Manifest)>> {
+        let Some((tarball, manifest)) = cache::lookup(&opts.cache_root, &k.key)? else {
+            return Ok(None);
         };
-        if same {
-            return Ok((f, waited));
+        stage_target::check(&tarball, &target, Some(stage))
+            .with_context(|| format!("cached output {}", tarball.display()))?;
+        Ok(Some((tarball, manifest)))
+    };
+    let got = keyed_cache::get_or_build(&slot, lookup, |dir| {
+        if !opts.quiet {
+            eprintln!(
+                "stage {name}: cache miss {}; building on {}",
+                k.key, k.builder
+            );
         }
+        Run {
+            stage,
+            opts,
+            k: &k,
+            target: &target,
+            dir,
+            t0,
+        }
+        .run()
+    })?;
+    if got.cached && !opts.quiet {
+        eprintln!("stage {name}: cache hit {}", k.key);
     }
+    let (tarball, manifest) = got.value;
+    Ok(Outcome {
+        cached: got.cached,
+        key: k.key.clone(),
+        tarball,
+        manifest_path: cache::manifest_path(&opts.cache_root, &k.key),
+        manifest,
+        elapsed: t0.elapsed(),
+    })
 }
 
 /// The sources as the build sees them: where each unpacked, what was patched and edited.
@@ -375,7 +327,7 @@ impl Run<'_> {
         }
     }
 
-    fn run(&self) -> Result<Outcome> {
+    fn run(&self) -> Result<Built<(PathBuf, Manifest)>> {
         for d in ["src", "unpack", "staging", "logs", "tmp", "home"] {
             let p = self.dir.join(d);
             fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
@@ -571,7 +523,7 @@ impl Run<'_> {
 
     /// Pack what the install wrote, check it for the target, and store it in the cache
     /// (tarball first, manifest last).
-    fn store(&self, p: Prepared, steps: Vec<Step>) -> Result<Outcome> {
+    fn store(&self, p: Prepared, steps: Vec<Step>) -> Result<Built<(PathBuf, Manifest)>> {
         let s = &self.stage.spec;
         let name = &s.name;
         let staging = self.dir.join("staging");
@@ -584,15 +536,15 @@ impl Run<'_> {
             })
             .collect::<Result<_>>()?;
         self.say("pack");
-        let sdir = cache::stages_dir(&self.opts.cache_root);
-        fs::create_dir_all(&sdir).with_context(|| format!("creating {}", sdir.display()))?;
-        let tmp = tempfile::NamedTempFile::new_in(&sdir)
-            .with_context(|| format!("creating a temporary file in {}", sdir.display()))?;
-        let packed = cache::pack(&staging, &out_paths, std::io::BufWriter::new(tmp.as_file()))
+        let packed_path = self.dir.join("output.tar.gz");
+        let file = fs::File::create(&packed_path)
+            .with_context(|| format!("creating {}", packed_path.display()))?;
+        let packed = cache::pack(&staging, &out_paths, std::io::BufWriter::new(&file))
             .with_context(|| format!("stage {name}: step `pack`"))?;
+        file.sync_all().context("syncing the stage tarball")?;
         // Only an output that runs on its target enters the cache.
         self.say(&format!("check ELF files for {}", self.target.name));
-        stage_target::check(tmp.path(), self.target, Some(self.stage))
+        stage_target::check(&packed_path, self.target, Some(self.stage))
             .with_context(|| format!("stage {name}: step `check`; nothing cached"))?;
         let key = &self.k.key;
         let configure = steps
@@ -627,28 +579,18 @@ impl Run<'_> {
         };
         let tpath = cache::tarball_path(&self.opts.cache_root, key);
         let mpath = cache::manifest_path(&self.opts.cache_root, key);
-        tmp.as_file()
-            .sync_all()
-            .context("syncing the stage tarball")?;
-        tmp.persist(&tpath)
-            .with_context(|| format!("storing {}", tpath.display()))?;
-        // The manifest is written last: its presence marks a complete entry.
-        crate::fsutil::write_atomic_with(&mpath, |f| {
-            serde_json::to_writer_pretty(f, &manifest).context("writing the manifest")
-        })?;
         self.say(&format!(
             "built {} ({} entries, {} bytes)",
             tpath.display(),
             manifest.output.entries,
             manifest.output.size
         ));
-        Ok(Outcome {
-            cached: false,
-            key: key.clone(),
-            tarball: tpath,
-            manifest_path: mpath,
-            manifest,
-            elapsed: self.t0.elapsed(),
+        Ok(Built {
+            files: vec![(packed_path, tpath.clone())],
+            manifest: mpath,
+            manifest_bytes: serde_json::to_vec_pretty(&manifest)
+                .context("serializing the manifest")?,
+            value: (tpath, manifest),
         })
     }
 

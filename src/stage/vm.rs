@@ -269,9 +269,15 @@ mod tests {
         let s = steps_script(&steps);
         let lines: Vec<&str> = s.lines().skip(1).collect();
         assert_eq!(lines.len(), 2, "{s}");
-        assert!(lines[0].starts_with("step configure configure src/nginx-1.23.0 ./configure "));
+        assert!(
+            lines[0].starts_with("step 'configure' 'configure' 'src/nginx-1.23.0' './configure' "),
+            "{s}"
+        );
         assert!(lines[0].contains("'--with-cc-opt=-O2 -g'"), "{s}");
-        assert!(lines[1].starts_with("step install__2 'install #2' "), "{s}");
+        assert!(
+            lines[1].starts_with("step 'install__2' 'install #2' "),
+            "{s}"
+        );
         // bash reads the quoting back to the same words.
         let o = Command::new("bash")
             .arg("-c")
