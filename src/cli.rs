@@ -598,6 +598,10 @@ pub struct StageBuildArgs {
     /// Time limit for the VM builder's build, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 4 * 3600)]
     pub vm_timeout: u64,
+    /// el7/el9 VM builder: a directory with the stage's build dependencies as RPMs (the VM has
+    /// no network; make it on a machine of the target with `yumdownloader --resolve`)
+    #[arg(long, value_name = "DIR")]
+    pub deps_from: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

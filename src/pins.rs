@@ -48,19 +48,37 @@ pub fn resolve(
     let mut out = Resolved::default();
     let (stages, plain): (Vec<&String>, Vec<&String>) =
         needed.iter().partition(|n| n.ends_with(STAGE_SUFFIX));
-    // The host builder is Debian 12: what it compiles needs Debian 12's glibc. Said before
-    // anything is fetched.
-    if get.is_some()
-        && os != Os::Debian12
-        && let Some(name) = stages.first()
-    {
-        anyhow::bail!(
-            "artifact {name}: its build stage for {os} needs a builder of that OS: the VM builder \
-             (`ezimg stage build --target {os} --builder vm`) boots the {os} cloud image with the \
-             build dependencies from an offline repository, which is not built yet (debian12 is). \
-             Use the distro package (role param {}_source = \"distro\")",
-            name.trim_end_matches(STAGE_SUFFIX)
-        );
+    // The host builder is Debian 12: what it compiles needs Debian 12's glibc. Another target's
+    // output comes from a VM builder run before (`ezimg stage build NAME --target OS`), found
+    // by its inputs; without one, `--fetch` stops here, before anything is fetched.
+    let mut stages = stages;
+    if os != Os::Debian12 {
+        for name in std::mem::take(&mut stages) {
+            let pin = match built_for_target(lock, cache, data, os, name)? {
+                Some((tarball, m)) => {
+                    if get.is_some() {
+                        out.files.insert(name.clone(), tarball);
+                    }
+                    stage_pin(name, &m.key, &m.output.sha256)
+                }
+                None if get.is_some() => {
+                    let stage = name.trim_end_matches(STAGE_SUFFIX);
+                    anyhow::bail!(
+                        "artifact {name}: its build stage for {os} needs a builder of that OS: \
+                         build it with the VM builder (`ezimg stage build {stage} --target {os} \
+                         --deps-from DIR`: the {os} cloud image with the build dependencies as \
+                         RPMs, no network), or use the distro package (role param \
+                         {stage}_source = \"distro\")"
+                    );
+                }
+                None => ArtifactPin {
+                    sha256: None,
+                    file: format!("{name}.tar.gz"),
+                    signer: None,
+                },
+            };
+            out.pins.insert(name.clone(), pin);
+        }
     }
     for name in &plain {
         let a = lock.get(name)?;
@@ -148,6 +166,31 @@ pub fn resolve(
         }
     }
     Ok(out)
+}
+
+/// The output of stage artifact `name` a VM builder made for `os` from the sources in the cache,
+/// if there is one.
+fn built_for_target(
+    lock: &Lock,
+    cache: &Cache,
+    data: Option<&Path>,
+    os: Os,
+    name: &str,
+) -> Result<Option<(PathBuf, stage::Manifest)>> {
+    let stage_name = name.trim_end_matches(STAGE_SUFFIX);
+    let st = stage::load(stage_name, data)
+        .with_context(|| format!("artifact {name} comes from build stage {stage_name}"))?;
+    let mut sources = BTreeMap::new();
+    for s in &st.spec.sources {
+        match lock.find(&s.name).and_then(|a| cache.lookup(a)) {
+            Some(p) => sources.insert(s.name.clone(), p),
+            None => return Ok(None),
+        };
+    }
+    let mut opts = stage::BuildOptions::new(cache.root());
+    opts.target = os.as_str().to_string();
+    opts.data = data.map(Path::to_path_buf);
+    stage::find_for_target(&st, &sources, &opts)
 }
 
 /// Put `files` in `dir` under their pinned names (hard link when possible), for `apply --artifacts`.

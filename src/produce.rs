@@ -382,8 +382,8 @@ fn missing_artifacts(
                 if stage && os != crate::cluster::Os::Debian12 {
                     format!(
                         "the build stage's output is not built, and a build for {os} needs an \
-                         {os} builder (`ezimg stage build --target {os} --builder vm` is built for \
-                         debian12 only yet): use role param {}_source = \"distro\"",
+                         {os} builder (`ezimg stage build {0} --target {os} --deps-from DIR`: the \
+                         VM builder), or use role param {0}_source = \"distro\"",
                         name.trim_end_matches(pins::STAGE_SUFFIX)
                     )
                 } else if stage {

@@ -81,6 +81,28 @@ fn keepalived_builds_in_a_debian12_vm_and_runs_on_its_target_only() {
         "{builder}"
     );
 
+    // `build` finds the VM-built output by its inputs and target (it does not know the
+    // builder's image): for debian12 yes, for el7 no.
+    let st = ezimg::stage::load("keepalived", None).expect("stage");
+    let sources = std::collections::BTreeMap::from([(
+        "keepalived".to_string(),
+        fx.join("keepalived_2.2.7.orig.tar.gz"),
+    )]);
+    let mut opts = ezimg::stage::BuildOptions::new(&cache);
+    let found = ezimg::stage::find_for_target(&st, &sources, &opts).expect("lookup");
+    assert_eq!(
+        found.map(|(_, m)| m.key),
+        manifest["key"].as_str().map(str::to_string),
+        "the VM-built output is not found for debian12"
+    );
+    opts.target = "el7".into();
+    assert!(
+        ezimg::stage::find_for_target(&st, &sources, &opts)
+            .expect("lookup")
+            .is_none(),
+        "a debian12 output was offered for el7"
+    );
+
     // The ELF check: runs on debian12, refused for el7 (glibc and sonames).
     let (ok, text) = ezimg_stage(
         &cache,

@@ -88,6 +88,15 @@ pub fn run(g: &Global, a: &StageArgs) -> Result<()> {
                 stage::Builder::Vm
             });
             opts.vm_timeout = std::time::Duration::from_secs(b.vm_timeout);
+            opts.deps_from = b.deps_from.clone();
+            // The el builders boot the vendor cloud image the lock pins, from the verified cache.
+            if opts.builder == stage::Builder::Vm
+                && let Some(vendor) = stage::vm::vendor_image_name(&b.target)
+            {
+                let (lock, _) = crate::artifact::Lock::resolve(None, g.data.as_deref(), None)?;
+                let cache = crate::artifact::Cache::new(opts.cache_root.clone());
+                opts.vendor_image = lock.find(vendor).and_then(|a| cache.lookup(a));
+            }
             let o = stage::build(&st, &sources, &opts)?;
             if o.cached {
                 println!(

@@ -389,6 +389,19 @@ fn bake_seed(key16: &str) -> Result<(String, String)> {
     ))
 }
 
+/// Write the NoCloud seed (FAT) that boots a vendor image into `bake.sh` of the disk with serial
+/// `ezbake`: the bake's, and the VM stage builder's for el7/el9.
+pub(crate) fn write_vendor_seed(path: &Path, key16: &str) -> Result<()> {
+    let (user_data, meta_data) = bake_seed(key16)?;
+    crate::output::seed_fat::write(
+        &[
+            ("user-data", user_data.as_bytes()),
+            ("meta-data", meta_data.as_bytes()),
+        ],
+        path,
+    )
+}
+
 /// Bake (or find) the image of `role`.
 pub fn bake(
     role: &str,
@@ -607,15 +620,8 @@ fn bake_in(
         }
         // A vendor image: through its bootloader and cloud-init, with a bake seed.
         None => {
-            let (user_data, meta_data) = bake_seed(&key[..16])?;
             let seed = w.join("seed.img");
-            crate::output::seed_fat::write(
-                &[
-                    ("user-data", user_data.as_bytes()),
-                    ("meta-data", meta_data.as_bytes()),
-                ],
-                &seed,
-            )?;
+            write_vendor_seed(&seed, &key[..16])?;
             spec.disks = vec![
                 Disk::qcow2(&disk),
                 Disk::raw_ro(&seed, "cidata"),

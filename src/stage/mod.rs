@@ -23,7 +23,7 @@ use include_dir::{Dir, include_dir};
 use serde::{Deserialize, Serialize};
 
 pub use cache::{default_cache_root, lookup, unpack_output};
-pub use run::{Builder, build, cache_key};
+pub use run::{Builder, build, cache_key, find_for_target};
 pub use spec::{Rule, Stage, StageSpec};
 pub use target::Target;
 
@@ -134,6 +134,10 @@ pub struct BuildOptions {
     pub data: Option<PathBuf>,
     /// The VM builder's limit for the whole build in the guest.
     pub vm_timeout: Duration,
+    /// The VM builder for el7/el9: the vendor cloud image (from the verified cache) ...
+    pub vendor_image: Option<PathBuf>,
+    /// ... and the directory of build-dependency RPMs it installs offline.
+    pub deps_from: Option<PathBuf>,
 }
 
 impl BuildOptions {
@@ -152,6 +156,8 @@ impl BuildOptions {
             target: HOST_TARGET.to_string(),
             data: None,
             vm_timeout: Duration::from_secs(4 * 3600),
+            vendor_image: None,
+            deps_from: None,
         }
     }
 }

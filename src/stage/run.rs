@@ -75,7 +75,7 @@ struct Keyed {
     sources: BTreeMap<String, PathBuf>,
     /// The VM builder's base image (built or found when the key is computed: its digest is
     /// part of the key).
-    vm_base: Option<crate::image::base::Base>,
+    vm_base: Option<super::vm::BuilderBase>,
 }
 
 fn source_digest(path: &Path) -> Result<String> {
@@ -86,7 +86,19 @@ fn source_digest(path: &Path) -> Result<String> {
     }
 }
 
-fn keyed(stage: &Stage, sources: &BTreeMap<String, PathBuf>, opts: &BuildOptions) -> Result<Keyed> {
+/// A build's inputs by digest (stage file, local patches, sources), its variables and the
+/// sources' canonical paths: everything of the key but the builder.
+struct Inputs {
+    inputs: Vec<Input>,
+    vars: BTreeMap<String, String>,
+    used: BTreeMap<String, PathBuf>,
+}
+
+fn inputs_of(
+    stage: &Stage,
+    sources: &BTreeMap<String, PathBuf>,
+    opts: &BuildOptions,
+) -> Result<Inputs> {
     let name = &stage.spec.name;
     for k in opts.vars.keys() {
         if !stage.spec.vars.contains_key(k) {
@@ -141,11 +153,17 @@ fn keyed(stage: &Stage, sources: &BTreeMap<String, PathBuf>, opts: &BuildOptions
         });
         used.insert(s.name.clone(), p.clone());
     }
+    Ok(Inputs { inputs, vars, used })
+}
+
+fn keyed(stage: &Stage, sources: &BTreeMap<String, PathBuf>, opts: &BuildOptions) -> Result<Keyed> {
+    let name = &stage.spec.name;
+    let Inputs { inputs, vars, used } = inputs_of(stage, sources, opts)?;
     let (builder, vm_base) = match opts.builder {
         Builder::Host => (Builder::host_identity()?, None),
         Builder::Vm => {
-            let base = super::vm::base(stage, &opts.target, &opts.cache_root)?;
-            (super::vm::identity(&opts.target, &base), Some(base))
+            let base = super::vm::base(stage, opts)?;
+            (super::vm::identity(&base), Some(base))
         }
     };
     // The stage file's origin is a label, not content: the key must not change when the same
@@ -170,6 +188,56 @@ fn keyed(stage: &Stage, sources: &BTreeMap<String, PathBuf>, opts: &BuildOptions
         sources: used,
         vm_base,
     })
+}
+
+/// An output in the cache of `stage` built from exactly these inputs by a VM builder for
+/// `opts.target` (`ezimg stage build NAME --target T`), found without the builder's image at
+/// hand (its key names the image; `build` only knows the target), and checked for the target.
+pub fn find_for_target(
+    stage: &Stage,
+    sources: &BTreeMap<String, PathBuf>,
+    opts: &BuildOptions,
+) -> Result<Option<(PathBuf, Manifest)>> {
+    let want = inputs_of(stage, sources, opts)?;
+    let label = |v: &[Input]| -> Vec<Input> {
+        let mut v = v.to_vec();
+        if let Some(first) = v.first_mut() {
+            first.name = "stage-file".into();
+        }
+        v
+    };
+    let want_inputs = label(&want.inputs);
+    let prefix = format!("vm: {} ", opts.target);
+    let dir = cache::stages_dir(&opts.cache_root);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(None);
+    };
+    let mut keys: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    keys.sort();
+    let target = Target::load(&opts.target, opts.data.as_deref())?;
+    for key in keys {
+        let Some((tarball, m)) = cache::lookup(&opts.cache_root, &key)? else {
+            continue;
+        };
+        if m.stage == stage.spec.name
+            && m.builder.starts_with(&prefix)
+            && m.vars == want.vars
+            && label(&m.inputs) == want_inputs
+        {
+            stage_target::check(&tarball, &target, Some(stage))
+                .with_context(|| format!("cached output {}", tarball.display()))?;
+            return Ok(Some((tarball, m)));
+        }
+    }
+    Ok(None)
 }
 
 /// The cache key of a build without running it: the sha256 of every input (stage file text,

@@ -41,6 +41,18 @@ if [ -z "${W:-}" ] || [ -z "${source_date_epoch:-}" ]; then
 fi
 say "BUILD started $(uname -r), $(nproc) CPUs"
 mkdir -p "$W/staging" "$W/logs" "$W/tmp" "$W/home" || finish "FAIL creating $W"
+# A vendor image gets its build dependencies from the disk (no network, every repository off);
+# ezimg's own base has them installed already.
+if compgen -G "$d/deps/*.rpm" >/dev/null; then
+    say "STEP dependencies"
+    if command -v dnf >/dev/null; then
+        dnf -y --disablerepo='*' install "$d"/deps/*.rpm >>"$W/logs/deps.log" 2>&1 ||
+            finish "FAIL installing the build dependencies"
+    else
+        yum -y --disablerepo='*' localinstall "$d"/deps/*.rpm >>"$W/logs/deps.log" 2>&1 ||
+            finish "FAIL installing the build dependencies"
+    fi
+fi
 tar -x -f "$d/src.tar" -C "$W" || finish "FAIL unpacking the sources"
 
 # step SLUG NAME CWD ARGV...: one command of a step, run like the host builder runs it.

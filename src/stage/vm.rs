@@ -16,9 +16,14 @@
 //! builder.
 //!
 //! Targets: debian12 boots ezimg's own base (`ezimg base build --with <build deps>`: the
-//! dependencies are installed by mmdebstrap, so dpkg never runs under TCG). el7/el9 would boot
-//! the pinned vendor cloud image with the build dependencies from an offline repository; that
-//! half is not built yet and says so.
+//! dependencies are installed by mmdebstrap, so dpkg never runs under TCG) straight into the
+//! build with `systemd.run=`. el7/el9 boot the pinned vendor cloud image (`centos7-genericcloud`,
+//! `rocky9-genericcloud` from the verified cache) through its bootloader and cloud-init, with the
+//! bake's NoCloud seed, and install the build dependencies from an offline copy
+//! (`--deps-from DIR`: the RPMs, e.g. `yumdownloader --resolve` on a machine of the target)
+//! with the target's own package manager, every repository disabled. The vendor half cannot run
+//! on this project's build machine (no EL image or repository is reachable): it shares
+//! everything but the boot and the dependency install with the debian12 path the tests prove.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +37,7 @@ use crate::bundle::shell_quote;
 use crate::digest::sha256_hex;
 use crate::image::base::{Base, BaseOs};
 use crate::process;
+use crate::stage::BuildOptions;
 use crate::vm::{self, Disk, Vm, VmSpec};
 
 /// The script the VM runs (as the base's `bake.sh`).
@@ -47,15 +53,54 @@ const BUILD_DISK_SERIAL: &str = "ezbake";
 const OUT_SERIAL: &str = "ezout";
 /// Room for `staging/` and `logs/` (a sparse file: only what is written takes space).
 const OUT_SIZE: u64 = 4 << 30;
+/// The overlay of a vendor image: the cloud image's root grows to it at first boot.
+const VENDOR_DISK: u64 = 16 << 30;
 
 /// The work directory's path in the guest: `/build/<name of the host's work directory>`.
 pub fn guest_root(dir: &Path) -> PathBuf {
     Path::new(GUEST_DIR).join(dir.file_name().unwrap_or_default())
 }
 
-/// The target's base image with the stage's build dependencies (built on first use, cached).
-pub fn base(stage: &Stage, target: &str, cache_root: &Path) -> Result<Base> {
+/// The image a VM build boots.
+#[derive(Debug, Clone)]
+pub enum BuilderBase {
+    /// ezimg's own base with the build dependencies installed (debian12).
+    Own(Box<Base>),
+    /// A vendor cloud image (el7/el9) and the offline copy of the build dependencies.
+    Vendor {
+        os: String,
+        image: PathBuf,
+        sha256: String,
+        deps: PathBuf,
+        /// sha256 over the RPMs' names and digests.
+        deps_sha256: String,
+    },
+}
+
+impl BuilderBase {
+    fn os(&self) -> &str {
+        match self {
+            BuilderBase::Own(b) => &b.manifest.os,
+            BuilderBase::Vendor { os, .. } => os,
+        }
+    }
+}
+
+/// The vendor cloud image each EL target boots (an artifacts.lock name).
+pub fn vendor_image_name(target: &str) -> Option<&'static str> {
+    match target {
+        "el7" => Some("centos7-genericcloud"),
+        "el9" => Some("rocky9-genericcloud"),
+        _ => None,
+    }
+}
+
+/// The target's builder image: for debian12 ezimg's base with the stage's build dependencies
+/// (built on first use, cached); for el7/el9 the vendor image the caller found in the cache
+/// (`opts.vendor_image`) and the offline dependencies (`opts.deps_from`).
+pub fn base(stage: &Stage, opts: &BuildOptions) -> Result<BuilderBase> {
     let name = &stage.spec.name;
+    let target = opts.target.as_str();
     let deps = stage.spec.build_deps.get(target).with_context(|| {
         format!(
             "stage {name}: [build_deps] has no list for target {target} ({}): the VM builder \
@@ -63,33 +108,81 @@ pub fn base(stage: &Stage, target: &str, cache_root: &Path) -> Result<Base> {
             stage.origin
         )
     })?;
-    match target {
-        "debian12" => crate::image::base::ensure(BaseOs::Debian12, deps, cache_root, false)
-            .with_context(|| format!("stage {name}: the debian12 builder base")),
-        other => bail!(
-            "stage {name}: the VM builder for {other} needs the {other} cloud image and the \
-             build dependencies ({}) as an offline repository; only debian12 (ezimg's own base) \
-             is built yet. Build the stage on an {other} machine, or use the distro package \
-             (role param *_source = \"distro\")",
-            deps.join(", ")
-        ),
+    if target == "debian12" {
+        let b = crate::image::base::ensure(BaseOs::Debian12, deps, &opts.cache_root, false)
+            .with_context(|| format!("stage {name}: the debian12 builder base"))?;
+        return Ok(BuilderBase::Own(Box::new(b)));
     }
+    let Some(vendor) = vendor_image_name(target) else {
+        bail!("stage {name}: the VM builder knows no image for target {target}");
+    };
+    let image = opts.vendor_image.clone().with_context(|| {
+        format!(
+            "stage {name}: the VM builder for {target} boots the vendor cloud image `{vendor}`, \
+             which is not in the cache: `ezimg fetch {vendor}` where it can be downloaded, then \
+             `ezimg export` / `ezimg import`"
+        )
+    })?;
+    let deps_dir = opts.deps_from.clone().with_context(|| {
+        format!(
+            "stage {name}: the {target} builder VM has no network: give its build dependencies \
+             ({}) as RPMs with --deps-from DIR (made on a {target} machine with \
+             `yumdownloader --resolve --destdir DIR {}`)",
+            deps.join(", "),
+            deps.join(" ")
+        )
+    })?;
+    let mut rpms: Vec<PathBuf> = std::fs::read_dir(&deps_dir)
+        .with_context(|| format!("reading --deps-from {}", deps_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rpm"))
+        .collect();
+    rpms.sort();
+    if rpms.is_empty() {
+        bail!("--deps-from {}: no .rpm file in it", deps_dir.display());
+    }
+    let mut list = String::new();
+    for r in &rpms {
+        list.push_str(&format!(
+            "{} {}\n",
+            crate::digest::sha256_file(r)?,
+            r.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    Ok(BuilderBase::Vendor {
+        os: target.to_string(),
+        sha256: crate::digest::sha256_file(&image)?,
+        image,
+        deps: deps_dir,
+        deps_sha256: sha256_hex(list.as_bytes()),
+    })
 }
 
-/// The builder's part of the cache key: the target, its base image's digest (which covers the
-/// build dependencies and their versions), the recipe and the script.
-pub fn identity(target: &str, base: &Base) -> String {
-    format!(
-        "vm: {target} base sha256 {} ({RECIPE}, script {})",
-        base.manifest.sha256,
-        &sha256_hex(BUILD_SH.as_bytes())[..16]
-    )
+/// The builder's part of the cache key: the target, its image's digest (for debian12 it covers
+/// the build dependencies and their versions; for el the offline RPMs' digests are added), the
+/// recipe and the script.
+pub fn identity(base: &BuilderBase) -> String {
+    let script = &sha256_hex(BUILD_SH.as_bytes())[..16];
+    match base {
+        BuilderBase::Own(b) => format!(
+            "vm: {} base sha256 {} ({RECIPE}, script {script})",
+            b.manifest.os, b.manifest.sha256
+        ),
+        BuilderBase::Vendor {
+            os,
+            sha256,
+            deps_sha256,
+            ..
+        } => format!(
+            "vm: {os} image sha256 {sha256}, deps sha256 {deps_sha256} ({RECIPE}, script {script})"
+        ),
+    }
 }
 
 /// What one VM build needs.
 pub struct Job<'a> {
     pub stage: &'a str,
-    pub base: &'a Base,
+    pub base: &'a BuilderBase,
     /// The host's work directory: `src/` prepared; `staging/` and `logs/` are filled from the VM.
     pub dir: &'a Path,
     pub steps: &'a [Step],
@@ -132,6 +225,19 @@ pub fn compile(job: &Job, tail_lines: usize) -> Result<()> {
             .arg("src"),
         "packing the prepared sources for the build VM (tar)",
     )?;
+    if let BuilderBase::Vendor { deps, .. } = job.base {
+        let to = data.join("deps");
+        std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
+        for e in std::fs::read_dir(deps).with_context(|| format!("reading {}", deps.display()))? {
+            let p = e
+                .with_context(|| format!("reading {}", deps.display()))?
+                .path();
+            if p.extension().is_some_and(|x| x == "rpm") {
+                std::fs::copy(&p, to.join(p.file_name().unwrap_or_default()))
+                    .with_context(|| format!("copying {} to the build disk", p.display()))?;
+            }
+        }
+    }
     let guest = guest_root(job.dir);
     for (file, text) in [
         ("bake.sh", BUILD_SH.to_string()),
@@ -162,27 +268,39 @@ pub fn compile(job: &Job, tail_lines: usize) -> Result<()> {
         .and_then(|f| f.set_len(OUT_SIZE))
         .with_context(|| format!("creating the output disk {}", out.display()))?;
     let disk = vmdir.join("root.qcow2");
-    vm::overlay(&job.base.image, &disk, None)?;
-
     let mut spec = VmSpec::new(&format!("ezimg-stage-{name}"), &vmdir);
     spec.mem_mib = 2048;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     spec.cpus = job.jobs.clamp(1, cpus) as u32;
-    spec.direct_kernel = Some(vm::DirectKernel {
-        kernel: job.base.kernel.clone(),
-        initrd: job.base.initrd.clone(),
-        cmdline: format!(
-            "root=UUID={} rw console=ttyS0,115200n8 systemd.run=/{} \
-             systemd.run_failure_action=poweroff-force",
-            job.base.manifest.root_uuid,
-            crate::image::base::BAKE_BOOT
-        ),
-    });
-    spec.disks = vec![
-        Disk::qcow2(&disk),
+    match job.base {
+        // ezimg's base: its kernel straight into the base's bake entry point.
+        BuilderBase::Own(b) => {
+            vm::overlay(&b.image, &disk, None)?;
+            spec.direct_kernel = Some(vm::DirectKernel {
+                kernel: b.kernel.clone(),
+                initrd: b.initrd.clone(),
+                cmdline: format!(
+                    "root=UUID={} rw console=ttyS0,115200n8 systemd.run=/{} \
+                     systemd.run_failure_action=poweroff-force",
+                    b.manifest.root_uuid,
+                    crate::image::base::BAKE_BOOT
+                ),
+            });
+            spec.disks = vec![Disk::qcow2(&disk)];
+        }
+        // A vendor image: its bootloader and cloud-init, with the bake's seed (room for the
+        // build: the image's root grows to the overlay at first boot).
+        BuilderBase::Vendor { image, sha256, .. } => {
+            vm::overlay(image, &disk, Some(VENDOR_DISK))?;
+            let seed = vmdir.join("seed.img");
+            crate::image::bake::write_vendor_seed(&seed, &sha256[..16])?;
+            spec.disks = vec![Disk::qcow2(&disk), Disk::raw_ro(&seed, "cidata")];
+        }
+    }
+    spec.disks.extend([
         Disk::raw_ro(&iso, BUILD_DISK_SERIAL),
         Disk::raw_rw(&out, OUT_SERIAL),
-    ];
+    ]);
     let t = Instant::now();
     let mut guest = Vm::start(&spec)?;
     if !job.quiet {
@@ -229,9 +347,16 @@ pub fn compile(job: &Job, tail_lines: usize) -> Result<()> {
                     .join(format!("{}.log", Step::slug(step)));
                 bail!(
                     "stage {name}: step `{step}` failed in the {} VM: {}\n--- last {tail_lines} lines of {step} log ---\n{}",
-                    job.base.manifest.os,
+                    job.base.os(),
                     st.argv.join(" "),
                     process::tail_file(&log, tail_lines)
+                );
+            }
+            let deps_log = job.dir.join("logs/deps.log");
+            if deps_log.exists() {
+                bail!(
+                    "stage {name}: the build VM failed: {why}\n--- last {tail_lines} lines of the dependency install ---\n{}",
+                    process::tail_file(&deps_log, tail_lines)
                 );
             }
             bail!("stage {name}: the build VM failed: {why}");
