@@ -597,6 +597,16 @@ pub struct LockArgs {
     /// Use the cache only (learn digests of files already imported)
     #[arg(long)]
     pub offline: bool,
+    /// Ask this registry (host[:port] or URL) for the images' digests instead of each
+    /// image's own registry, same repository paths
+    #[arg(long, value_name = "REGISTRY")]
+    pub images_from: Option<String>,
+    /// Trust this CA (PEM) for the registries' certificates, besides the system's
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca_file: Option<PathBuf>,
+    /// Speak plain HTTP to the registries (loopback or trusted addresses only)
+    #[arg(long)]
+    pub registry_plain_http: bool,
 }
 
 #[derive(Debug, Args)]

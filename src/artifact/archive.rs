@@ -130,8 +130,11 @@ pub fn export_with(
             .context("writing verified.list to the archive")?;
     }
     for (path, content) in &extra.files {
-        tb.append(&header(path, content.len() as u64, 0o644)?, content.as_slice())
-            .with_context(|| format!("writing {path} to the archive"))?;
+        tb.append(
+            &header(path, content.len() as u64, 0o644)?,
+            content.as_slice(),
+        )
+        .with_context(|| format!("writing {path} to the archive"))?;
     }
     for (fpr, text) in &keys {
         let t = text.as_bytes();

@@ -571,10 +571,14 @@ impl Lock {
             if registries.iter().any(|o| o.name == r.name) {
                 bail!("{at}: field `name`: defined twice");
             }
-            let url = reqwest::Url::parse(&r.endpoint)
-                .with_context(|| format!("{at}: field `endpoint`: {:?} is not a URL", r.endpoint))?;
+            let url = reqwest::Url::parse(&r.endpoint).with_context(|| {
+                format!("{at}: field `endpoint`: {:?} is not a URL", r.endpoint)
+            })?;
             if !matches!(url.scheme(), "http" | "https") || url.path() != "/" {
-                bail!("{at}: field `endpoint`: {:?} must be http(s)://host[:port]", r.endpoint);
+                bail!(
+                    "{at}: field `endpoint`: {:?} must be http(s)://host[:port]",
+                    r.endpoint
+                );
             }
             registries.push(r);
         }

@@ -12,18 +12,15 @@ pub fn run(g: &Global, a: &ExportArgs) -> Result<()> {
     let names = selection(g, &lk, &a.select, true)?;
     let cache = Cache::resolve(a.store.cache_dir.as_deref())?;
     // Pulled images travel too: their blobs and the layout's index of them.
-    let (entries, index, _not_pulled) = crate::images::export_members(&lk, &cache)?;
+    let part = crate::images::export_members(&lk, &cache)?;
     let mut extra = archive::Extra::default();
-    let n_images = index.as_ref().map_or(0, |_| {
-        crate::images::list(&lk, &cache)
-            .map(|l| l.iter().filter(|i| i.cached.is_some()).count())
-            .unwrap_or(0)
-    });
-    for (d, p) in entries {
-        extra.entries.push((format!("image blob {d}"), d, p));
+    for (d, p) in &part.entries {
+        extra
+            .entries
+            .push((format!("image blob {d}"), *d, p.clone()));
     }
-    if let Some(t) = index {
-        extra.files.push(("images/index.json".into(), t));
+    if let Some(t) = &part.index {
+        extra.files.push(("images/index.json".into(), t.clone()));
     }
     let sum = archive::export_with(&lk, &cache, &names, &extra, &a.file, a.allow_missing)?;
     if !sum.missing.is_empty() {
@@ -33,9 +30,10 @@ pub fn run(g: &Global, a: &ExportArgs) -> Result<()> {
         );
     }
     eprintln!(
-        "ezimg: wrote {} ({} artifact(s), {n_images} image(s), {} bytes, and the lock)",
+        "ezimg: wrote {} ({} artifact(s), {} image(s), {} bytes, and the lock)",
         a.file.display(),
-        sum.exported.len() - extra.entries.len().min(sum.exported.len()),
+        sum.exported.len().saturating_sub(extra.entries.len()),
+        part.images,
         sum.bytes
     );
     Ok(())

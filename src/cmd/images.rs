@@ -54,7 +54,10 @@ pub fn run(g: &Global, a: &ImagesArgs) -> Result<()> {
             let pulled = runtime()?.block_on(images::pull(&lk, &cache, &a.names, &opts))?;
             for p in &pulled {
                 if p.already {
-                    eprintln!("ezimg: {}: already in the cache ({})", p.reference, p.manifest);
+                    eprintln!(
+                        "ezimg: {}: already in the cache ({})",
+                        p.reference, p.manifest
+                    );
                 } else {
                     eprintln!(
                         "ezimg: {}: pulled {} ({} bytes downloaded)",
@@ -82,7 +85,10 @@ pub fn run(g: &Global, a: &ImagesArgs) -> Result<()> {
                             loaded.origin()
                         );
                     }
-                    eprintln!("ezimg: registry: {r} (registry_mirror of {})", loaded.origin());
+                    eprintln!(
+                        "ezimg: registry: {r} (registry_mirror of {})",
+                        loaded.origin()
+                    );
                     r
                 }
             };

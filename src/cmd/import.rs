@@ -14,7 +14,11 @@ pub fn run(a: &ImportArgs) -> Result<()> {
     }
     if let Some(index) = &sum.images_index {
         let refs = crate::images::adopt_index(&cache, index)?;
-        eprintln!("ezimg: imported {} image(s): {}", refs.len(), refs.join(", "));
+        eprintln!(
+            "ezimg: imported {} image(s): {}",
+            refs.len(),
+            refs.join(", ")
+        );
     }
     eprintln!(
         "ezimg: imported {} entr{} into {} ({} already there)",

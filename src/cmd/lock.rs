@@ -39,6 +39,22 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
             }
         }
     };
+    // Names that are no artifact are images (`[[image]]` references or `name:tag`).
+    let (art_names, image_names): (Vec<String>, Vec<String>) =
+        a.names.iter().cloned().partition(|n| lk.find(n).is_some());
+    let images: Vec<String> = if a.names.is_empty() {
+        lk.images
+            .iter()
+            .filter(|i| i.digest.is_none())
+            .map(|i| i.reference.clone())
+            .collect()
+    } else {
+        crate::images::select(&lk, &image_names)?
+            .into_iter()
+            .filter(|i| i.digest.is_none())
+            .map(|i| i.reference.clone())
+            .collect()
+    };
     let names: Vec<String> = if a.names.is_empty() {
         lk.artifacts
             .iter()
@@ -46,7 +62,7 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
             .map(|x| x.name.clone())
             .collect()
     } else {
-        a.names.clone()
+        art_names
     };
     if a.check {
         let lacking: Vec<&str> = names
@@ -65,7 +81,13 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
         eprintln!("ezimg: {}: every pin has a sha256", lk.origin);
         return Ok(());
     }
-    if names.is_empty() {
+    if names.is_empty() && (images.is_empty() || a.offline) {
+        if !images.is_empty() {
+            eprintln!(
+                "ezimg: offline: {} image(s) without a digest left as they are",
+                images.len()
+            );
+        }
         eprintln!(
             "ezimg: {}: every pin has a sha256; nothing to do",
             lk.origin
@@ -80,6 +102,31 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let learnt = rt.block_on(artifact::learn_digests(&lk, &names, &opts))?;
+    let image_digests = if a.offline || images.is_empty() {
+        Vec::new()
+    } else {
+        let net = crate::images::registry::Net {
+            tls: crate::images::registry::Tls {
+                ca_file: a.registry_ca_file.clone(),
+                plain_http: a.registry_plain_http,
+            },
+            ..Default::default()
+        };
+        rt.block_on(crate::images::learn_digests(
+            &lk,
+            &images,
+            a.images_from.as_deref(),
+            &net,
+        ))?
+    };
+    for (r, d) in &image_digests {
+        eprintln!(
+            "ezimg: WARNING: TRUST ON FIRST USE: {r}: no published digest; recording {d}, \
+             what its registry names the tag now. Check it against another source before \
+             committing {}.",
+            path.display()
+        );
+    }
     for l in &learnt {
         if l.tofu {
             eprintln!(
@@ -105,10 +152,15 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
             .with_context(|| format!("writing the new lock {}", path.display()))?;
         eprintln!("ezimg: wrote {} (a copy of {})", path.display(), lk.origin);
     }
-    lock::write_records(&path, &records)?;
+    if !records.is_empty() {
+        lock::write_records(&path, &records)?;
+    }
+    if !image_digests.is_empty() {
+        crate::images::write_digests(&path, &image_digests)?;
+    }
     eprintln!(
         "ezimg: recorded {} digest(s) in {}",
-        records.len(),
+        records.len() + image_digests.len(),
         path.display()
     );
     Ok(())

@@ -95,9 +95,11 @@ pub fn record(cache: &Cache, mut desc: Descriptor, reference: &str, pinned: &str
         .manifests
         .retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(reference));
     index.manifests.push(desc);
-    index
-        .manifests
-        .sort_by(|a, b| a.annotations.get(REF_NAME).cmp(&b.annotations.get(REF_NAME)));
+    index.manifests.sort_by(|a, b| {
+        a.annotations
+            .get(REF_NAME)
+            .cmp(&b.annotations.get(REF_NAME))
+    });
     let mut text = serde_json::to_vec_pretty(&index).context("serializing index.json")?;
     text.push(b'\n');
     crate::fsutil::write_atomic(&dir(cache).join("index.json"), &text)
@@ -116,7 +118,10 @@ pub fn blobs_of(cache: &Cache, desc: &Descriptor) -> Result<Vec<Descriptor>> {
             Ok(v)
         }
         manifest::Parsed::Index { .. } => {
-            anyhow::bail!("{}: an index where a platform manifest was expected", p.display())
+            anyhow::bail!(
+                "{}: an index where a platform manifest was expected",
+                p.display()
+            )
         }
     }
 }

@@ -75,9 +75,16 @@ struct Doc {
 #[derive(Debug, Clone)]
 pub enum Parsed {
     /// A multi-platform index / manifest list.
-    Index { media_type: String, manifests: Vec<Descriptor> },
+    Index {
+        media_type: String,
+        manifests: Vec<Descriptor>,
+    },
     /// One image: its config and layers.
-    Image { media_type: String, config: Descriptor, layers: Vec<Descriptor> },
+    Image {
+        media_type: String,
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    },
 }
 
 impl Parsed {

@@ -37,9 +37,7 @@ pub fn select<'a>(lock: &'a Lock, names: &[String]) -> Result<Vec<&'a ImagePin>>
         let hits: Vec<&ImagePin> = lock
             .images
             .iter()
-            .filter(|i| {
-                i.reference == *n || i.reference.rsplit('/').next() == Some(n.as_str())
-            })
+            .filter(|i| i.reference == *n || i.reference.rsplit('/').next() == Some(n.as_str()))
             .collect();
         match hits.as_slice() {
             [one] => {
@@ -59,7 +57,10 @@ pub fn select<'a>(lock: &'a Lock, names: &[String]) -> Result<Vec<&'a ImagePin>>
             many => bail!(
                 "{}: {n:?} matches {}; give the full reference",
                 lock.origin,
-                many.iter().map(|i| i.reference.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|i| i.reference.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
@@ -97,10 +98,12 @@ pub fn list(lock: &Lock, cache: &Cache) -> Result<Vec<Listed>> {
         let cached = match &i.digest {
             Some(p) => match layout::find(&index, &i.reference, p) {
                 Some(d) => {
-                    let blobs = layout::blobs_of(cache, d)?;
-                    let complete = blobs
-                        .iter()
-                        .all(|b| b.sha256().is_ok_and(|h| cache.sha256_path(&h).is_file()));
+                    // A manifest gone from the cache: the image is simply not there.
+                    let blobs = layout::blobs_of(cache, d).unwrap_or_default();
+                    let complete = !blobs.is_empty()
+                        && blobs
+                            .iter()
+                            .all(|b| b.sha256().is_ok_and(|h| cache.sha256_path(&h).is_file()));
                     complete.then(|| (d.digest.clone(), blobs.iter().map(|b| b.size).sum()))
                 }
                 None => None,
@@ -274,7 +277,9 @@ async fn pull_one(
     let mut parts: Vec<(PathBuf, Hashes)> = Vec::new();
     let mut downloaded = 0;
     for b in std::iter::once(&config).chain(layers.iter()) {
-        let d = b.sha256().with_context(|| format!("manifest {}", desc.digest))?;
+        let d = b
+            .sha256()
+            .with_context(|| format!("manifest {}", desc.digest))?;
         if cache.sha256_path(&d).is_file() || parts.iter().any(|(_, h)| h.sha256 == d) {
             continue;
         }
@@ -389,7 +394,10 @@ pub async fn push(
         let bytes =
             std::fs::read(&mpath).with_context(|| format!("reading {}", mpath.display()))?;
         if format!("sha256:{}", sha256_hex(&bytes)) != entry.digest {
-            bail!("cache entry {} is corrupt; pull the image again", mpath.display());
+            bail!(
+                "cache entry {} is corrupt; pull the image again",
+                mpath.display()
+            );
         }
         reg.put_manifest(&repo, &tag, &entry.media_type, &bytes)
             .await
@@ -421,7 +429,10 @@ pub async fn learn_digests(
     net: &Net,
 ) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for i in select(lock, names)?.into_iter().filter(|i| i.digest.is_none()) {
+    for i in select(lock, names)?
+        .into_iter()
+        .filter(|i| i.digest.is_none())
+    {
         let r = Reference::parse(&i.reference)?;
         let reg = Registry::new(&endpoint(lock, &r, from), net)?;
         let (bytes, ct) = reg
@@ -430,7 +441,10 @@ pub async fn learn_digests(
             .with_context(|| format!("{}: resolving the tag", i.reference))?;
         manifest::parse(&bytes, ct.as_deref())
             .with_context(|| format!("{}: the registry's answer", i.reference))?;
-        out.push((i.reference.clone(), format!("sha256:{}", sha256_hex(&bytes))));
+        out.push((
+            i.reference.clone(),
+            format!("sha256:{}", sha256_hex(&bytes)),
+        ));
     }
     Ok(out)
 }
@@ -459,12 +473,22 @@ pub fn write_digests(path: &Path, digests: &[(String, String)]) -> Result<()> {
     crate::fsutil::write_atomic(path, out.as_bytes())
 }
 
+/// What `export` adds for the images.
+#[derive(Debug, Clone, Default)]
+pub struct ExportPart {
+    /// The cache entries of the pulled images (manifests, configs, layers, pinned indexes).
+    pub entries: Vec<(crate::digest::Sha256Digest, PathBuf)>,
+    /// The layout's `index.json` limited to the lock's images; None when none is pulled.
+    pub index: Option<Vec<u8>>,
+    /// How many images it holds.
+    pub images: usize,
+    /// The lock's images that are not (completely) in the cache.
+    pub not_pulled: Vec<String>,
+}
+
 /// Tar members for `export`: the cache entries of every pulled image of the lock and the
-/// layout's `index.json` limited to them. Images not pulled are listed in the second value.
-pub fn export_members(
-    lock: &Lock,
-    cache: &Cache,
-) -> Result<(Vec<(crate::digest::Sha256Digest, PathBuf)>, Option<Vec<u8>>, Vec<String>)> {
+/// layout's `index.json` limited to them.
+pub fn export_members(lock: &Lock, cache: &Cache) -> Result<ExportPart> {
     let index = layout::read(cache)?;
     let mut entries = Vec::new();
     let mut keep = layout::Index::default();
@@ -478,7 +502,10 @@ pub fn export_members(
             missing.push(i.reference.clone());
             continue;
         };
-        let mut blobs = layout::blobs_of(cache, d)?;
+        let Ok(mut blobs) = layout::blobs_of(cache, d) else {
+            missing.push(i.reference.clone());
+            continue;
+        };
         if let Some(p) = &i.digest
             && *p != d.digest
         {
@@ -491,27 +518,35 @@ pub fn export_members(
                 annotations: BTreeMap::new(),
             });
         }
-        for b in blobs {
+        let mut paths = Vec::new();
+        for b in &blobs {
             let h = b.sha256()?;
-            let p = cache.sha256_path(&h);
-            if !p.is_file() {
-                missing.push(i.reference.clone());
-                break;
-            }
+            paths.push((h, cache.sha256_path(&h)));
+        }
+        if !paths.iter().all(|(_, p)| p.is_file()) {
+            missing.push(i.reference.clone());
+            continue;
+        }
+        for (h, p) in paths {
             if !entries.iter().any(|(e, _)| *e == h) {
                 entries.push((h, p));
             }
         }
         keep.manifests.push(d.clone());
     }
-    let text = if keep.manifests.is_empty() {
+    let index = if keep.manifests.is_empty() {
         None
     } else {
         let mut t = serde_json::to_vec_pretty(&keep).context("serializing index.json")?;
         t.push(b'\n');
         Some(t)
     };
-    Ok((entries, text, missing))
+    Ok(ExportPart {
+        entries,
+        index,
+        images: keep.manifests.len(),
+        not_pulled: missing,
+    })
 }
 
 /// After `import`: record the images of an exported `index.json` whose blobs are all in the
@@ -532,7 +567,10 @@ pub fn adopt_index(cache: &Cache, text: &[u8]) -> Result<Vec<String>> {
             .with_context(|| format!("images/index.json: {reference}"))?;
         for b in &blobs {
             if !cache.sha256_path(&b.sha256()?).is_file() {
-                bail!("images/index.json: {reference}: blob {} is not in the archive", b.digest);
+                bail!(
+                    "images/index.json: {reference}: blob {} is not in the archive",
+                    b.digest
+                );
             }
         }
         if pinned != d.digest {
@@ -547,7 +585,10 @@ pub fn adopt_index(cache: &Cache, text: &[u8]) -> Result<Vec<String>> {
             match manifest::parse(&bytes, None)? {
                 Parsed::Index { manifests, .. }
                     if manifests.iter().any(|m| m.digest == d.digest) => {}
-                _ => bail!("{reference}: the pinned index {pinned} does not list {}", d.digest),
+                _ => bail!(
+                    "{reference}: the pinned index {pinned} does not list {}",
+                    d.digest
+                ),
             }
         }
         let mut clean = d.clone();

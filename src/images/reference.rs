@@ -43,10 +43,11 @@ impl Reference {
         }
         let ok_component = |c: &str| {
             !c.is_empty()
-                && c.chars().all(|ch| {
-                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch)
-                })
-                && c.chars().next().is_some_and(|ch| ch.is_ascii_alphanumeric())
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+                && c.chars()
+                    .next()
+                    .is_some_and(|ch| ch.is_ascii_alphanumeric())
         };
         if !repository.split('/').all(ok_component) {
             bail!("{s:?}: repository {repository:?} is not a valid repository path");
@@ -77,9 +78,15 @@ mod tests {
             ("registry.example", "coredns/coredns", "v1.11.1")
         );
         let r = Reference::parse("127.0.0.1:5000/a/b:1")?;
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("127.0.0.1:5000", "a/b"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("127.0.0.1:5000", "a/b")
+        );
         let r = Reference::parse("busybox:1")?;
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("docker.io", "library/busybox"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("docker.io", "library/busybox")
+        );
         for bad in ["noTag", "a/B:1", "x:", "a:b/c", "a//b:1"] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }

@@ -140,8 +140,10 @@ impl Registry {
             .unwrap_or("")
             .to_string();
         let t = self.bearer_token(&challenge, scope).await?;
-        *self.token.lock().map_err(|_| anyhow!("token lock poisoned"))? =
-            Some((scope.to_string(), t.clone()));
+        *self
+            .token
+            .lock()
+            .map_err(|_| anyhow!("token lock poisoned"))? = Some((scope.to_string(), t.clone()));
         with_token(&Some(t))
             .send()
             .await
@@ -150,15 +152,13 @@ impl Registry {
 
     /// An anonymous token from the realm a `Bearer` challenge names.
     async fn bearer_token(&self, challenge: &str, scope: &str) -> Result<String> {
-        let params = challenge
-            .strip_prefix("Bearer ")
-            .with_context(|| {
-                format!(
-                    "{}: 401 with challenge {challenge:?}; only anonymous bearer tokens are \
+        let params = challenge.strip_prefix("Bearer ").with_context(|| {
+            format!(
+                "{}: 401 with challenge {challenge:?}; only anonymous bearer tokens are \
                      supported",
-                    self.base
-                )
-            })?;
+                self.base
+            )
+        })?;
         let mut realm = None;
         let mut service = None;
         for part in split_params(params) {
@@ -198,8 +198,8 @@ impl Registry {
             .bytes()
             .await
             .with_context(|| format!("token from {url}: reading"))?;
-        let t: Tok = serde_json::from_slice(&body)
-            .with_context(|| format!("token from {url}: not JSON"))?;
+        let t: Tok =
+            serde_json::from_slice(&body).with_context(|| format!("token from {url}: not JSON"))?;
         t.token
             .or(t.access_token)
             .with_context(|| format!("token from {url}: no token in the answer"))
@@ -211,14 +211,22 @@ impl Registry {
         let url = self.url_for(&format!("v2/{repo}/manifests/{reference}"))?;
         let scope = format!("repository:{repo}:pull");
         let resp = self
-            .send(&scope, |c| c.get(url.clone()).header(ACCEPT, manifest::ACCEPT))
+            .send(&scope, |c| {
+                c.get(url.clone()).header(ACCEPT, manifest::ACCEPT)
+            })
             .await?;
         let status = resp.status();
         if !status.is_success() {
             bail!("GET {url}: HTTP {status}");
         }
-        if resp.content_length().is_some_and(|l| l > manifest::MAX_MANIFEST) {
-            bail!("GET {url}: manifest larger than {} bytes", manifest::MAX_MANIFEST);
+        if resp
+            .content_length()
+            .is_some_and(|l| l > manifest::MAX_MANIFEST)
+        {
+            bail!(
+                "GET {url}: manifest larger than {} bytes",
+                manifest::MAX_MANIFEST
+            );
         }
         let ct = resp
             .headers()
@@ -231,7 +239,10 @@ impl Registry {
             let chunk = chunk.with_context(|| format!("GET {url}: reading"))?;
             body.extend_from_slice(&chunk);
             if body.len() as u64 > manifest::MAX_MANIFEST {
-                bail!("GET {url}: manifest larger than {} bytes", manifest::MAX_MANIFEST);
+                bail!(
+                    "GET {url}: manifest larger than {} bytes",
+                    manifest::MAX_MANIFEST
+                );
             }
         }
         if let Some(hex) = reference.strip_prefix("sha256:") {
@@ -293,7 +304,11 @@ impl Registry {
             let resp = self
                 .send(&scope, |c| {
                     let r = c.get(url.clone());
-                    if from > 0 { r.header(RANGE, format!("bytes={from}-")) } else { r }
+                    if from > 0 {
+                        r.header(RANGE, format!("bytes={from}-"))
+                    } else {
+                        r
+                    }
                 })
                 .await
                 .map_err(BlobErr::Retry)?;
@@ -510,7 +525,8 @@ mod tests {
 
     #[test]
     fn challenge_params_split_outside_quotes() {
-        let p = split_params(r#"realm="https://a/token",service="reg",scope="repository:x:pull,push""#);
+        let p =
+            split_params(r#"realm="https://a/token",service="reg",scope="repository:x:pull,push""#);
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[2].ends_with("pull,push\""));
     }
