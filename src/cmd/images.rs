@@ -74,10 +74,11 @@ pub fn run(g: &Global, a: &ImagesArgs) -> Result<()> {
         ImagesCommand::Push(a) => {
             let lk = load_lock(g, &a.store)?;
             let cache = Cache::resolve(a.store.cache_dir.as_deref())?;
+            let loaded = crate::cluster::load(g.cluster.as_deref())?;
+            let node_names = images::NodeNames::of(&loaded.cluster);
             let target = match &a.registry {
                 Some(r) => r.clone(),
                 None => {
-                    let loaded = crate::cluster::load(g.cluster.as_deref())?;
                     let r = loaded.cluster.registry_mirror.clone();
                     if r.is_empty() {
                         bail!(
@@ -92,8 +93,14 @@ pub fn run(g: &Global, a: &ImagesArgs) -> Result<()> {
                     r
                 }
             };
-            let pushed =
-                runtime()?.block_on(images::push(&lk, &cache, &a.names, &target, &net(&a.net)))?;
+            let pushed = runtime()?.block_on(images::push(
+                &lk,
+                &cache,
+                &a.names,
+                &target,
+                &node_names,
+                &net(&a.net),
+            ))?;
             for p in &pushed {
                 eprintln!(
                     "ezimg: {} = {} ({} blob(s) uploaded, {} already there)",

@@ -26,6 +26,14 @@ use manifest::{Descriptor, Parsed, Platform};
 pub use reference::Reference;
 use registry::{Net, Registry};
 
+/// The registry an image reference pulls from (`docker.io` when it names none); empty when
+/// the reference does not parse (the cluster file's checks report that).
+pub fn registry_of(reference: &str) -> String {
+    Reference::parse(reference)
+        .map(|r| r.registry)
+        .unwrap_or_default()
+}
+
 /// The lock's images named by `names` (all when empty): a full reference, or the last path
 /// component with its tag (`pause:3.9`) when that is unambiguous.
 pub fn select<'a>(lock: &'a Lock, names: &[String]) -> Result<Vec<&'a ImagePin>> {
@@ -324,35 +332,75 @@ pub struct Pushed {
     pub skipped: usize,
 }
 
-/// The repository an image has in the site registry: its path without the registry, which is
-/// where containerd asks a mirror for it (`/v2/<path>/manifests/<tag>?ns=<registry>`).
+/// How nodes name the images: kubeadm pulls its images from `kubernetes.image_repository`,
+/// containerd its sandbox image by `sandbox_image`; both differ from the upstream references
+/// the lock pins, and the site registry must hold each image where nodes will ask for it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeNames {
+    /// `kubernetes.image_repository` of the cluster file.
+    pub image_repository: Option<String>,
+    /// `sandbox_image` of the cluster file.
+    pub sandbox_image: Option<String>,
+}
+
+impl NodeNames {
+    pub fn of(cluster: &crate::cluster::Cluster) -> NodeNames {
+        NodeNames {
+            image_repository: Some(cluster.kubernetes.image_repository.clone()),
+            sandbox_image: Some(cluster.sandbox_image.clone()),
+        }
+    }
+
+    /// The references nodes pull `img` by (one or more).
+    pub fn references(&self, img: &ImagePin) -> Vec<String> {
+        let last = img.reference.rsplit('/').next().unwrap_or(&img.reference);
+        let mut out = Vec::new();
+        match &self.image_repository {
+            // kubeadm: `<repo>/<name>:<tag>` for a repository of its own (coredns too, which
+            // is `coredns/coredns` only under the default registry).
+            Some(repo)
+                if img.used_by == "kubeadm" && !img.reference.starts_with(&format!("{repo}/")) =>
+            {
+                out.push(format!("{repo}/{last}"))
+            }
+            _ => out.push(img.reference.clone()),
+        }
+        // containerd pulls its sandbox image by the cluster file's name only.
+        if let Some(sb) = &self.sandbox_image
+            && sb.rsplit('/').next() == Some(last)
+            && !out.contains(sb)
+        {
+            if img.used_by == "containerd" {
+                out.clear();
+            }
+            out.push(sb.clone());
+        }
+        out
+    }
+}
+
+/// The repository and tag an image has in the site registry: its path without the registry,
+/// which is where containerd asks a mirror for it (`/v2/<path>/manifests/<tag>?ns=<registry>`).
 pub fn site_repository(reference: &str) -> Result<(String, String)> {
     let r = Reference::parse(reference)?;
     Ok((r.repository, r.tag))
 }
 
-/// Push the pulled images `names` (all when empty) to `registry`.
+/// Push the pulled images `names` (all when empty) to `registry`, each under every name
+/// nodes pull it by.
 pub async fn push(
     lock: &Lock,
     cache: &Cache,
     names: &[String],
     registry: &str,
+    node_names: &NodeNames,
     net: &Net,
 ) -> Result<Vec<Pushed>> {
     let imgs = select(lock, names)?;
     let index = layout::read(cache)?;
-    let mut seen: BTreeMap<(String, String), &str> = BTreeMap::new();
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut todo = Vec::new();
     for i in &imgs {
-        let key = site_repository(&i.reference)?;
-        if let Some(other) = seen.insert(key.clone(), &i.reference) {
-            bail!(
-                "{} and {other} would both be {}:{} in the site registry",
-                i.reference,
-                key.0,
-                key.1
-            );
-        }
         let entry = i
             .digest
             .as_deref()
@@ -365,7 +413,18 @@ pub async fn push(
                     cache.root().display()
                 )
             })?;
-        todo.push((key, entry.clone()));
+        for node_ref in node_names.references(i) {
+            let key = site_repository(&node_ref)?;
+            if let Some(other) = seen.insert(key.clone(), i.reference.clone()) {
+                bail!(
+                    "{} and {other} would both be {}:{} in the site registry",
+                    i.reference,
+                    key.0,
+                    key.1
+                );
+            }
+            todo.push((key, entry.clone()));
+        }
     }
     let reg = Registry::new(registry, net)?;
     let mut out = Vec::new();
@@ -597,4 +656,69 @@ pub fn adopt_index(cache: &Cache, text: &[u8]) -> Result<Vec<String>> {
         done.push(reference);
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(reference: &str, used_by: &str) -> ImagePin {
+        ImagePin {
+            reference: reference.into(),
+            digest: None,
+            used_by: used_by.into(),
+        }
+    }
+
+    #[test]
+    fn nodes_pull_kubeadm_images_from_the_image_repository() {
+        let n = NodeNames {
+            image_repository: Some("mirror.example/google_containers".into()),
+            sandbox_image: Some("mirror.example/google_containers/pause:3.8".into()),
+        };
+        assert_eq!(
+            n.references(&pin("upstream.example/coredns/coredns:v1.11.1", "kubeadm")),
+            ["mirror.example/google_containers/coredns:v1.11.1"]
+        );
+        assert_eq!(
+            n.references(&pin("upstream.example/pause:3.8", "containerd")),
+            ["mirror.example/google_containers/pause:3.8"]
+        );
+        assert_eq!(
+            n.references(&pin("upstream.example/pause:3.8", "test")),
+            [
+                "upstream.example/pause:3.8",
+                "mirror.example/google_containers/pause:3.8"
+            ]
+        );
+        assert_eq!(
+            n.references(&pin("hub.example/calico/node:v3.27.0", "calico")),
+            ["hub.example/calico/node:v3.27.0"]
+        );
+        // The default repository: kubeadm keeps `coredns/coredns`.
+        let d = NodeNames {
+            image_repository: Some("upstream.example".into()),
+            sandbox_image: None,
+        };
+        assert_eq!(
+            d.references(&pin("upstream.example/coredns/coredns:v1.11.1", "kubeadm")),
+            ["upstream.example/coredns/coredns:v1.11.1"]
+        );
+    }
+
+    #[test]
+    fn the_embedded_lock_maps_to_distinct_site_repositories() -> Result<()> {
+        let lock = Lock::embedded()?;
+        let cluster = crate::cluster::load(None)?.cluster;
+        let n = NodeNames::of(&cluster);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in &lock.images {
+            for r in n.references(i) {
+                assert!(seen.insert(site_repository(&r)?), "{r} twice");
+            }
+        }
+        // The sandbox image is among them, where containerd asks for it.
+        assert!(seen.contains(&site_repository(&cluster.sandbox_image)?));
+        Ok(())
+    }
 }
