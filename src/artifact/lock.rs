@@ -781,6 +781,42 @@ mod tests {
     }
 
     #[test]
+    fn images_and_registries_are_validated() {
+        let base =
+            "lock_version = 1\n\n[[image]]\nreference = \"r.example/a:1\"\nused_by = \"t\"\n";
+        assert!(Lock::parse(base, "t.lock").is_ok());
+        let e = parse_err(&format!(
+            "{base}\n[[image]]\nreference = \"r.example/a:1\"\nused_by = \"t\"\n"
+        ));
+        assert!(e.contains("t.lock:7") && e.contains("listed twice"), "{e}");
+        let e = parse_err(&base.replace("used_by", "digest = \"sha256:ab\"\nused_by"));
+        assert!(
+            e.contains("t.lock:3") && e.contains("field `digest`"),
+            "{e}"
+        );
+        let e = parse_err(&base.replace("used_by", "platform = \"x\"\nused_by"));
+        assert!(e.contains("platform"), "{e}");
+        let reg = "\n[[registry]]\nname = \"r.example\"\nendpoint = \"https://api.r.example\"\n";
+        let lock = Lock::parse(&format!("{base}{reg}"), "t.lock");
+        assert!(lock.is_ok_and(|l| l.registries.len() == 1));
+        let e = parse_err(&format!(
+            "{base}{}",
+            reg.replace("https://api.r.example", "ftp://x")
+        ));
+        assert!(
+            e.contains("t.lock:7") && e.contains("field `endpoint`"),
+            "{e}"
+        );
+        let e = parse_err(&format!(
+            "{base}{}",
+            reg.replace("https://api.r.example", "https://x/v2")
+        ));
+        assert!(e.contains("field `endpoint`"), "{e}");
+        let e = parse_err(&format!("{base}{reg}{reg}"));
+        assert!(e.contains("defined twice"), "{e}");
+    }
+
+    #[test]
     fn errors_name_line_and_field() {
         let text = "lock_version = 1\n\n[[artifact]]\nname = \"x\"\nversion = \"1\"\nkind = \"source\"\nfile = \"x.tar.gz\"\nurls = [\"https://example.invalid/x\"]\nsha256 = \"abc\"\n";
         let e = format!(

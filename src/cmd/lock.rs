@@ -48,6 +48,8 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
             .filter(|i| i.digest.is_none())
             .map(|i| i.reference.clone())
             .collect()
+    } else if image_names.is_empty() {
+        Vec::new()
     } else {
         crate::images::select(&lk, &image_names)?
             .into_iter()
