@@ -843,3 +843,170 @@ fn an_interrupted_pull_resumes_with_range() {
         o.stdout
     );
 }
+
+/// The ops role's registry layer (opt-in `registry = "distribution"`): its rendered config runs
+/// Debian's docker-registry with the certificate the secret store issues from the cluster CA;
+/// TLS verifies against the cluster CA alone; `images push` (default target: registry_mirror)
+/// fills it; the key is in the ops node's seed only, never in the bundle.
+#[test]
+fn the_ops_registry_serves_with_a_certificate_from_the_cluster_ca() {
+    use ezimg::render::secret_placeholder;
+    let Some(bin) = registry_bin() else { return };
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let port = free_port();
+    let text = support::edit(
+        &support::with_os(&support::default_cluster(), "el9"),
+        "registry_mirror = \"192.168.2.201\"",
+        &format!("registry_mirror = \"127.0.0.1:{port}\""),
+    ) + &format!("\n[roles.ops]\nregistry = \"distribution\"\nregistry_port = {port}\n");
+    let cluster_file = w.join("cluster.toml");
+    std::fs::write(&cluster_file, text).expect("write cluster");
+    let out = w.join("out");
+    let o = ezimg(&[
+        "build",
+        "-c",
+        s(&cluster_file),
+        "--node",
+        "ops",
+        "--format",
+        "bundle,cloud-init",
+        "--out",
+        s(&out),
+        "--allow-incomplete",
+    ]);
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("issued the registry's certificate for 127.0.0.1"),
+        "{}",
+        o.stderr
+    );
+    let store = w.join("cluster.secrets");
+    let key = std::fs::read_to_string(store.join("pki/registry.key")).expect("registry key");
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    // The key: in the node's seed (0600), not in the bundle.
+    let user_data = std::fs::read_to_string(out.join("ops/ops/seed/user-data")).expect("seed");
+    assert!(
+        user_data.contains(key.lines().nth(1).unwrap_or("?")),
+        "the seed lacks the key"
+    );
+    let bundle = std::fs::read(out.join("ops/ezimg-ops-bundle.tar.gz")).expect("bundle");
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(bundle.as_slice())
+        .read_to_end(&mut tar)
+        .expect("gunzip");
+    let tar_text = String::from_utf8_lossy(&tar);
+    assert!(!tar_text.contains(&key_body[..40]) && tar_text.contains("registry_tls_key"));
+
+    // The rendered config, with the node's secrets, run here: paths moved under the test dir.
+    let loaded = ezimg::cluster::load(Some(&cluster_file)).expect("cluster");
+    let tree = ezimg::data::DataTree::load(None).expect("tree");
+    let catalog = ezimg::plan::Catalog::load(&tree).expect("catalog");
+    let node = loaded
+        .cluster
+        .nodes
+        .iter()
+        .find(|n| n.hostname == "ops")
+        .expect("ops node");
+    let plan = ezimg::plan::plan_node(&catalog, &loaded, node).expect("plan");
+    let (st, _) =
+        ezimg::secrets::open(&store, &loaded, ezimg::secrets::IfMissing::Fail).expect("store");
+    let secrets = ezimg::secrets::node_secrets(&st, &plan).expect("node secrets");
+    let root = w.join("root");
+    let storage = w.join("storage");
+    for f in plan.applied().flat_map(|l| l.files.iter()) {
+        let Some(rel) = f.dest.strip_prefix("/etc/ezimg/registry/") else {
+            continue;
+        };
+        let mut t = String::from_utf8(f.content.clone()).expect("utf-8");
+        for (n, v) in &secrets {
+            t = t.replace(&secret_placeholder(n), v);
+        }
+        let t = t
+            .replace("/etc/ezimg/registry/", &format!("{}/", root.display()))
+            .replace("/var/lib/ezimg-registry", s(&storage))
+            .replace(
+                &format!("addr: \":{port}\""),
+                &format!("addr: \"127.0.0.1:{port}\""),
+            );
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::write(root.join(rel), t).expect("write");
+    }
+    let config = std::fs::read_to_string(root.join("config.yml")).expect("config.yml");
+    assert!(config.contains(&format!("127.0.0.1:{port}")), "{config}");
+    let log = std::fs::File::create(w.join("registry.log")).expect("log");
+    let child = Command::new(&bin)
+        .arg("serve")
+        .arg(root.join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start docker-registry");
+    let _ops = Registry {
+        child,
+        port,
+        storage,
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the ops registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ca = store.join("pki/ca.crt");
+    rt().block_on(async {
+        let r = client(Some(&ca))
+            .get(format!("https://127.0.0.1:{port}/v2/"))
+            .send()
+            .await
+            .expect("TLS to the ops registry verified against the cluster CA");
+        assert_eq!(r.status(), 200);
+    });
+
+    // Push an image there: the default target is the cluster file's registry_mirror.
+    let up = start_registry(&bin, None);
+    let img = test_image();
+    seed(
+        &format!("http://127.0.0.1:{}", up.port),
+        None,
+        "ezimg-test/small",
+        "1.0",
+        &img,
+    );
+    let reference = format!("127.0.0.1:{}/ezimg-test/small:1.0", up.port);
+    let lock = write_lock(w, "site.lock", &reference, Some(&sha(&img.index)));
+    let cache = w.join("cache");
+    let o = ezimg(&[
+        "images",
+        "pull",
+        "--lock",
+        s(&lock),
+        "--cache-dir",
+        s(&cache),
+        "--plain-http",
+    ]);
+    assert!(o.ok, "{}", o.stderr);
+    let o = ezimg(&[
+        "images",
+        "push",
+        "-c",
+        s(&cluster_file),
+        "--lock",
+        s(&lock),
+        "--cache-dir",
+        s(&cache),
+        "--ca-file",
+        s(&ca),
+    ]);
+    assert!(
+        o.ok && o
+            .stderr
+            .contains(&format!("127.0.0.1:{port}/ezimg-test/small:1.0")),
+        "{}",
+        o.stderr
+    );
+}

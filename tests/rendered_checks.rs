@@ -82,6 +82,17 @@ fn cluster_for(os: Os, slb: &[(&str, &str)]) -> Loaded {
     loaded
 }
 
+/// `loaded` with the ops role's opt-in registry layer on, so its files are checked too.
+fn with_ops_registry(mut loaded: Loaded) -> Loaded {
+    let mut t = toml::Table::new();
+    t.insert(
+        "registry".into(),
+        toml::Value::String("distribution".into()),
+    );
+    loaded.cluster.roles.insert("ops".into(), t);
+    loaded
+}
+
 fn plan_all(tree: &DataTree, loaded: &Loaded) -> Vec<NodePlan> {
     let catalog = Catalog::load(tree).expect("catalog loads");
     loaded
@@ -987,7 +998,7 @@ fn all_scripts() -> BTreeMap<String, (String, String)> {
     let mut by_content: BTreeMap<String, (String, String)> = BTreeMap::new();
     for os in Os::ALL {
         for variant in SLB_VARIANTS {
-            let loaded = cluster_for(os, variant);
+            let loaded = with_ops_registry(cluster_for(os, variant));
             for p in plan_all(&tree, &loaded) {
                 for l in p.applied() {
                     let label = |what: &str| format!("{os} {} {}/{what}", p.hostname, l.name);
@@ -1096,7 +1107,7 @@ fn systemd_units_verify() {
     let mut verified = 0;
     for os in Os::ALL {
         for variant in SLB_VARIANTS {
-            for p in plan_all(&tree, &cluster_for(os, variant)) {
+            for p in plan_all(&tree, &with_ops_registry(cluster_for(os, variant))) {
                 for l in p.applied() {
                     for u in &l.units {
                         let dest = format!("/etc/systemd/system/{}", u.name);

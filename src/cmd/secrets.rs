@@ -38,6 +38,10 @@ pub fn run(g: &Global, a: &SecretsArgs) -> Result<()> {
                 let where_ = match src {
                     secrets::Source::File(f) => dir.join(f).display().to_string(),
                     secrets::Source::CaCertHash => "derived from pki/ca.key".into(),
+                    secrets::Source::Registry(f) => format!(
+                        "{} (issued from the cluster CA for the registry)",
+                        dir.join(f).display()
+                    ),
                 };
                 println!("  {name:<24} {where_}");
             }
