@@ -1,13 +1,6 @@
 #!/usr/bin/env bash
-# The site registry (issue 10): Debian's docker-registry package, or on el7/el9 the pinned
-# distribution release binary with ezimg's unit. Config and TLS files are already in place.
-{% if os == 'debian12' %}
-ez_pkg_install docker-registry
-# The drop-in is a plain file: make systemd read it before the service starts.
-if ez_live; then systemctl daemon-reload; fi
-ez_service_enable docker-registry.service
-ez_restart_if_changed docker-registry.service
-{% else %}
+# The site registry (issue 10) on el7/el9: the pinned distribution release binary with
+# ezimg's unit (neither distribution packages it). Config and TLS files are already in place.
 want=$(ez_pinned_sha distribution-registry)
 tarball=$(ez_artifact distribution-registry)
 if [ ! -x /usr/local/bin/registry ] || [ "$(cat /var/lib/ezimg/registry.sha256 2>/dev/null)" != "$want" ]; then
@@ -20,4 +13,3 @@ fi
 ez_mkdir /var/lib/ezimg-registry
 ez_service_enable ezimg-registry.service
 ez_restart_if_changed ezimg-registry.service
-{% endif %}
