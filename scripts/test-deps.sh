@@ -5,6 +5,8 @@
 #     (cloud-localds), util-linux (blkid), dnsmasq-base (`dnsmasq --test` of the generated
 #     dnsmasq.conf; only the binary, no service); tests/iso.rs: isolinux, syslinux-common,
 #     grub-efi-amd64-bin (an installer-like ISO), isomd5sum (the media-check digest);
+#     docker-registry (tests/images.rs runs its own instances on 127.0.0.1; the package's
+#     service is stopped and disabled);
 #   - .venv (project root): pykickstart (ksvalidator) and cloud-init's Python deps;
 #   - .venv/cloud-init: Debian's cloud-init package unpacked with dpkg -x, never installed
 #     (an installed cloud-init would act on this machine's next boot).
@@ -29,7 +31,7 @@ declare -A need=(
     [mdir]=mtools [mkfs.vfat]=dosfstools [xorriso]=xorriso [isoinfo]=genisoimage
     [cloud-localds]=cloud-image-utils [blkid]=util-linux [dpkg-deb]=dpkg
     [dnsmasq]=dnsmasq-base [implantisomd5]=isomd5sum [checkisomd5]=isomd5sum
-    [grub-mkimage]=grub-efi-amd64-bin
+    [grub-mkimage]=grub-efi-amd64-bin [docker-registry]=docker-registry
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -47,6 +49,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The tests start their own registries; the package's service would hold port 5000.
+    if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+        as_root systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+    fi
 fi
 
 # Debian's python3, not a pyenv shim: cloud-init is packaged for it.

@@ -93,6 +93,10 @@ impl Cli {
             Command::Stage(a) => (None, Some(&a.data), None),
             Command::Secrets(a) => (Some(&a.cluster), None, Some(&a.secrets)),
             Command::Serve(a) => (Some(&a.cluster.cluster), Some(&a.data.data), None),
+            Command::Images(a) => {
+                let (c, d) = a.inputs();
+                (Some(c), Some(d), None)
+            }
             Command::Init(_) | Command::Completions(_) | Command::Import(_) | Command::Base(_) => {
                 none
             }
@@ -132,6 +136,7 @@ impl Cli {
             Command::Base(_) => "base",
             Command::Secrets(_) => "secrets",
             Command::Serve(_) => "serve",
+            Command::Images(_) => "images",
         }
     }
 }
@@ -167,6 +172,104 @@ pub enum Command {
     /// Serve a build's output and the verified cache to installing nodes over HTTP: PXE boot
     /// configs, each node's kickstart and seed (to that node only), bundles and artifacts
     Serve(ServeArgs),
+    /// Container images the cluster runs (the lock's `[[image]]` pins): list them, pull them
+    /// by digest into the verified cache, push them to the site's registry
+    Images(ImagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub command: ImagesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Each image of the lock: its pinned digest and whether it is in the cache
+    List(ImagesListArgs),
+    /// Pull images by their pinned digests into the cache's OCI layout (verified, resumable)
+    Pull(ImagesPullArgs),
+    /// Push pulled images to a registry (default: the cluster file's registry_mirror)
+    Push(ImagesPushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesListArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub store: ArtifactStore,
+}
+
+/// TLS and network options of the registry commands.
+#[derive(Debug, Args)]
+pub struct RegistryNet {
+    /// Trust this CA (PEM) for the registry's certificate, besides the system's
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Speak plain HTTP to the registry (a loopback or otherwise trusted address only)
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Retries of a blob after a cut, a timeout or a 5xx (each resumes where it stopped)
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// Seconds to wait for a response or for more bytes
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesPullArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Images: full references or `name:tag` (default: every image of the lock)
+    #[arg(value_name = "IMAGE")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub store: ArtifactStore,
+    /// Pull from this registry (host[:port] or URL) instead of each image's own, same
+    /// repository paths: a mirror, or another site's registry
+    #[arg(long, value_name = "REGISTRY")]
+    pub from: Option<String>,
+    /// Platform to take from multi-platform images
+    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH")]
+    pub platform: String,
+    #[command(flatten)]
+    pub net: RegistryNet,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesPushArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Images: full references or `name:tag` (default: every image of the lock)
+    #[arg(value_name = "IMAGE")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub store: ArtifactStore,
+    /// Registry to push to, host[:port] or URL (default: the cluster file's registry_mirror,
+    /// the ops node's registry)
+    #[arg(long, value_name = "REGISTRY")]
+    pub registry: Option<String>,
+    #[command(flatten)]
+    pub net: RegistryNet,
+}
+
+impl ImagesArgs {
+    /// The cluster file and data directory flags of the chosen images command.
+    pub fn inputs(&self) -> (&Option<PathBuf>, &Option<PathBuf>) {
+        match &self.command {
+            ImagesCommand::List(a) => (&a.cluster.cluster, &a.data.data),
+            ImagesCommand::Pull(a) => (&a.cluster.cluster, &a.data.data),
+            ImagesCommand::Push(a) => (&a.cluster.cluster, &a.data.data),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -497,6 +600,16 @@ pub struct LockArgs {
     /// Use the cache only (learn digests of files already imported)
     #[arg(long)]
     pub offline: bool,
+    /// Ask this registry (host[:port] or URL) for the images' digests instead of each
+    /// image's own registry, same repository paths
+    #[arg(long, value_name = "REGISTRY")]
+    pub images_from: Option<String>,
+    /// Trust this CA (PEM) for the registries' certificates, besides the system's
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca_file: Option<PathBuf>,
+    /// Speak plain HTTP to the registries (loopback or trusted addresses only)
+    #[arg(long)]
+    pub registry_plain_http: bool,
 }
 
 #[derive(Debug, Args)]

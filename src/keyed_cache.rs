@@ -205,13 +205,13 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 /// An exclusive lock on a file its holder removes when done (no lock files pile up). A waiter
 /// that wakes on a removed file tries again on the one now at the path, so two holders never
 /// overlap.
-struct EntryLock {
+pub(crate) struct EntryLock {
     path: PathBuf,
     _file: std::fs::File,
 }
 
 impl EntryLock {
-    fn take(path: &Path, what: &str, quiet: bool) -> Result<EntryLock> {
+    pub(crate) fn take(path: &Path, what: &str, quiet: bool) -> Result<EntryLock> {
         use std::os::unix::fs::MetadataExt;
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;

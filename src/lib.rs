@@ -11,6 +11,7 @@ pub mod data;
 pub mod digest;
 pub mod fsutil;
 pub mod image;
+pub mod images;
 pub mod keyed_cache;
 pub mod kubeadm;
 pub mod layer;

@@ -208,6 +208,8 @@ fn kubernetes_json(cluster: &Cluster) -> serde_json::Value {
     json!({
         "version": k.version,
         "image_repository": k.image_repository,
+        // The registry kubeadm pulls from (its containerd hosts.toml names it).
+        "image_registry": crate::images::registry_of(&format!("{}/x:0", k.image_repository)),
         "dns_domain": k.dns_domain,
         "calico_version": k.calico_version,
         "api_port": crate::cluster::API_PORT,
@@ -242,6 +244,7 @@ pub fn context(cluster: &Cluster, node: &Node, params: &toml::Table) -> Result<m
             "timezone": cluster.timezone,
             "ntp_servers": cluster.ntp_servers,
             "sandbox_image": cluster.sandbox_image,
+            "sandbox_registry": crate::images::registry_of(&cluster.sandbox_image),
             "registry_mirror": cluster.registry_mirror,
             "yum_mirror": cluster.yum_mirror,
             "yum_mirror_layout": cluster.yum_mirror_layout,
@@ -345,7 +348,25 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
         if let Some(check) = f.check {
             check_file(check, &format!("{dir}/{}", f.src), &content)?;
         }
-        push_file(f.dest.clone(), &f.mode, content);
+        // A dest may name a value of the context (containerd-mirror: one hosts.toml per
+        // registry the cluster pulls from).
+        let dest = if f.dest.contains("{{") {
+            let d = render::render_str(&format!("{at} file {} dest", f.src), &f.dest, ctx)?;
+            if !d.starts_with('/')
+                || d.split('/').any(|c| c == ".." || c == ".")
+                || d.contains("//")
+                || d.chars().any(char::is_whitespace)
+            {
+                anyhow::bail!(
+                    "{at}: file {}: dest {d:?} is not a clean absolute path",
+                    f.src
+                );
+            }
+            d
+        } else {
+            f.dest.clone()
+        };
+        push_file(dest, &f.mode, content);
     }
     for u in m.units.iter().filter(|u| for_os(&u.os, os)) {
         let name = u.unit_name();

@@ -46,6 +46,10 @@ pub enum Source {
     /// Not secret, but delivered like one so that bundles and role images do not depend on
     /// the store: re-keying a cluster needs new seeds, not new images.
     CaCertHash,
+    /// A certificate (or its key) issued from the cluster CA for the site's registry on the ops
+    /// node: kept in the store like the rest, issued by the first build that finds it missing
+    /// (stores made before it existed) and again when the names it must cover change.
+    Registry(&'static str),
 }
 
 // Secret names, as templates write them (`secret("kube_ca_crt")`). Code names a secret by
@@ -61,9 +65,11 @@ pub const FRONT_PROXY_CA_CRT: &str = "kube_front_proxy_ca_crt";
 pub const FRONT_PROXY_CA_KEY: &str = "kube_front_proxy_ca_key";
 pub const ETCD_CA_CRT: &str = "kube_etcd_ca_crt";
 pub const ETCD_CA_KEY: &str = "kube_etcd_ca_key";
+pub const REGISTRY_TLS_CRT: &str = "registry_tls_crt";
+pub const REGISTRY_TLS_KEY: &str = "registry_tls_key";
 
 /// Every secret name templates may use (`secret("name")`), with its source.
-pub const SECRETS: [(&str, Source); 11] = [
+pub const SECRETS: [(&str, Source); 13] = [
     (VRRP_AUTH_PASS, Source::File("vrrp-auth-pass")),
     (BOOTSTRAP_TOKEN, Source::File("bootstrap-token")),
     (CA_CERT_HASH, Source::CaCertHash),
@@ -75,7 +81,12 @@ pub const SECRETS: [(&str, Source); 11] = [
     (FRONT_PROXY_CA_KEY, Source::File("pki/front-proxy-ca.key")),
     (ETCD_CA_CRT, Source::File("pki/etcd/ca.crt")),
     (ETCD_CA_KEY, Source::File("pki/etcd/ca.key")),
+    (REGISTRY_TLS_CRT, Source::Registry("pki/registry.crt")),
+    (REGISTRY_TLS_KEY, Source::Registry("pki/registry.key")),
 ];
+
+/// The names the registry's certificate covers, one a line, next to it in the store.
+const REGISTRY_NAMES: &str = "pki/registry.names";
 
 /// The store's CAs: certificate, key, and the common name `create` gives them (kubeadm's).
 const CAS: [(&str, &str, &str); 3] = [
@@ -309,7 +320,7 @@ fn pem_body(text: &str, label: &str) -> Option<Vec<u8>> {
 /// The store file that holds secret `name`, relative to the store.
 pub fn file_of(name: &str) -> Option<&'static str> {
     SECRETS.iter().find_map(|(s, src)| match src {
-        Source::File(f) if *s == name => Some(*f),
+        Source::File(f) | Source::Registry(f) if *s == name => Some(*f),
         _ => None,
     })
 }
@@ -419,6 +430,10 @@ pub fn load(dir: &Path, loaded: &Loaded) -> Result<Store> {
     }
     KeyPair::from_pem(&files[SA_KEY])
         .map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", path(dir, SA_KEY).display()))?;
+    if let Some((crt, key)) = registry_cert(dir, loaded, &files)? {
+        files.insert(REGISTRY_TLS_CRT, crt);
+        files.insert(REGISTRY_TLS_KEY, key);
+    }
     Ok(Store {
         dir: dir.to_path_buf(),
         files,
@@ -426,12 +441,103 @@ pub fn load(dir: &Path, loaded: &Loaded) -> Result<Store> {
     })
 }
 
+/// The names the site registry answers to: the host of `registry_mirror` and every ops node's
+/// address and hostname. Empty when there is no registry.
+pub fn registry_names(loaded: &Loaded) -> Vec<String> {
+    let c = &loaded.cluster;
+    if c.registry_mirror.is_empty() {
+        return Vec::new();
+    }
+    let host = match c.registry_mirror.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => c.registry_mirror.as_str(),
+    };
+    let mut names = vec![host.trim_matches(['[', ']']).to_string()];
+    for n in c.nodes_of("ops") {
+        for v in [n.ip.to_string(), n.hostname.clone()] {
+            if !names.contains(&v) {
+                names.push(v);
+            }
+        }
+    }
+    names
+}
+
+/// The registry's certificate and key from the store, issued (and written there) when missing,
+/// when the key does not match, or when the names it covers changed.
+fn registry_cert(
+    dir: &Path,
+    loaded: &Loaded,
+    files: &BTreeMap<&'static str, String>,
+) -> Result<Option<(String, String)>> {
+    let names = registry_names(loaded);
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let want = names.join("\n") + "\n";
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    let (crt_file, key_file) = ("pki/registry.crt", "pki/registry.key");
+    if let (Some(crt), Some(key), Some(had)) =
+        (read(crt_file), read(key_file), read(REGISTRY_NAMES))
+        && had == want
+        && let Ok(kp) = KeyPair::from_pem(&key)
+        && pem_body(&crt, "CERTIFICATE").is_some_and(|der| {
+            let spki = kp.subject_public_key_info();
+            der.windows(spki.len()).any(|w| w == spki.as_slice())
+        })
+    {
+        return Ok(Some((crt, key)));
+    }
+    let ca_key = KeyPair::from_pem(&files["kube_ca_key"]).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a private key: {e}",
+            dir.join("pki/ca.key").display()
+        )
+    })?;
+    // The CA as ezimg made it (`new_ca`): the issuer name and key identifier follow from these.
+    let mut ca = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "kubernetes");
+    ca.distinguished_name = dn;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = rcgen::Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate().context("generating the registry's key")?;
+    let mut p = CertificateParams::new(names.clone())
+        .with_context(|| format!("registry certificate names {names:?}"))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, names[0].as_str());
+    p.distinguished_name = dn;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now - time::Duration::hours(1);
+    // As long as the CA: an air-gapped registry should not stop serving on its own.
+    p.not_after = now + time::Duration::days(CA_DAYS);
+    let crt = p
+        .signed_by(&key, &issuer)
+        .context("signing the registry certificate")?
+        .pem();
+    let key = key.serialize_pem();
+    replace_secret(dir, key_file, &key)?;
+    replace_secret(dir, crt_file, &crt)?;
+    replace_secret(dir, REGISTRY_NAMES, &want)?;
+    eprintln!(
+        "ezimg: issued the registry's certificate for {} from the cluster CA into {}",
+        names.join(", "),
+        dir.join(crt_file).display()
+    );
+    Ok(Some((crt, key)))
+}
+
 impl Store {
     /// The value of secret `name`, if the store has it.
     pub fn get(&self, name: &str) -> Option<&str> {
         match SECRETS.iter().find(|(n, _)| *n == name)?.1 {
             Source::CaCertHash => Some(&self.ca_cert_hash),
-            Source::File(_) => self.files.get(name).map(String::as_str),
+            Source::File(_) | Source::Registry(_) => self.files.get(name).map(String::as_str),
         }
     }
 

@@ -82,6 +82,17 @@ fn cluster_for(os: Os, slb: &[(&str, &str)]) -> Loaded {
     loaded
 }
 
+/// `loaded` with the ops role's opt-in registry layer on, so its files are checked too.
+fn with_ops_registry(mut loaded: Loaded) -> Loaded {
+    let mut t = toml::Table::new();
+    t.insert(
+        "registry".into(),
+        toml::Value::String("distribution".into()),
+    );
+    loaded.cluster.roles.insert("ops".into(), t);
+    loaded
+}
+
 fn plan_all(tree: &DataTree, loaded: &Loaded) -> Vec<NodePlan> {
     let catalog = Catalog::load(tree).expect("catalog loads");
     loaded
@@ -987,7 +998,7 @@ fn all_scripts() -> BTreeMap<String, (String, String)> {
     let mut by_content: BTreeMap<String, (String, String)> = BTreeMap::new();
     for os in Os::ALL {
         for variant in SLB_VARIANTS {
-            let loaded = cluster_for(os, variant);
+            let loaded = with_ops_registry(cluster_for(os, variant));
             for p in plan_all(&tree, &loaded) {
                 for l in p.applied() {
                     let label = |what: &str| format!("{os} {} {}/{what}", p.hostname, l.name);
@@ -1096,7 +1107,7 @@ fn systemd_units_verify() {
     let mut verified = 0;
     for os in Os::ALL {
         for variant in SLB_VARIANTS {
-            for p in plan_all(&tree, &cluster_for(os, variant)) {
+            for p in plan_all(&tree, &with_ops_registry(cluster_for(os, variant))) {
                 for l in p.applied() {
                     for u in &l.units {
                         let dest = format!("/etc/systemd/system/{}", u.name);
@@ -1303,6 +1314,93 @@ fn embedded_vm_scripts_pass_bash_n_and_shellcheck() {
                 p.display(),
                 String::from_utf8_lossy(&o.stdout)
             );
+        }
+    }
+}
+
+/// containerd-mirror: every registry the cluster's images come from (the lock's images as the
+/// nodes name them) gets a hosts.toml that sends pulls to the ops registry, with the cluster CA;
+/// containerd reads them through config_path.
+#[test]
+fn containerd_hosts_toml_covers_every_image_registry() {
+    let tree = DataTree::load(None).expect("embedded tree");
+    let lock = ezimg::artifact::Lock::embedded().expect("lock");
+    for os in Os::ALL {
+        for repo in [None, Some("images.example:5000/k8s")] {
+            let mut loaded = cluster_for(os, &[]);
+            if let Some(r) = repo {
+                loaded.cluster.kubernetes.image_repository = r.to_string();
+            }
+            let c = &loaded.cluster;
+            let names = ezimg::images::NodeNames::of(c);
+            let registries: BTreeSet<String> = lock
+                .images
+                .iter()
+                .flat_map(|i| names.references(i))
+                .map(|r| ezimg::images::registry_of(&r))
+                .collect();
+            assert!(registries.len() >= 3, "{registries:?}");
+            let mirror = format!("https://{}", c.registry_mirror);
+            let plans = plan_all(&tree, &loaded);
+            for p in &plans {
+                let role = c
+                    .nodes
+                    .iter()
+                    .find(|n| n.hostname == p.hostname)
+                    .map(|n| n.role.clone())
+                    .unwrap_or_default();
+                let certs: BTreeSet<String> = p
+                    .applied()
+                    .flat_map(|l| l.files.iter())
+                    .filter_map(|f| f.dest.strip_prefix("/etc/containerd/certs.d/"))
+                    .filter_map(|d| d.strip_suffix("/hosts.toml"))
+                    .map(str::to_string)
+                    .collect();
+                if role == "slb" {
+                    assert!(certs.is_empty(), "{}: {certs:?}", p.hostname);
+                    continue;
+                }
+                assert_eq!(certs, registries, "{} on {os}", p.hostname);
+                let config = must_file(p, "/etc/containerd/config.toml");
+                assert!(config.contains("config_path = \"/etc/containerd/certs.d\""));
+                let ca = if role == "ops" {
+                    let f = must_file(p, "/etc/containerd/certs.d/ezimg-cluster-ca.crt");
+                    assert_eq!(f.trim(), secret_placeholder("kube_ca_crt"));
+                    "/etc/containerd/certs.d/ezimg-cluster-ca.crt"
+                } else {
+                    assert!(file(p, "/etc/containerd/certs.d/ezimg-cluster-ca.crt").is_none());
+                    "/etc/kubernetes/pki/ca.crt"
+                };
+                for r in &registries {
+                    let text = must_file(p, &format!("/etc/containerd/certs.d/{r}/hosts.toml"));
+                    let doc: toml::Table = toml::from_str(text)
+                        .unwrap_or_else(|e| panic!("{}: {r}/hosts.toml: {e}", p.hostname));
+                    let host = doc["host"][&mirror].as_table().expect("mirror host table");
+                    assert_eq!(
+                        host["capabilities"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>()),
+                        Some(vec!["pull", "resolve"])
+                    );
+                    assert_eq!(host["ca"].as_str(), Some(ca), "{}: {r}", p.hostname);
+                    assert!(
+                        !doc.contains_key("server"),
+                        "containerd's default server: {text}"
+                    );
+                }
+            }
+            // No mirror: no hosts.toml at all.
+            let mut none = loaded.clone();
+            none.cluster.registry_mirror.clear();
+            for p in plan_all(&tree, &none) {
+                assert!(
+                    !p.applied()
+                        .flat_map(|l| l.files.iter())
+                        .any(|f| f.dest.starts_with("/etc/containerd/certs.d/")),
+                    "{}",
+                    p.hostname
+                );
+            }
         }
     }
 }

@@ -53,6 +53,28 @@ pub fn export(
     out: &Path,
     allow_missing: bool,
 ) -> Result<ExportSummary> {
+    export_with(lock, cache, names, &Extra::default(), out, allow_missing)
+}
+
+/// More members for an export: cache entries that belong to no pin (image blobs) and plain
+/// files (`images/index.json`).
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// `(label for messages, digest, cache path)`.
+    pub entries: Vec<(String, Sha256Digest, PathBuf)>,
+    /// `(tar path, content)`.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// [`export`] with `extra` members.
+pub fn export_with(
+    lock: &Lock,
+    cache: &Cache,
+    names: &[String],
+    extra: &Extra,
+    out: &Path,
+    allow_missing: bool,
+) -> Result<ExportSummary> {
     let mut sum = ExportSummary::default();
     let mut entries: Vec<(String, Sha256Digest, PathBuf)> = Vec::new();
     let mut verified = String::new();
@@ -75,6 +97,11 @@ pub fn export(
                 }
             }
             _ => sum.missing.push(n.clone()),
+        }
+    }
+    for (label, d, p) in &extra.entries {
+        if !entries.iter().any(|(_, e, _)| e == d) {
+            entries.push((label.clone(), *d, p.clone()));
         }
     }
     if !sum.missing.is_empty() && !allow_missing {
@@ -101,6 +128,13 @@ pub fn export(
         let v = verified.as_bytes();
         tb.append(&header("verified.list", v.len() as u64, 0o644)?, v)
             .context("writing verified.list to the archive")?;
+    }
+    for (path, content) in &extra.files {
+        tb.append(
+            &header(path, content.len() as u64, 0o644)?,
+            content.as_slice(),
+        )
+        .with_context(|| format!("writing {path} to the archive"))?;
     }
     for (fpr, text) in &keys {
         let t = text.as_bytes();
@@ -168,6 +202,8 @@ pub struct ImportSummary {
     pub lock_text: Option<String>,
     /// Aliases of content-verified entries, recorded after their check passed again.
     pub verified: Vec<String>,
+    /// The archive's `images/index.json` (pulled images), for `images::adopt_index`.
+    pub images_index: Option<Vec<u8>>,
 }
 
 /// Re-check `entry` against what the alias `name` claims; Ok when it holds.
@@ -220,6 +256,13 @@ pub fn import(cache: &Cache, file: &Path) -> Result<ImportSummary> {
             e.read_to_string(&mut s)
                 .with_context(|| format!("{at}: reading"))?;
             sum.lock_text = Some(s);
+            continue;
+        }
+        if path == "images/index.json" {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v)
+                .with_context(|| format!("{at}: reading"))?;
+            sum.images_index = Some(v);
             continue;
         }
         if path == "verified.list" {

@@ -100,7 +100,7 @@ pub(crate) fn client(opts: &FetchOptions) -> Result<reqwest::Client> {
 }
 
 /// A partial download in `tmp/`, and the hash of what it holds so far.
-struct Partial {
+pub(crate) struct Partial {
     path: PathBuf,
     out: BufWriter<File>,
     hasher: Hasher,
@@ -110,7 +110,7 @@ struct Partial {
 }
 
 impl Partial {
-    async fn open(path: PathBuf, with512: bool) -> Result<Partial> {
+    pub(crate) async fn open(path: PathBuf, with512: bool) -> Result<Partial> {
         let p = path.clone();
         let (file, hasher) = tokio::task::spawn_blocking(move || -> Result<(File, Hasher)> {
             let mut f = OpenOptions::new()
@@ -138,22 +138,26 @@ impl Partial {
             resumed,
         })
     }
-    fn len(&self) -> u64 {
+    /// The digests of the complete file (call after [`Partial::flush`]).
+    pub(crate) fn finish(self) -> Hashes {
+        self.hasher.finish()
+    }
+    pub(crate) fn len(&self) -> u64 {
         self.hasher.len()
     }
-    fn write(&mut self, data: &[u8]) -> Result<()> {
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
         self.out
             .write_all(data)
             .with_context(|| format!("writing {}", self.path.display()))?;
         self.hasher.update(data);
         Ok(())
     }
-    fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<()> {
         self.out
             .flush()
             .with_context(|| format!("writing {}", self.path.display()))
     }
-    fn reset(&mut self) -> Result<()> {
+    pub(crate) fn reset(&mut self) -> Result<()> {
         self.flush()?;
         let f = self.out.get_mut();
         f.set_len(0)
@@ -181,7 +185,7 @@ fn fatal(e: impl Into<anyhow::Error>) -> AttemptErr {
 }
 
 /// `bytes START-END/TOTAL` or `bytes */TOTAL` → (start, total).
-fn parse_content_range(v: &str) -> Option<(Option<u64>, Option<u64>)> {
+pub(crate) fn parse_content_range(v: &str) -> Option<(Option<u64>, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let total = total.trim().parse().ok();

@@ -25,6 +25,10 @@
 //! reference = "registry.k8s.io/pause:3.9"
 //! digest = "sha256:<64 hex>"      # optional
 //! used_by = "kubeadm"
+//!
+//! [[registry]]                    # where a registry's API is, when not at https://<its name>
+//! name = "docker.io"
+//! endpoint = "https://<host>"
 //! ```
 //!
 //! A pin is verified by its digest, or, where upstream publishes none, by what the content
@@ -96,6 +100,19 @@ struct RawLock {
     images: Vec<toml::Spanned<ImagePin>>,
     #[serde(default, rename = "key")]
     keys: Vec<toml::Spanned<RawKey>>,
+    #[serde(default, rename = "registry")]
+    registries: Vec<toml::Spanned<RegistryPin>>,
+}
+
+/// A registry whose API is not served at `https://<name>` (`[[registry]]`): image references
+/// name the registry, pulls go to its endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryPin {
+    /// The registry as image references write it (`docker.io`).
+    pub name: String,
+    /// `https://host[:port]` where its `/v2/` API answers.
+    pub endpoint: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +247,8 @@ pub struct Lock {
     pub images: Vec<ImagePin>,
     /// The keys `signed_by` names (`[[key]]`).
     pub keys: Vec<Arc<KeyPin>>,
+    /// Registry endpoints (`[[registry]]`).
+    pub registries: Vec<RegistryPin>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -536,7 +555,32 @@ impl Lock {
             {
                 bail!("{at}: field `digest`: expected sha256:<64 hex>");
             }
+            if images.iter().any(|o: &ImagePin| o.reference == i.reference) {
+                bail!("{at}: field `reference`: listed twice");
+            }
             images.push(i);
+        }
+        let mut registries: Vec<RegistryPin> = Vec::new();
+        for sp in raw.registries {
+            let (line, _) = line_col(text, sp.span().start);
+            let r = sp.into_inner();
+            let at = format!("{origin}:{line}: registry {:?}", r.name);
+            if r.name.is_empty() || r.name.contains('/') {
+                bail!("{at}: field `name`: a registry host name, without a path");
+            }
+            if registries.iter().any(|o| o.name == r.name) {
+                bail!("{at}: field `name`: defined twice");
+            }
+            let url = reqwest::Url::parse(&r.endpoint).with_context(|| {
+                format!("{at}: field `endpoint`: {:?} is not a URL", r.endpoint)
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.path() != "/" {
+                bail!(
+                    "{at}: field `endpoint`: {:?} must be http(s)://host[:port]",
+                    r.endpoint
+                );
+            }
+            registries.push(r);
         }
         Ok(Lock {
             origin: origin.to_string(),
@@ -545,6 +589,7 @@ impl Lock {
             artifacts,
             images,
             keys,
+            registries,
         })
     }
 
@@ -733,6 +778,42 @@ mod tests {
                 .and_then(|a| a.signer())
                 .is_some_and(|k| k.armored.is_none())
         );
+    }
+
+    #[test]
+    fn images_and_registries_are_validated() {
+        let base =
+            "lock_version = 1\n\n[[image]]\nreference = \"r.example/a:1\"\nused_by = \"t\"\n";
+        assert!(Lock::parse(base, "t.lock").is_ok());
+        let e = parse_err(&format!(
+            "{base}\n[[image]]\nreference = \"r.example/a:1\"\nused_by = \"t\"\n"
+        ));
+        assert!(e.contains("t.lock:7") && e.contains("listed twice"), "{e}");
+        let e = parse_err(&base.replace("used_by", "digest = \"sha256:ab\"\nused_by"));
+        assert!(
+            e.contains("t.lock:3") && e.contains("field `digest`"),
+            "{e}"
+        );
+        let e = parse_err(&base.replace("used_by", "platform = \"x\"\nused_by"));
+        assert!(e.contains("platform"), "{e}");
+        let reg = "\n[[registry]]\nname = \"r.example\"\nendpoint = \"https://api.r.example\"\n";
+        let lock = Lock::parse(&format!("{base}{reg}"), "t.lock");
+        assert!(lock.is_ok_and(|l| l.registries.len() == 1));
+        let e = parse_err(&format!(
+            "{base}{}",
+            reg.replace("https://api.r.example", "ftp://x")
+        ));
+        assert!(
+            e.contains("t.lock:7") && e.contains("field `endpoint`"),
+            "{e}"
+        );
+        let e = parse_err(&format!(
+            "{base}{}",
+            reg.replace("https://api.r.example", "https://x/v2")
+        ));
+        assert!(e.contains("field `endpoint`"), "{e}");
+        let e = parse_err(&format!("{base}{reg}{reg}"));
+        assert!(e.contains("defined twice"), "{e}");
     }
 
     #[test]

@@ -69,7 +69,12 @@ impl Destination {
     /// The pins to learn: `names`, or when none are given every pin without a sha256.
     pub fn wanted(&self, names: &[String]) -> Vec<String> {
         if !names.is_empty() {
-            return names.to_vec();
+            // Names that are no artifact are images (`ezimg lock` splits them off).
+            return names
+                .iter()
+                .filter(|n| self.lock.find(n).is_some())
+                .cloned()
+                .collect();
         }
         self.lock
             .artifacts
@@ -77,6 +82,33 @@ impl Destination {
             .filter(|x| x.sha256.is_none())
             .map(|x| x.name.clone())
             .collect()
+    }
+
+    /// The image references `ezimg lock` should learn a digest for: with no names every
+    /// `[[image]]` without one, else those of `names` that are no artifact.
+    pub fn wanted_images(&self, names: &[String]) -> Result<Vec<String>> {
+        let unpinned = |v: Vec<&crate::artifact::lock::ImagePin>| -> Vec<String> {
+            v.into_iter()
+                .filter(|i| i.digest.is_none())
+                .map(|i| i.reference.clone())
+                .collect()
+        };
+        if names.is_empty() {
+            return Ok(unpinned(self.lock.images.iter().collect()));
+        }
+        let image_names: Vec<String> = names
+            .iter()
+            .filter(|n| self.lock.find(n).is_none())
+            .cloned()
+            .collect();
+        if image_names.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(unpinned(
+            crate::images::select(&self.lock, &image_names)?
+                .into_iter()
+                .collect(),
+        ))
     }
 
     /// Which of `names` have no sha256 recorded (`ezimg lock --check`).

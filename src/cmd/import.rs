@@ -12,6 +12,14 @@ pub fn run(a: &ImportArgs) -> Result<()> {
     if let (Some(out), Some(text)) = (&a.lock_out, &sum.lock_text) {
         std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
     }
+    if let Some(index) = &sum.images_index {
+        let refs = crate::images::adopt_index(&cache, index)?;
+        eprintln!(
+            "ezimg: imported {} image(s): {}",
+            refs.len(),
+            refs.join(", ")
+        );
+    }
     eprintln!(
         "ezimg: imported {} entr{} into {} ({} already there)",
         sum.added.len(),

@@ -1,4 +1,5 @@
-//! `ezimg lock`: record the sha256 of pins that have none.
+//! `ezimg lock`: record the sha256 of pins that have none, and the digest of images that have
+//! none.
 
 use anyhow::{Context, Result, bail};
 
@@ -16,6 +17,7 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
     eprintln!("{}", dest.note);
     let lk = &dest.lock;
     let names = dest.wanted(&a.names);
+    let images = dest.wanted_images(&a.names)?;
     if a.check {
         let lacking = dest.lacking(&names);
         if !lacking.is_empty() {
@@ -28,7 +30,13 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
         eprintln!("ezimg: {}: every pin has a sha256", lk.origin);
         return Ok(());
     }
-    if names.is_empty() {
+    if names.is_empty() && (images.is_empty() || a.offline) {
+        if !images.is_empty() {
+            eprintln!(
+                "ezimg: offline: {} image(s) without a digest left as they are",
+                images.len()
+            );
+        }
         eprintln!(
             "ezimg: {}: every pin has a sha256; nothing to do",
             lk.origin
@@ -43,6 +51,31 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let learnt = rt.block_on(artifact::learn_digests(lk, &names, &opts))?;
+    let image_digests = if a.offline || images.is_empty() {
+        Vec::new()
+    } else {
+        let net = crate::images::registry::Net {
+            tls: crate::images::registry::Tls {
+                ca_file: a.registry_ca_file.clone(),
+                plain_http: a.registry_plain_http,
+            },
+            ..Default::default()
+        };
+        rt.block_on(crate::images::learn_digests(
+            lk,
+            &images,
+            a.images_from.as_deref(),
+            &net,
+        ))?
+    };
+    for (r, d) in &image_digests {
+        eprintln!(
+            "ezimg: WARNING: TRUST ON FIRST USE: {r}: no published digest; recording {d}, \
+             what its registry names the tag now. Check it against another source before \
+             committing {}.",
+            dest.path.display()
+        );
+    }
     for l in &learnt {
         if l.tofu {
             eprintln!(
@@ -64,6 +97,9 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
     }
     let records: Vec<lock::Record> = learnt.into_iter().map(|l| l.record).collect();
     dest.record(&records)?;
+    if !image_digests.is_empty() {
+        crate::images::write_digests(&dest.path, &image_digests)?;
+    }
     if dest.new {
         eprintln!(
             "ezimg: wrote {} (a copy of {})",
@@ -73,7 +109,7 @@ pub fn run(g: &Global, a: &LockArgs) -> Result<()> {
     }
     eprintln!(
         "ezimg: recorded {} digest(s) in {}",
-        records.len(),
+        records.len() + image_digests.len(),
         dest.path.display()
     );
     Ok(())

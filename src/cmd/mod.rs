@@ -9,6 +9,7 @@ mod check;
 mod completions;
 mod export;
 mod fetch;
+mod images;
 mod import;
 mod init;
 mod lock;
@@ -46,6 +47,7 @@ pub fn run(g: &Global, command: &Command) -> Result<()> {
         Command::Base(a) => base::run(a),
         Command::Secrets(a) => secrets::run(g, a),
         Command::Serve(a) => serve::run(g, a),
+        Command::Images(a) => images::run(g, a),
     }
 }
 

@@ -41,6 +41,10 @@ pub fn run(g: &Global, a: &SecretsArgs) -> Result<()> {
                         "derived from {}",
                         secrets::file_of(secrets::CA_KEY).unwrap_or(secrets::CA_KEY)
                     ),
+                    secrets::Source::Registry(f) => format!(
+                        "{} (issued from the cluster CA for the registry)",
+                        dir.join(f).display()
+                    ),
                 };
                 println!("  {name:<24} {where_}");
             }
