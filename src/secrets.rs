@@ -301,6 +301,11 @@ fn write_secret(path: &Path, content: &str) -> Result<()> {
 /// rename).
 fn replace_secret(dir: &Path, name: &str, content: &str) -> Result<()> {
     let file = file_of(name).with_context(|| format!("secret {name} is not kept in a file"))?;
+    replace_file(dir, file, content)
+}
+
+/// Replace `file` (relative to the store) atomically, as a secret (mode 0600).
+fn replace_file(dir: &Path, file: &str, content: &str) -> Result<()> {
     let dest = dir.join(file);
     let tmp = dir.join(format!(".{file}.new"));
     write_secret(&tmp, content)?;
@@ -488,12 +493,8 @@ fn registry_cert(
     {
         return Ok(Some((crt, key)));
     }
-    let ca_key = KeyPair::from_pem(&files["kube_ca_key"]).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a private key: {e}",
-            dir.join("pki/ca.key").display()
-        )
-    })?;
+    let ca_key = KeyPair::from_pem(&files[CA_KEY])
+        .map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", path(dir, CA_KEY).display()))?;
     // The CA as ezimg made it (`new_ca`): the issuer name and key identifier follow from these.
     let mut ca = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -521,9 +522,9 @@ fn registry_cert(
         .context("signing the registry certificate")?
         .pem();
     let key = key.serialize_pem();
-    replace_secret(dir, key_file, &key)?;
-    replace_secret(dir, crt_file, &crt)?;
-    replace_secret(dir, REGISTRY_NAMES, &want)?;
+    replace_file(dir, key_file, &key)?;
+    replace_file(dir, crt_file, &crt)?;
+    replace_file(dir, REGISTRY_NAMES, &want)?;
     eprintln!(
         "ezimg: issued the registry's certificate for {} from the cluster CA into {}",
         names.join(", "),
