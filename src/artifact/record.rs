@@ -127,6 +127,10 @@ impl Destination {
         if self.new {
             crate::fsutil::write_atomic(&self.path, self.lock.text.as_bytes())?;
         }
+        if records.is_empty() {
+            // Only images learnt (a lock with no [[artifact]] at all is fine then).
+            return Ok(());
+        }
         lock::write_records(&self.path, records)
     }
 }
