@@ -46,6 +46,59 @@ fn ezimg_stage(cache: &Path, data: Option<&Path>, args: &[&str]) -> (bool, Strin
     )
 }
 
+/// `stage build NAME --builder vm --source SRC -o OUT` (timed), then the manifest beside OUT,
+/// which must name the debian12 VM builder.
+fn build_in_vm(
+    cache: &Path,
+    data: Option<&Path>,
+    name: &str,
+    source: &str,
+    out: &Path,
+) -> serde_json::Value {
+    let t = std::time::Instant::now();
+    let (ok, text) = ezimg_stage(
+        cache,
+        data,
+        &[
+            "build",
+            name,
+            "--builder",
+            "vm",
+            "--source",
+            source,
+            "-o",
+            out.to_str().expect("utf-8 path"),
+        ],
+    );
+    eprintln!(
+        "vm_stage: {name} in a VM: {:.0}s\n{text}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(ok, "{text}");
+    let mut json = out.as_os_str().to_owned();
+    json.push(".json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("manifest")).expect("manifest JSON");
+    let builder = manifest["builder"].as_str().unwrap_or_default();
+    assert!(
+        builder.starts_with("vm: debian12 base sha256 "),
+        "{builder}"
+    );
+    manifest
+}
+
+/// The ELF check accepts `out` for debian12 and refuses it for el7 (GLIBC).
+fn runs_on_debian12_not_el7(cache: &Path, data: Option<&Path>, out: &Path) {
+    let out = out.to_str().expect("utf-8");
+    let (ok, text) = ezimg_stage(cache, data, &["check", out, "--target", "debian12"]);
+    assert!(ok && text.contains("runs on debian12"), "{text}");
+    let (ok, text) = ezimg_stage(cache, data, &["check", out, "--target", "el7"]);
+    assert!(
+        !ok && text.contains("GLIBC"),
+        "el7 accepted a debian12 build:\n{text}"
+    );
+}
+
 /// keepalived's `[build_deps] debian12` line: a test stage that declares it shares the builder
 /// base with the keepalived build.
 fn keepalived_deps() -> String {
@@ -93,34 +146,7 @@ fn a_small_c_stage_builds_in_a_debian12_vm_and_a_failing_step_is_reported() {
     .expect("hello.toml");
     let out = w.join("hello.tar.gz");
     let source = format!("hello={}", src.display());
-    let t = std::time::Instant::now();
-    let (ok, text) = ezimg_stage(
-        &cache,
-        Some(&data),
-        &[
-            "build",
-            "hello",
-            "--builder",
-            "vm",
-            "--source",
-            &source,
-            "-o",
-            out.to_str().expect("utf-8 path"),
-        ],
-    );
-    eprintln!(
-        "vm_stage: hello in a VM: {:.0}s\n{text}",
-        t.elapsed().as_secs_f64()
-    );
-    assert!(ok, "{text}");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(w.join("hello.tar.gz.json")).expect("manifest"))
-            .expect("manifest JSON");
-    let builder = manifest["builder"].as_str().unwrap_or_default();
-    assert!(
-        builder.starts_with("vm: debian12 base sha256 "),
-        "{builder}"
-    );
+    let manifest = build_in_vm(&cache, Some(&data), "hello", &source, &out);
 
     // Runs here (debian12), passes the ELF check for debian12, refused for el7.
     let tree = w.join("tree");
@@ -149,15 +175,7 @@ fn a_small_c_stage_builds_in_a_debian12_vm_and_a_failing_step_is_reported() {
         ],
     );
     assert!(ok && text.contains("runs on debian12"), "{text}");
-    let (ok, text) = ezimg_stage(
-        &cache,
-        Some(&data),
-        &["check", out.to_str().expect("utf-8"), "--target", "el7"],
-    );
-    assert!(
-        !ok && text.contains("GLIBC"),
-        "el7 accepted a debian12 build:\n{text}"
-    );
+    runs_on_debian12_not_el7(&cache, Some(&data), &out);
 
     // `build` finds the VM-built output by its inputs and target (it does not know the
     // builder's image): for debian12 yes, for el7 no.
@@ -242,57 +260,10 @@ fn keepalived_builds_hermetically_in_a_debian12_vm() {
         "keepalived={}",
         fx.join("keepalived_2.2.7.orig.tar.gz").display()
     );
-    let t = std::time::Instant::now();
-    let (ok, text) = ezimg_stage(
-        &cache,
-        None,
-        &[
-            "build",
-            "keepalived",
-            "--builder",
-            "vm",
-            "--source",
-            &src,
-            "-o",
-            out.to_str().expect("utf-8 path"),
-        ],
-    );
-    eprintln!(
-        "vm_stage: keepalived in a VM: {:.0}s\n{text}",
-        t.elapsed().as_secs_f64()
-    );
-    assert!(ok, "{text}");
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(work.path().join("keepalived.tar.gz.json")).expect("manifest"),
-    )
-    .expect("manifest JSON");
-    let builder = manifest["builder"].as_str().unwrap_or_default();
-    assert!(
-        builder.starts_with("vm: debian12 base sha256 "),
-        "{builder}"
-    );
+    build_in_vm(&cache, None, "keepalived", &src, &out);
 
     // The ELF check: runs on debian12, refused for el7 (glibc and sonames).
-    let (ok, text) = ezimg_stage(
-        &cache,
-        None,
-        &[
-            "check",
-            out.to_str().expect("utf-8"),
-            "--target",
-            "debian12",
-        ],
-    );
-    assert!(ok && text.contains("runs on debian12"), "{text}");
-    let (ok, text) = ezimg_stage(
-        &cache,
-        None,
-        &["check", out.to_str().expect("utf-8"), "--target", "el7"],
-    );
-    assert!(
-        !ok && text.contains("GLIBC"),
-        "el7 accepted a debian12 build:\n{text}"
-    );
+    runs_on_debian12_not_el7(&cache, None, &out);
 
     // Hermetic: linked only against what [build_deps] brought (no libmagic, which a build
     // machine with libmagic-dev would link), and it starts.
