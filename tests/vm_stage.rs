@@ -99,6 +99,19 @@ fn runs_on_debian12_not_el7(cache: &Path, data: Option<&Path>, out: &Path) {
     );
 }
 
+/// Unpack a stage tarball into a new directory `tree`.
+fn unpack(tarball: &Path, tree: &Path) {
+    std::fs::create_dir(tree).expect("mkdir");
+    let o = support::run(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(tree),
+    );
+    assert!(o.status.success(), "tar: {o:?}");
+}
+
 /// keepalived's `[build_deps] debian12` line: a test stage that declares it shares the builder
 /// base with the keepalived build.
 fn keepalived_deps() -> String {
@@ -150,15 +163,7 @@ fn a_small_c_stage_builds_in_a_debian12_vm_and_a_failing_step_is_reported() {
 
     // Runs here (debian12), passes the ELF check for debian12, refused for el7.
     let tree = w.join("tree");
-    std::fs::create_dir(&tree).expect("mkdir");
-    let o = support::run(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&out)
-            .arg("-C")
-            .arg(&tree),
-    );
-    assert!(o.status.success(), "tar: {o:?}");
+    unpack(&out, &tree);
     let o = support::run(&mut Command::new(tree.join("opt/hello/bin/hello")));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
@@ -268,15 +273,7 @@ fn keepalived_builds_hermetically_in_a_debian12_vm() {
     // Hermetic: linked only against what [build_deps] brought (no libmagic, which a build
     // machine with libmagic-dev would link), and it starts.
     let tree = work.path().join("tree");
-    std::fs::create_dir(&tree).expect("mkdir");
-    let o = support::run(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&out)
-            .arg("-C")
-            .arg(&tree),
-    );
-    assert!(o.status.success(), "tar: {o:?}");
+    unpack(&out, &tree);
     let bin = tree.join("ezops/service/keepalived/sbin/keepalived");
     let o = support::run(Command::new("readelf").arg("-d").arg(&bin));
     let dynamic = String::from_utf8_lossy(&o.stdout);
