@@ -22,6 +22,14 @@ fn main() {
     if std::env::var("EZIMG_VM_TESTS").as_deref() == Ok("1") {
         println!("cargo:rustc-cfg=ezimg_vm_tests");
     }
+    // The slow tier (a real package compiled under TCG, ~15 minutes): EZIMG_VM_SLOW=1 as well.
+    println!("cargo:rerun-if-env-changed=EZIMG_VM_SLOW");
+    println!("cargo:rustc-check-cfg=cfg(ezimg_vm_slow)");
+    if std::env::var("EZIMG_VM_TESTS").as_deref() == Ok("1")
+        && std::env::var("EZIMG_VM_SLOW").as_deref() == Ok("1")
+    {
+        println!("cargo:rustc-cfg=ezimg_vm_slow");
+    }
 }
 
 fn refuse_stores(dir: &std::path::Path) {

@@ -4,7 +4,8 @@
 # Tests that need ../shared (upstream source tarballs, the seeds) skip with a printed reason
 # when it is absent; under CI=true, missing tools are failures, not skips. The VM tests
 # (tests/vm_*.rs: real QEMU guests, ~45 minutes under TCG, as root) run too; EZIMG_VM_TESTS=0
-# leaves them out (plain `cargo test` lists them as ignored unless EZIMG_VM_TESTS=1).
+# leaves them out (plain `cargo test` lists them as ignored unless EZIMG_VM_TESTS=1);
+# EZIMG_VM_SLOW=1 adds the slow tier (a package compiled in a VM under TCG, ~15-25 minutes).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

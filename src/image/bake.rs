@@ -46,7 +46,7 @@ const SEED_META_DATA: &str = include_str!("bake-seed/meta-data");
 /// Bump when the bake procedure changes in a way the inputs do not show.
 const RECIPE: &str = "bake-v5";
 /// Serial of the bake disk: `/dev/disk/by-id/virtio-ezbake` in the guest.
-const BAKE_DISK_SERIAL: &str = "ezbake";
+pub(crate) const BAKE_DISK_SERIAL: &str = "ezbake";
 
 /// What the bake records next to the image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -607,15 +607,7 @@ fn bake_in(
     match &base.direct {
         // ezimg's own base: its kernel straight into the bake entry point.
         Some((kernel, initrd, uuid)) => {
-            spec.direct_kernel = Some(vm::DirectKernel {
-                kernel: kernel.clone(),
-                initrd: initrd.clone(),
-                cmdline: format!(
-                    "root=UUID={uuid} rw console=ttyS0,115200n8 systemd.run=/{} \
-                     systemd.run_failure_action=poweroff-force",
-                    base::BAKE_BOOT
-                ),
-            });
+            spec.direct_kernel = Some(base::bake_boot(kernel, initrd, uuid));
             spec.disks = vec![Disk::qcow2(&disk), Disk::raw_ro(&iso, BAKE_DISK_SERIAL)];
         }
         // A vendor image: through its bootloader and cloud-init, with a bake seed.

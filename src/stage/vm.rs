@@ -46,9 +46,9 @@ const BUILD_SH: &str = include_str!("vm-build.sh");
 const RECIPE: &str = "stage-vm-v1";
 /// Where the work directory is in the guest.
 const GUEST_DIR: &str = "/build";
-/// Serial of the build disk: the base's bake entry point mounts `virtio-ezbake` and runs its
-/// `bake.sh`.
-const BUILD_DISK_SERIAL: &str = "ezbake";
+/// The build disk goes where the base's bake entry point (and a vendor image's bake seed)
+/// looks for `bake.sh`.
+const BUILD_DISK_SERIAL: &str = crate::image::bake::BAKE_DISK_SERIAL;
 /// Serial of the raw output disk: `/dev/disk/by-id/virtio-ezout` in the guest.
 const OUT_SERIAL: &str = "ezout";
 /// Room for `staging/` and `logs/` (a sparse file: only what is written takes space).
@@ -276,16 +276,11 @@ pub fn compile(job: &Job, tail_lines: usize) -> Result<()> {
         // ezimg's base: its kernel straight into the base's bake entry point.
         BuilderBase::Own(b) => {
             vm::overlay(&b.image, &disk, None)?;
-            spec.direct_kernel = Some(vm::DirectKernel {
-                kernel: b.kernel.clone(),
-                initrd: b.initrd.clone(),
-                cmdline: format!(
-                    "root=UUID={} rw console=ttyS0,115200n8 systemd.run=/{} \
-                     systemd.run_failure_action=poweroff-force",
-                    b.manifest.root_uuid,
-                    crate::image::base::BAKE_BOOT
-                ),
-            });
+            spec.direct_kernel = Some(crate::image::base::bake_boot(
+                &b.kernel,
+                &b.initrd,
+                &b.manifest.root_uuid,
+            ));
             spec.disks = vec![Disk::qcow2(&disk)];
         }
         // A vendor image: its bootloader and cloud-init, with the bake's seed (room for the

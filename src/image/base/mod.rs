@@ -183,6 +183,20 @@ fn cache_key(os: BaseOs, extra: &[String], sources: &Path) -> Result<(String, St
 /// The bake entry point in the base (relative to the root), run by `systemd.run=`.
 pub const BAKE_BOOT: &str = "usr/lib/ezimg/bake-boot";
 
+/// Boot the base's kernel straight into its bake entry point (`systemd.run=`): no bootloader,
+/// no cloud-init; the script on the `ezbake` disk runs and powers off. Used by the bake and the
+/// VM stage builder.
+pub fn bake_boot(kernel: &Path, initrd: &Path, root_uuid: &str) -> crate::vm::DirectKernel {
+    crate::vm::DirectKernel {
+        kernel: kernel.to_path_buf(),
+        initrd: initrd.to_path_buf(),
+        cmdline: format!(
+            "root=UUID={root_uuid} rw console=ttyS0,115200n8 systemd.run=/{BAKE_BOOT} \
+             systemd.run_failure_action=poweroff-force"
+        ),
+    }
+}
+
 /// A filesystem UUID derived from the key: the same inputs give the same image layout.
 fn uuid_from(key: &str) -> String {
     format!(
