@@ -142,6 +142,9 @@ pub struct Store {
     pub dir: PathBuf,
     files: BTreeMap<&'static str, String>,
     ca_cert_hash: String,
+    /// A registry certificate issued by this load and not written yet: `load` never writes
+    /// (`check` and `secrets show` read only); `open` (build) and `secrets init` save it.
+    unsaved_registry_names: Option<String>,
 }
 
 /// How `open` treats a store that does not exist yet.
@@ -163,9 +166,13 @@ pub fn open(dir: &Path, loaded: &Loaded, if_missing: IfMissing) -> Result<(Store
             );
         }
         let created = create(dir, loaded)?;
-        return Ok((load(dir, loaded)?, created));
+        let store = load(dir, loaded)?;
+        store.save_issued()?;
+        return Ok((store, created));
     }
-    Ok((load(dir, loaded)?, false))
+    let store = load(dir, loaded)?;
+    store.save_issued()?;
+    Ok((store, false))
 }
 
 /// Create a new store at `dir`: written in a temporary folder beside it and renamed into place,
@@ -435,14 +442,17 @@ pub fn load(dir: &Path, loaded: &Loaded) -> Result<Store> {
     }
     KeyPair::from_pem(&files[SA_KEY])
         .map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", path(dir, SA_KEY).display()))?;
-    if let Some((crt, key)) = registry_cert(dir, loaded, &files)? {
+    let mut unsaved_registry_names = None;
+    if let Some((crt, key, issued)) = registry_cert(dir, loaded, &files)? {
         files.insert(REGISTRY_TLS_CRT, crt);
         files.insert(REGISTRY_TLS_KEY, key);
+        unsaved_registry_names = issued;
     }
     Ok(Store {
         dir: dir.to_path_buf(),
         files,
         ca_cert_hash,
+        unsaved_registry_names,
     })
 }
 
@@ -468,13 +478,13 @@ pub fn registry_names(loaded: &Loaded) -> Vec<String> {
     names
 }
 
-/// The registry's certificate and key from the store, issued (and written there) when missing,
-/// when the key does not match, or when the names it covers changed.
+/// The registry's certificate and key from the store, or newly issued (with the names file's
+/// text to write; in memory only) when missing, when the key does not match, or when the names it covers changed.
 fn registry_cert(
     dir: &Path,
     loaded: &Loaded,
     files: &BTreeMap<&'static str, String>,
-) -> Result<Option<(String, String)>> {
+) -> Result<Option<(String, String, Option<String>)>> {
     let names = registry_names(loaded);
     if names.is_empty() {
         return Ok(None);
@@ -491,7 +501,7 @@ fn registry_cert(
             der.windows(spki.len()).any(|w| w == spki.as_slice())
         })
     {
-        return Ok(Some((crt, key)));
+        return Ok(Some((crt, key, None)));
     }
     let ca_key = KeyPair::from_pem(&files[CA_KEY])
         .map_err(|e| anyhow::anyhow!("{}: not a private key: {e}", path(dir, CA_KEY).display()))?;
@@ -521,19 +531,33 @@ fn registry_cert(
         .signed_by(&key, &issuer)
         .context("signing the registry certificate")?
         .pem();
-    let key = key.serialize_pem();
-    replace_file(dir, key_file, &key)?;
-    replace_file(dir, crt_file, &crt)?;
-    replace_file(dir, REGISTRY_NAMES, &want)?;
-    eprintln!(
-        "ezimg: issued the registry's certificate for {} from the cluster CA into {}",
-        names.join(", "),
-        dir.join(crt_file).display()
-    );
-    Ok(Some((crt, key)))
+    Ok(Some((crt, key.serialize_pem(), Some(want))))
 }
 
 impl Store {
+    /// Whether this load issued a registry certificate that is not in the store yet.
+    pub fn registry_cert_unsaved(&self) -> bool {
+        self.unsaved_registry_names.is_some()
+    }
+
+    /// Write a registry certificate this load issued into the store (build and `secrets init`).
+    pub fn save_issued(&self) -> Result<()> {
+        let Some(names) = &self.unsaved_registry_names else {
+            return Ok(());
+        };
+        let (crt_file, key_file) = ("pki/registry.crt", "pki/registry.key");
+        replace_file(&self.dir, key_file, &self.files[REGISTRY_TLS_KEY])?;
+        replace_file(&self.dir, crt_file, &self.files[REGISTRY_TLS_CRT])?;
+        // The names last: a store killed half-way re-issues at the next build.
+        replace_file(&self.dir, REGISTRY_NAMES, names)?;
+        eprintln!(
+            "ezimg: issued the registry's certificate for {} from the cluster CA into {}",
+            names.lines().collect::<Vec<_>>().join(", "),
+            self.dir.join(crt_file).display()
+        );
+        Ok(())
+    }
+
     /// The value of secret `name`, if the store has it.
     pub fn get(&self, name: &str) -> Option<&str> {
         match SECRETS.iter().find(|(n, _)| *n == name)?.1 {

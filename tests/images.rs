@@ -1009,4 +1009,17 @@ fn the_ops_registry_serves_with_a_certificate_from_the_cluster_ca() {
         "{}",
         o.stderr
     );
+
+    // `check` reads the store and never writes it: a missing certificate is issued in memory
+    // for the check, and left for the next build to write.
+    for f in ["registry.crt", "registry.key", "registry.names"] {
+        std::fs::remove_file(store.join("pki").join(f)).expect("remove registry cert file");
+    }
+    let o = ezimg(&["check", "-c", s(&cluster_file)]);
+    assert!(
+        o.ok && o.stderr.contains("the next `ezimg build` issues it"),
+        "{}",
+        o.stderr
+    );
+    assert!(!store.join("pki/registry.crt").exists() && !store.join("pki/registry.names").exists());
 }

@@ -17,7 +17,16 @@ use crate::secrets::{self, Store};
 fn check_store(g: &Global, loaded: &Loaded) -> Result<(Store, Option<tempfile::TempDir>)> {
     let dir = secrets::locate(g.secrets.as_deref(), loaded);
     if dir.exists() {
-        return Ok((secrets::load(&dir, loaded)?, None));
+        let store = secrets::load(&dir, loaded)?;
+        if store.registry_cert_unsaved() {
+            eprintln!(
+                "note: the registry's certificate in {} is missing or does not cover the \
+                 registry's names: the next `ezimg build` issues it (checked with one issued in \
+                 memory)",
+                dir.display()
+            );
+        }
+        return Ok((store, None));
     }
     eprintln!(
         "note: no secret store at {} yet: the first `ezimg build` creates it (checked with a \

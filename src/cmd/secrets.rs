@@ -19,7 +19,7 @@ pub fn run(g: &Global, a: &SecretsArgs) -> Result<()> {
                 );
             }
             secrets::create(&dir, &loaded)?;
-            secrets::load(&dir, &loaded)?;
+            secrets::load(&dir, &loaded)?.save_issued()?;
             println!("created secret store {}", dir.display());
             println!(
                 "  back it up; keep it out of version control ({})",
