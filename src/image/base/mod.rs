@@ -35,7 +35,7 @@ use crate::vm::tool;
 use crate::{keyed_cache, process};
 
 /// Bump when the recipe changes in a way the inputs below do not show.
-const RECIPE: &str = "debian12-base-v2";
+const RECIPE: &str = "debian12-base-v3";
 
 /// Virtual size of the base disk; the root partition fills it and grows with the disk.
 pub const DISK_SIZE: u64 = 4 << 30;
@@ -60,6 +60,8 @@ const PACKAGES: &[&str] = &[
     "locales",
     "curl",
     "ca-certificates",
+    // initramfs-tools compresses with zstd when it is there (INITRAMFS_FILES).
+    "zstd",
 ];
 
 /// The OSes a base can be built for here.
@@ -164,6 +166,9 @@ fn cache_key(os: BaseOs, extra: &[String], sources: &Path) -> Result<(String, St
     for (p, c) in config_files("UUID", "KERNEL")? {
         k.push_str(&format!("{p}\0{}\0", sha256_hex(c.as_bytes())));
     }
+    for (p, c) in INITRAMFS_FILES {
+        k.push_str(&format!("{p}\0{}\0", sha256_hex(c.as_bytes())));
+    }
     let mut releases: Vec<PathBuf> = std::fs::read_dir("/var/lib/apt/lists")
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
@@ -232,6 +237,35 @@ const CONFIG_FILES: &[(&str, &str)] = &[
         include_str!("root/boot/grub/grub.cfg"),
     ),
 ];
+
+/// Files put into the root before any package is installed (mmdebstrap setup hooks), so the
+/// initrd the kernel package makes is already the small one: no second mkinitramfs run. Not
+/// conffiles of any package (initramfs-tools reads `conf.d/*` and `modules.d/*`).
+const INITRAMFS_FILES: &[(&str, &str)] = &[
+    (
+        "etc/initramfs-tools/conf.d/ezimg",
+        include_str!("root/etc/initramfs-tools/conf.d/ezimg"),
+    ),
+    (
+        "usr/share/initramfs-tools/modules.d/ezimg",
+        include_str!("root/usr/share/initramfs-tools/modules.d/ezimg"),
+    ),
+];
+
+/// mmdebstrap `--setup-hook`s writing [`INITRAMFS_FILES`] into the new root (`$1`).
+fn initramfs_hooks() -> Vec<String> {
+    INITRAMFS_FILES
+        .iter()
+        .map(|(p, c)| {
+            // The contents go inside single quotes: the files have none (unit test).
+            let dir = Path::new(p).parent().map(|d| d.display().to_string());
+            format!(
+                "--setup-hook=mkdir -p \"$1/{}\" && printf '%s' '{c}' > \"$1/{p}\"",
+                dir.unwrap_or_default()
+            )
+        })
+        .collect()
+}
 
 /// [`CONFIG_FILES`] with `UUID` and `KERNEL` filled in.
 fn config_files(uuid: &str, kernel: &str) -> Result<Vec<(&'static str, String)>> {
@@ -396,6 +430,7 @@ fn build_in(
             .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
             .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
             .arg("--dpkgopt=path-exclude=/usr/share/man/*")
+            .args(initramfs_hooks())
             .args(["bookworm"])
             .arg(&root)
             .arg(sources)
@@ -554,6 +589,27 @@ fn dpkg_versions(root: &Path) -> Result<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hooks run as mmdebstrap runs them (`sh -c HOOK exec ROOT`) write each file as it is.
+    #[test]
+    fn initramfs_hooks_write_the_files_verbatim() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for h in initramfs_hooks() {
+            let body = h.strip_prefix("--setup-hook=").expect("a setup hook");
+            let st = Command::new("sh")
+                .args(["-c", body, "exec"])
+                .arg(root.path())
+                .status()
+                .expect("sh");
+            assert!(st.success(), "{body}");
+        }
+        for (p, c) in INITRAMFS_FILES {
+            assert!(!c.contains('\''), "{p} must hold no single quote");
+            let got = std::fs::read_to_string(root.path().join(p)).expect("written");
+            assert_eq!(&got, c, "{p}");
+        }
+        assert!(INITRAMFS_FILES[0].1.contains("\nMODULES=list\n"));
+    }
 
     #[test]
     fn bake_entry_point_is_valid_bash() {
