@@ -56,10 +56,74 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     let c = &inputs.loaded.cluster;
     let (roles, only) = targets(c, &catalog, a)?;
     let lock = resolve_lock(g, &a.lock)?;
+    let pxe = a.format.contains(&Format::Pxe);
+    if a.serve_url.is_some() && !pxe {
+        anyhow::bail!("--serve-url is for --format pxe (the URL its boot configs point at)");
+    }
+    // Before --out: a default URL the cluster cannot give fails with nothing made.
+    let pxe_url = match (&a.serve_url, pxe) {
+        (Some(u), _) => Some(u.as_str().trim_end_matches('/').to_string()),
+        (None, true) => Some(crate::serve::default_serve_url(c)?),
+        (None, false) => None,
+    };
     // --out first: a build it refuses creates no secret store.
     let mut outputs = build::Outputs::open(&a.out, c)?;
-    let store = build_store(g, &inputs.loaded)?;
     let cache = Cache::resolve(None)?;
+    // The cluster-wide outputs first: a missing image fails before minutes of baking.
+    if a.format.contains(&Format::Images) {
+        outputs.write_images(&lock, &cache)?;
+    }
+    if let Some(base_url) = pxe_url {
+        let opts = crate::serve::pxe::PxeOptions {
+            base_url,
+            kernel: None,
+            initrd: None,
+            repo: None,
+            dhcp: crate::serve::dnsmasq::DhcpMode::Proxy,
+        };
+        for note in outputs.write_pxe(c, &opts)? {
+            eprintln!("pxe: {note}");
+        }
+    }
+    if a.format.iter().any(|f| build::per_role(*f)) {
+        build_roles(
+            g,
+            a,
+            &inputs,
+            &catalog,
+            &roles,
+            only,
+            &lock,
+            &cache,
+            &mut outputs,
+        )?;
+    }
+    let done = outputs.commit()?;
+    for b in done.built {
+        eprintln!("{b}");
+    }
+    for r in done.removed {
+        eprintln!("{r}");
+    }
+    eprintln!("outputs in {}", a.out.display());
+    Ok(())
+}
+
+/// Render the roles' outputs into `outputs` and bake the images asked for.
+#[allow(clippy::too_many_arguments)]
+fn build_roles(
+    g: &Global,
+    a: &BuildArgs,
+    inputs: &Inputs,
+    catalog: &Catalog,
+    roles: &[String],
+    only: Option<&str>,
+    lock: &crate::artifact::Lock,
+    cache: &Cache,
+    outputs: &mut build::Outputs,
+) -> Result<()> {
+    let c = &inputs.loaded.cluster;
+    let store = build_store(g, &inputs.loaded)?;
     let fetch = if a.fetch {
         let mut o = FetchOptions::new(cache.clone());
         o.mirrors = a
@@ -74,10 +138,10 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     let job = Job {
         loaded: &inputs.loaded,
         tree: &inputs.tree,
-        catalog: &catalog,
+        catalog,
         store: &store,
-        lock: &lock,
-        cache: &cache,
+        lock,
+        cache,
         data_dir: g.data.as_deref(),
         formats: &a.format,
         bundle_base: a
@@ -93,7 +157,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
         );
     }
     let req = build::Request {
-        roles: &roles,
+        roles,
         only,
         allow_incomplete: a.allow_incomplete,
         bake: image::BakeOptions {
@@ -101,14 +165,5 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             timeout: std::time::Duration::from_secs(a.bake_timeout),
         },
     };
-    build::build(&job, &mut outputs, &req)?;
-    let done = outputs.commit()?;
-    for b in done.built {
-        eprintln!("{b}");
-    }
-    for r in done.removed {
-        eprintln!("{r}");
-    }
-    eprintln!("outputs in {}", a.out.display());
-    Ok(())
+    build::build(&job, outputs, &req)
 }
