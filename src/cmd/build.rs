@@ -86,16 +86,24 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
         }
     }
     if a.format.iter().any(|f| build::per_role(*f)) {
+        let req = build::Request {
+            roles: &roles,
+            only,
+            allow_incomplete: a.allow_incomplete,
+            bake: image::BakeOptions {
+                jobs: a.bake_jobs.unwrap_or_else(image::BakeOptions::default_jobs),
+                timeout: std::time::Duration::from_secs(a.bake_timeout),
+            },
+        };
+        let store = build_store(g, &inputs.loaded)?;
         build_roles(
             g,
             a,
             &inputs,
             &catalog,
-            &roles,
-            only,
-            &lock,
-            &cache,
+            (&lock, &cache, &store),
             &mut outputs,
+            &req,
         )?;
     }
     let done = outputs.commit()?;
@@ -109,21 +117,18 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// Render the roles' outputs into `outputs` and bake the images asked for.
-#[allow(clippy::too_many_arguments)]
+/// Render the roles' outputs into `outputs` and bake the images asked for, from the lock,
+/// the cache and the secret store.
 fn build_roles(
     g: &Global,
     a: &BuildArgs,
     inputs: &Inputs,
     catalog: &Catalog,
-    roles: &[String],
-    only: Option<&str>,
-    lock: &crate::artifact::Lock,
-    cache: &Cache,
+    (lock, cache, store): (&crate::artifact::Lock, &Cache, &Store),
     outputs: &mut build::Outputs,
+    req: &build::Request,
 ) -> Result<()> {
     let c = &inputs.loaded.cluster;
-    let store = build_store(g, &inputs.loaded)?;
     let fetch = if a.fetch {
         let mut o = FetchOptions::new(cache.clone());
         o.mirrors = a
@@ -139,7 +144,7 @@ fn build_roles(
         loaded: &inputs.loaded,
         tree: &inputs.tree,
         catalog,
-        store: &store,
+        store,
         lock,
         cache,
         data_dir: g.data.as_deref(),
@@ -156,14 +161,5 @@ fn build_roles(
             "note: no kickstart for debian12 (kickstart is for el7/el9); use the cloud-init seed"
         );
     }
-    let req = build::Request {
-        roles,
-        only,
-        allow_incomplete: a.allow_incomplete,
-        bake: image::BakeOptions {
-            jobs: a.bake_jobs.unwrap_or_else(image::BakeOptions::default_jobs),
-            timeout: std::time::Duration::from_secs(a.bake_timeout),
-        },
-    };
-    build::build(&job, outputs, &req)
+    build::build(&job, outputs, req)
 }
