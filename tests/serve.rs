@@ -932,6 +932,18 @@ fn build_format_pxe_writes_the_tree_that_serve_then_serves() {
     let first = tree(&pxe);
     build(&["--serve-url", url]);
     assert_eq!(tree(&pxe), first, "a second build changed the PXE tree");
+    // A build of the roles' formats keeps the cluster's PXE output and its record.
+    let o = site
+        .ezimg("build")
+        .args(["--role", "worker", "--out"])
+        .arg(&site.out)
+        .output()
+        .expect("build runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(tree(&pxe), first, "a role build changed the PXE tree");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&site.read("ezimg-outputs.json")).expect("manifest");
+    assert_eq!(manifest["files"]["pxe/boot.ipxe"]["kind"], "pxe");
 
     // No --serve-url: what serve on 0.0.0.0:8080 would use, the ops node's address.
     build(&[]);
