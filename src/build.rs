@@ -2,20 +2,38 @@
 //! bake the qcow2 images asked for, then commit. The output set ([`Outputs`]) names the paths
 //! it writes (ks.cfg and seeds per node; per role the bundle, `artifacts/`, the image with its
 //! manifest and `.sha256` line) and records each with its owner, so the command only asks and
-//! prints, and `--out` changes all at once or not at all.
+//! prints, and `--out` changes all at once or not at all. The cluster-wide outputs (the PXE
+//! tree, the images' OCI layout) are folders of their own beside the roles'.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::artifact::Cache;
 use crate::cli::Format;
 use crate::cluster::Cluster;
 use crate::image::{self, BakeOptions, PendingBake};
+use crate::images::offline;
 use crate::lint::BashSyntax;
 use crate::outdir::{Current, Kind, Staging};
 use crate::pins;
 use crate::produce::{self, Job, Piece, node_owner, role_owner};
+use crate::serve::pxe;
+
+/// Whether `f` is made per role (rendering the roles), not once for the cluster.
+pub fn per_role(f: Format) -> bool {
+    !matches!(f, Format::Pxe | Format::Images)
+}
+
+/// The owner of a cluster-wide output (no role).
+fn cluster_owner(kind: Kind) -> crate::outdir::Owner {
+    crate::outdir::Owner {
+        role: String::new(),
+        node: None,
+        kind,
+    }
+}
 
 /// What to build beyond the job's inputs and formats.
 pub struct Request<'a> {
@@ -153,6 +171,47 @@ impl Outputs {
         let owner = node_owner(&iso.role, &iso.node, Format::Iso).context("the ISO is per node")?;
         self.staging.produced(&iso.rel, owner);
         self.built.push(format!("built {}", iso.rel));
+        Ok(())
+    }
+
+    /// `--format pxe`: the cluster's PXE tree into `pxe/`, pointing at `opts.base_url`, with
+    /// `serve`'s own writer. dnsmasq's TFTP root is where the tree ends up, not the staging
+    /// folder. Every generated file already there goes (a tree `serve` wrote included); the
+    /// operator's (installer/, boot loaders) stay. Returns the notes (nodes left out).
+    pub fn write_pxe(&mut self, c: &Cluster, opts: &pxe::PxeOptions) -> Result<Vec<String>> {
+        let out = self.staging.out().to_path_buf();
+        let root = std::fs::canonicalize(&out)
+            .with_context(|| format!("resolving {}", out.display()))?
+            .join("pxe");
+        let staged = self.staging.path("pxe");
+        let notes = pxe::write_at(&staged, &root, c, opts)?;
+        let owner = cluster_owner(Kind::Pxe);
+        self.staging.responsible_for(owner.clone());
+        for rel in pxe::generated_files(&out.join("pxe"))? {
+            self.staging.supersede(format!("pxe/{rel}"));
+        }
+        for rel in pxe::generated_files(&staged)? {
+            self.staging.produced(&format!("pxe/{rel}"), owner.clone());
+        }
+        self.built
+            .push(format!("built pxe/ (boot configs for {})", opts.base_url));
+        Ok(notes)
+    }
+
+    /// `--format images`: the lock's images from the cache as an OCI layout in `images/`.
+    pub fn write_images(&mut self, lock: &crate::artifact::Lock, cache: &Cache) -> Result<()> {
+        let epoch = crate::bundle::source_date_epoch()?;
+        let w = offline::write(lock, cache, &self.staging.path("images"), epoch)?;
+        let owner = cluster_owner(Kind::Images);
+        self.staging.responsible_for(owner.clone());
+        for (rel, sha) in w.files {
+            self.staging
+                .produced_with_sha256(&format!("images/{rel}"), owner.clone(), sha);
+        }
+        self.built.push(format!(
+            "built images/ (OCI layout, {} image(s) of {})",
+            w.images, lock.origin
+        ));
         Ok(())
     }
 

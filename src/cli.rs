@@ -189,7 +189,8 @@ pub enum ImagesCommand {
     List(ImagesListArgs),
     /// Pull images by their pinned digests into the cache's OCI layout (verified, resumable)
     Pull(ImagesPullArgs),
-    /// Push pulled images to a registry (default: the cluster file's registry_mirror)
+    /// Push pulled images (from the cache, or an OCI layout `build --format images` wrote) to a
+    /// registry (default: the cluster file's registry_mirror)
     Push(ImagesPushArgs),
 }
 
@@ -257,6 +258,10 @@ pub struct ImagesPushArgs {
     /// the ops node's registry)
     #[arg(long, value_name = "REGISTRY")]
     pub registry: Option<String>,
+    /// Push from this OCI image layout (the <out>/images/ of `build --format images`, e.g. on
+    /// an offline copy) instead of the cache
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
     #[command(flatten)]
     pub net: RegistryNet,
 }
@@ -418,6 +423,12 @@ pub enum Format {
     /// A bootable installer ISO per node (el7, el9): the pinned vendor ISO with the node's
     /// kickstart, bundle and artifacts, installing with no install server
     Iso,
+    /// The PXE tree in <out>/pxe/ for every node with a `mac` (iPXE, GRUB, PXELINUX configs,
+    /// dnsmasq.conf), pointing at --serve-url; the same tree `ezimg serve` writes
+    Pxe,
+    /// The lock's container images, from the verified cache, as one OCI image layout in
+    /// <out>/images/ (`ezimg images push --from <out>/images` pushes it)
+    Images,
 }
 
 #[derive(Debug, Args)]
@@ -442,7 +453,8 @@ pub struct BuildArgs {
     /// Every role and node of the cluster
     #[arg(long)]
     pub all: bool,
-    /// Outputs to write (comma-separated)
+    /// Outputs to write (comma-separated); pxe and images are the cluster's (all its nodes,
+    /// all the lock's images) whichever role or node is built
     #[arg(
         long,
         value_delimiter = ',',
@@ -460,6 +472,10 @@ pub struct BuildArgs {
     /// http(s) URL
     #[arg(long, value_name = "DIR|URL", value_parser = node_location)]
     pub artifacts_from: Option<String>,
+    /// With --format pxe: the install server's URL as nodes reach it, written into the boot
+    /// configs [default: what `ezimg serve` uses on 0.0.0.0: http://<ops node ip>:8080]
+    #[arg(long, value_name = "URL", value_parser = http_url)]
+    pub serve_url: Option<reqwest::Url>,
     /// Fetch the role's artifacts, compile its build stages, and put them in <out>/<role>/artifacts
     #[arg(long)]
     pub fetch: bool,

@@ -30,11 +30,25 @@ pub enum Kind {
     Artifacts,
     /// A node's bootable installer ISO (`--format iso`): holds its secrets.
     Iso,
+    /// The PXE tree `pxe/` (`--format pxe`): the cluster's, not a role's.
+    Pxe,
+    /// The lock's container images as an OCI layout `images/` (`--format images`): the
+    /// cluster's.
+    Images,
+}
+
+impl Kind {
+    /// Outputs of the whole cluster (recorded with an empty role): never stale by role.
+    pub fn cluster_wide(self) -> bool {
+        matches!(self, Kind::Pxe | Kind::Images)
+    }
 }
 
 /// Who a file belongs to: a role's (bundle, image, artifacts) or one node's (ks.cfg, seed).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Owner {
+    /// Empty for the cluster-wide kinds ([`Kind::cluster_wide`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -66,6 +80,9 @@ pub struct Current<'a> {
 impl Current<'_> {
     /// Why `owner`'s outputs no longer belong to the cluster, if so.
     fn stale(&self, owner: &Owner) -> Option<String> {
+        if owner.kind.cluster_wide() {
+            return None;
+        }
         match &owner.node {
             Some(n) => match self.nodes.get(n.as_str()) {
                 None => Some(format!("node {n} is no longer in the cluster")),
@@ -93,6 +110,9 @@ pub struct Staging {
     /// What this build is responsible for: recorded files of these owners that it does not
     /// write again are removed.
     scope: BTreeSet<Owner>,
+    /// Files in `out` this build replaces though no manifest records them (a PXE tree `serve`
+    /// wrote): not carried over into the new folder.
+    superseded: BTreeSet<String>,
 }
 
 fn read_manifest(path: &Path, cluster: &str) -> Result<Manifest> {
@@ -186,12 +206,24 @@ impl Staging {
             old,
             produced: Vec::new(),
             scope: BTreeSet::new(),
+            superseded: BTreeSet::new(),
         })
     }
 
     /// Where to write `rel` while building.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
+    }
+
+    /// The output directory itself (where the outputs end up).
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Say that the file `rel` of `out`, recorded or not, is not to be kept: this build
+    /// writes its folder's generated files anew.
+    pub fn supersede(&mut self, rel: String) {
+        self.superseded.insert(rel);
     }
 
     /// Say that `rel` (a file or a folder, under `<role>/`) was written for `owner`.
@@ -250,6 +282,11 @@ impl Staging {
             }
             remove.insert(rel.clone());
             files.remove(rel);
+        }
+        // Before what this build wrote: a file it writes again is recorded anew.
+        for rel in &self.superseded {
+            files.remove(rel);
+            remove.insert(rel.clone());
         }
         for (rel, owner, sha256) in &self.produced {
             if let Some(sha256) = sha256 {

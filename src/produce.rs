@@ -131,7 +131,7 @@ pub fn node_owner(role: &str, node: &str, format: Format) -> Option<Owner> {
         Format::Kickstart => Kind::Kickstart,
         Format::CloudInit => Kind::CloudInit,
         Format::Iso => Kind::Iso,
-        Format::Bundle | Format::Qcow2 => return None,
+        Format::Bundle | Format::Qcow2 | Format::Pxe | Format::Images => return None,
     };
     Some(Owner {
         role: role.to_string(),

@@ -1023,3 +1023,231 @@ fn the_ops_registry_serves_with_a_certificate_from_the_cluster_ca() {
     );
     assert!(!store.join("pki/registry.crt").exists() && !store.join("pki/registry.names").exists());
 }
+
+/// `ezimg build -c <cluster> --all --format images --lock <lock> --out <out>` on `cache`.
+fn build_images(cluster: &Path, lock: &Path, cache: &Path, out: &Path) -> Out {
+    let o = Command::new(env!("CARGO_BIN_EXE_ezimg"))
+        .args(["build", "-c", s(cluster), "--all", "--format", "images"])
+        .args(["--lock", s(lock), "--out", s(out)])
+        .env_remove("EZIMG_LOCK")
+        .env_remove("EZIMG_CLUSTER")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("EZIMG_CACHE_DIR", cache)
+        .output()
+        .expect("run ezimg build");
+    Out {
+        ok: o.status.success(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Every file under `dir`: relative path -> (bytes, mtime in seconds).
+fn files_under(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let mtime = std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .expect("mtime")
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs();
+            let rel = p.strip_prefix(dir).expect("under").display().to_string();
+            out.insert(rel, (std::fs::read(&p).expect("read"), mtime));
+        }
+    }
+    out
+}
+
+#[test]
+fn build_format_images_writes_an_oci_layout_that_push_takes() {
+    let Some(bin) = registry_bin() else { return };
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let up = start_registry(&bin, None);
+    let ops = start_registry(&bin, None);
+    let img = test_image();
+    seed(
+        &format!("http://127.0.0.1:{}", up.port),
+        None,
+        "ezimg-test/small",
+        "1.0",
+        &img,
+    );
+    let reference = format!("127.0.0.1:{}/ezimg-test/small:1.0", up.port);
+    let lock = write_lock(w, "site.lock", &reference, Some(&sha(&img.index)));
+    let cluster = w.join("cluster.toml");
+    std::fs::write(&cluster, support::default_cluster()).expect("write cluster");
+    let cache = w.join("cache");
+    let o = ezimg(&[
+        "images",
+        "pull",
+        "--lock",
+        s(&lock),
+        "--cache-dir",
+        s(&cache),
+        "--plain-http",
+    ]);
+    assert!(o.ok, "{}", o.stderr);
+
+    let out = w.join("out");
+    let o = build_images(&cluster, &lock, &cache, &out);
+    assert!(o.ok, "{}", o.stderr);
+    assert!(o.stderr.contains("built images/"), "{}", o.stderr);
+    assert!(
+        !w.join("cluster.secrets").exists(),
+        "the images alone need no secret store"
+    );
+    let layout = out.join("images");
+    let files = files_under(&layout);
+    // The amd64 image: manifest, config, layer, and the pinned index (so the pin can be checked).
+    let mut want: Vec<String> = [
+        &img.index,
+        &img.amd64.manifest,
+        &img.amd64.config,
+        &img.amd64.layer,
+    ]
+    .iter()
+    .map(|b| format!("blobs/sha256/{}", &sha(b)[7..]))
+    .collect();
+    want.extend(["index.json".to_string(), "oci-layout".to_string()]);
+    want.sort();
+    assert_eq!(files.keys().cloned().collect::<Vec<_>>(), want);
+    for (rel, (bytes, mtime)) in &files {
+        if let Some(hex) = rel.strip_prefix("blobs/sha256/") {
+            assert_eq!(sha(bytes), format!("sha256:{hex}"), "{rel} does not verify");
+        }
+        assert_eq!(*mtime, 946_684_800, "{rel}: not the fixed mtime");
+    }
+    let ol: serde_json::Value = serde_json::from_slice(&files["oci-layout"].0).expect("oci-layout");
+    assert_eq!(ol["imageLayoutVersion"], "1.0.0");
+    let index: serde_json::Value =
+        serde_json::from_slice(&files["index.json"].0).expect("index.json");
+    assert_eq!(index["schemaVersion"], 2);
+    let m = &index["manifests"][0];
+    assert_eq!(index["manifests"].as_array().map(Vec::len), Some(1));
+    assert_eq!(m["digest"], sha(&img.amd64.manifest));
+    assert_eq!(m["size"], img.amd64.manifest.len());
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.ref.name"],
+        reference.as_str()
+    );
+    // Recorded as the cluster's output, so `serve` serves it.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("ezimg-outputs.json")).expect("read"))
+            .expect("json");
+    assert_eq!(manifest["files"]["images/index.json"]["kind"], "images");
+    // Reproducible: again into the same and into another out, byte for byte.
+    let o = build_images(&cluster, &lock, &cache, &out);
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(files_under(&layout), files);
+    let out2 = w.join("out2");
+    let o = build_images(&cluster, &lock, &cache, &out2);
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(files_under(&out2.join("images")), files);
+
+    // Push from the out copy (no cache at all) into the ops registry.
+    let ops_addr = format!("127.0.0.1:{}", ops.port);
+    let o = ezimg(&[
+        "images",
+        "push",
+        "-c",
+        s(&cluster),
+        "--lock",
+        s(&lock),
+        "--cache-dir",
+        s(&w.join("empty-cache")),
+        "--from",
+        s(&layout),
+        "--registry",
+        &ops_addr,
+        "--plain-http",
+    ]);
+    assert!(
+        o.ok && o.stderr.contains("2 blob(s) uploaded"),
+        "{}",
+        o.stderr
+    );
+    rt().block_on(async {
+        let c = client(None);
+        let base = format!("http://{ops_addr}/v2/ezimg-test/small");
+        let r = c
+            .get(format!("{base}/manifests/{}", sha(&img.amd64.manifest)))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.bytes().await.expect("body").as_ref(),
+            img.amd64.manifest.as_slice()
+        );
+        let r = c
+            .get(format!("{base}/blobs/{}", sha(&img.amd64.layer)))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(
+            r.bytes().await.expect("body").as_ref(),
+            img.amd64.layer.as_slice()
+        );
+    });
+    // A folder that is no layout: said so.
+    let o = ezimg(&[
+        "images",
+        "push",
+        "-c",
+        s(&cluster),
+        "--lock",
+        s(&lock),
+        "--from",
+        s(w),
+        "--registry",
+        &ops_addr,
+        "--plain-http",
+    ]);
+    assert!(
+        !o.ok && o.stderr.contains("not an OCI image layout"),
+        "{}",
+        o.stderr
+    );
+
+    // An image of the lock not in the cache: named, with `ezimg images pull`; --out unchanged.
+    let absent = format!("127.0.0.1:{}/ezimg-test/absent:2.0", up.port);
+    let text = std::fs::read_to_string(&lock).expect("lock");
+    let lock_b = w.join("more.lock");
+    std::fs::write(
+        &lock_b,
+        format!(
+            "{text}\n[[image]]\nreference = \"{absent}\"\ndigest = \"{}\"\nused_by = \"test\"\n",
+            sha(b"absent")
+        ),
+    )
+    .expect("write lock");
+    let before = files_under(&out);
+    let o = build_images(&cluster, &lock_b, &cache, &out);
+    assert!(!o.ok, "built with an image missing");
+    assert!(
+        o.stderr.contains(&absent)
+            && o.stderr.contains("ezimg images pull")
+            && !o.stderr.contains(&format!("{reference} (")),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(files_under(&out), before, "a refused build changed --out");
+    let fresh = w.join("out-fresh");
+    let o = build_images(&cluster, &lock_b, &cache, &fresh);
+    assert!(!o.ok);
+    assert!(!fresh.exists(), "a refused build left a new --out behind");
+}

@@ -832,3 +832,197 @@ fn a_connection_that_sends_no_request_head_is_closed_after_the_header_timeout() 
     // Others are served meanwhile and after.
     assert_eq!(srv.get("/boot.ipxe").status, 200);
 }
+
+/// Every file under `dir` (path relative to it) with its bytes.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).expect("under").display().to_string();
+                out.insert(rel, std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn build_format_pxe_writes_the_tree_that_serve_then_serves() {
+    let site = Site::new();
+    let pxe = site.out.join("pxe");
+    let ks_before = site.read("worker/worker-01/ks.cfg");
+    // What `serve` leaves behind for a node that has since left, and the operator's files.
+    std::fs::create_dir_all(pxe.join("ipxe")).expect("mkdir");
+    std::fs::write(pxe.join("ipxe/52-54-00-ee-ee-ee.ipxe"), "#!ipxe\n").expect("write");
+    std::fs::write(pxe.join("grub.cfg-01-52-54-00-ee-ee-ee"), "old").expect("write");
+    std::fs::create_dir_all(pxe.join("installer/centos-7.9.2009")).expect("mkdir");
+    std::fs::write(pxe.join("installer/centos-7.9.2009/vmlinuz"), "kernel").expect("write");
+    let url = "http://10.9.8.7:8081";
+    let build = |extra: &[&str]| {
+        let o = site
+            .ezimg("build")
+            .args(["--all", "--format", "pxe", "--out"])
+            .arg(&site.out)
+            .args(extra)
+            .output()
+            .expect("build runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = build(&["--serve-url", &format!("{url}/")]);
+    assert!(
+        err.contains("pxe: node master-01 has no mac in the cluster file"),
+        "{err}"
+    );
+    for (host, _, mac) in [SLB, WORKER] {
+        let dashes = mac.to_ascii_lowercase().replace(':', "-");
+        for rel in [
+            format!("ipxe/{dashes}.ipxe"),
+            format!("grub.cfg-01-{dashes}"),
+            format!("pxelinux.cfg/01-{dashes}"),
+        ] {
+            let text = std::fs::read_to_string(pxe.join(&rel)).expect(&rel);
+            assert!(
+                text.contains(&format!("inst.ks={url}/ks/{host} inst.ks.sendmac")),
+                "{rel}: {text}"
+            );
+        }
+    }
+    let conf = std::fs::read_to_string(pxe.join("dnsmasq.conf")).expect("dnsmasq.conf");
+    assert!(conf.contains(&format!(",{url}/boot.ipxe\n")), "{conf}");
+    let root = std::fs::canonicalize(&pxe).expect("canonical pxe/");
+    assert!(
+        conf.contains(&format!("tftp-root={}\n", root.display())),
+        "the TFTP root is the final tree, not the staging folder: {conf}"
+    );
+    dnsmasq_test(&pxe.join("dnsmasq.conf"));
+    assert!(
+        std::fs::read_to_string(pxe.join("boot.ipxe"))
+            .expect("boot.ipxe")
+            .contains(&format!("chain --autofree {url}/pxe/ipxe/"))
+    );
+    // The stale generated files went, the operator's stayed, the roles' outputs are untouched.
+    assert!(!pxe.join("ipxe/52-54-00-ee-ee-ee.ipxe").exists());
+    assert!(!pxe.join("grub.cfg-01-52-54-00-ee-ee-ee").exists());
+    assert_eq!(
+        std::fs::read(pxe.join("installer/centos-7.9.2009/vmlinuz")).expect("kept"),
+        b"kernel"
+    );
+    assert_eq!(site.read("worker/worker-01/ks.cfg"), ks_before);
+    assert_eq!(
+        std::fs::read_dir(pxe.join("ipxe")).expect("ipxe/").count(),
+        2
+    );
+    // Recorded as the cluster's PXE output; the operator's file is not.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&site.read("ezimg-outputs.json")).expect("manifest");
+    assert_eq!(manifest["files"]["pxe/dnsmasq.conf"]["kind"], "pxe");
+    assert!(manifest["files"]["pxe/dnsmasq.conf"].get("role").is_none());
+    assert!(manifest["files"]["pxe/installer/centos-7.9.2009/vmlinuz"].is_null());
+    assert_eq!(
+        manifest["files"]["worker/worker-01/ks.cfg"]["kind"],
+        "kickstart"
+    );
+    // Twice: byte-identical.
+    let first = tree(&pxe);
+    build(&["--serve-url", url]);
+    assert_eq!(tree(&pxe), first, "a second build changed the PXE tree");
+    // A build of the roles' formats keeps the cluster's PXE output and its record.
+    let o = site
+        .ezimg("build")
+        .args(["--role", "worker", "--out"])
+        .arg(&site.out)
+        .output()
+        .expect("build runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(tree(&pxe), first, "a role build changed the PXE tree");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&site.read("ezimg-outputs.json")).expect("manifest");
+    assert_eq!(manifest["files"]["pxe/boot.ipxe"]["kind"], "pxe");
+
+    // No --serve-url: what serve on 0.0.0.0:8080 would use, the ops node's address.
+    build(&[]);
+    let conf = std::fs::read_to_string(pxe.join("dnsmasq.conf")).expect("dnsmasq.conf");
+    assert!(
+        conf.contains(",http://127.0.0.201:8080/boot.ipxe\n"),
+        "{conf}"
+    );
+
+    // serve --from that out: serves it, with its own URL.
+    let srv = site.serve(&[]);
+    let r = srv.get("/boot.ipxe");
+    assert_eq!(r.status, 200, "{}", srv.log());
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(
+        text.contains(&format!("chain --autofree http://{}/pxe/ipxe/", srv.addr)),
+        "{text}"
+    );
+    assert_eq!(srv.get("/out/pxe/dnsmasq.conf").status, 200);
+    assert_eq!(
+        srv.get("/pxe/installer/centos-7.9.2009/vmlinuz").body,
+        b"kernel"
+    );
+}
+
+#[test]
+fn build_refuses_a_serve_url_that_is_not_http() {
+    let site = Site::new();
+    let before = tree(&site.out);
+    for (args, want) in [
+        (
+            &["--format", "pxe", "--serve-url", "ftp://10.0.0.1/"][..],
+            "not an http(s) URL",
+        ),
+        (
+            &["--format", "pxe", "--serve-url", "10.0.0.1:8080"][..],
+            "not a URL",
+        ),
+        (
+            &["--format", "bundle", "--serve-url", "http://10.0.0.1/"][..],
+            "--serve-url is for --format pxe",
+        ),
+    ] {
+        let o = site
+            .ezimg("build")
+            .arg("--all")
+            .args(args)
+            .arg("--out")
+            .arg(&site.out)
+            .output()
+            .expect("build runs");
+        assert!(!o.status.success(), "{args:?} accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("--serve-url") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(tree(&site.out), before, "a refused build changed --out");
+    // A cluster without an ops node and no --serve-url: told what to pass.
+    let text = cluster_text();
+    let at = text.find("hostname = \"ops\"").expect("the ops node");
+    let start = text[..at].rfind("[[node]]").expect("its table");
+    let end = text[at..].find("[[node]]").map_or(text.len(), |e| at + e);
+    let no_ops = format!("{}{}", &text[..start], &text[end..]);
+    let c = site.dir.path().join("no-ops.toml");
+    std::fs::write(&c, no_ops).expect("write");
+    let o = ezimg()
+        .env("EZIMG_CACHE_DIR", &site.cache)
+        .args(["build", "-c"])
+        .arg(&c)
+        .args(["--all", "--format", "pxe", "--out"])
+        .arg(site.dir.path().join("out-no-ops"))
+        .output()
+        .expect("build runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no ops node") && err.contains("--serve-url"),
+        "{err}"
+    );
+    assert!(!site.dir.path().join("out-no-ops").exists());
+}

@@ -56,10 +56,79 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     let c = &inputs.loaded.cluster;
     let (roles, only) = targets(c, &catalog, a)?;
     let lock = resolve_lock(g, &a.lock)?;
+    let pxe = a.format.contains(&Format::Pxe);
+    if a.serve_url.is_some() && !pxe {
+        anyhow::bail!("--serve-url is for --format pxe (the URL its boot configs point at)");
+    }
+    // Before --out: a default URL the cluster cannot give fails with nothing made.
+    let pxe_url = match (&a.serve_url, pxe) {
+        (Some(u), _) => Some(u.as_str().trim_end_matches('/').to_string()),
+        (None, true) => Some(crate::serve::default_serve_url(c)?),
+        (None, false) => None,
+    };
     // --out first: a build it refuses creates no secret store.
     let mut outputs = build::Outputs::open(&a.out, c)?;
-    let store = build_store(g, &inputs.loaded)?;
     let cache = Cache::resolve(None)?;
+    // The cluster-wide outputs first: a missing image fails before minutes of baking.
+    if a.format.contains(&Format::Images) {
+        outputs.write_images(&lock, &cache)?;
+    }
+    if let Some(base_url) = pxe_url {
+        let opts = crate::serve::pxe::PxeOptions {
+            base_url,
+            kernel: None,
+            initrd: None,
+            repo: None,
+            dhcp: crate::serve::dnsmasq::DhcpMode::Proxy,
+        };
+        for note in outputs.write_pxe(c, &opts)? {
+            eprintln!("pxe: {note}");
+        }
+    }
+    if a.format.iter().any(|f| build::per_role(*f)) {
+        let req = build::Request {
+            roles: &roles,
+            only,
+            allow_incomplete: a.allow_incomplete,
+            bake: image::BakeOptions {
+                jobs: a.bake_jobs.unwrap_or_else(image::BakeOptions::default_jobs),
+                timeout: std::time::Duration::from_secs(a.bake_timeout),
+            },
+        };
+        let store = build_store(g, &inputs.loaded)?;
+        build_roles(
+            g,
+            a,
+            &inputs,
+            &catalog,
+            (&lock, &cache, &store),
+            &mut outputs,
+            &req,
+        )?;
+    }
+    let done = outputs.commit()?;
+    for b in done.built {
+        eprintln!("{b}");
+    }
+    for r in done.removed {
+        eprintln!("{r}");
+    }
+    eprintln!("outputs in {}", a.out.display());
+    Ok(())
+}
+
+/// Render the roles' outputs into `outputs` and bake the images asked for, from the lock,
+/// the cache and the secret store.
+fn build_roles(
+    g: &Global,
+    a: &BuildArgs,
+    inputs: &Inputs,
+    catalog: &Catalog,
+    (lock, cache, store): (&crate::artifact::Lock, &Cache, &Store),
+    outputs: &mut build::Outputs,
+    req: &build::Request,
+) -> Result<()> {
+    let c = &inputs.loaded.cluster;
     let fetch = if a.fetch {
         let mut o = FetchOptions::new(cache.clone());
         o.mirrors = a
@@ -74,10 +143,10 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     let job = Job {
         loaded: &inputs.loaded,
         tree: &inputs.tree,
-        catalog: &catalog,
-        store: &store,
-        lock: &lock,
-        cache: &cache,
+        catalog,
+        store,
+        lock,
+        cache,
         data_dir: g.data.as_deref(),
         formats: &a.format,
         bundle_base: a
@@ -92,23 +161,5 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             "note: no kickstart for debian12 (kickstart is for el7/el9); use the cloud-init seed"
         );
     }
-    let req = build::Request {
-        roles: &roles,
-        only,
-        allow_incomplete: a.allow_incomplete,
-        bake: image::BakeOptions {
-            jobs: a.bake_jobs.unwrap_or_else(image::BakeOptions::default_jobs),
-            timeout: std::time::Duration::from_secs(a.bake_timeout),
-        },
-    };
-    build::build(&job, &mut outputs, &req)?;
-    let done = outputs.commit()?;
-    for b in done.built {
-        eprintln!("{b}");
-    }
-    for r in done.removed {
-        eprintln!("{r}");
-    }
-    eprintln!("outputs in {}", a.out.display());
-    Ok(())
+    build::build(&job, outputs, req)
 }

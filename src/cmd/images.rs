@@ -93,9 +93,13 @@ pub fn run(g: &Global, a: &ImagesArgs) -> Result<()> {
                     r
                 }
             };
+            let store = match &a.from {
+                Some(dir) => images::layout::Store::Dir(dir),
+                None => images::layout::Store::Cache(&cache),
+            };
             let pushed = runtime()?.block_on(images::push(
                 &lk,
-                &cache,
+                &store,
                 &a.names,
                 &target,
                 &node_names,

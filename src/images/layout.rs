@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::{self, Descriptor};
 use crate::artifact::Cache;
+use crate::digest::Sha256Digest;
 
 /// The annotation naming the image (the lock's reference).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -109,9 +110,58 @@ pub fn record(cache: &Cache, mut desc: Descriptor, reference: &str, pinned: &str
     crate::fsutil::write_atomic(&dir(cache).join("index.json"), &text)
 }
 
+/// Where a layout's `index.json` and blobs are: the cache's layout (its blobs are cache
+/// entries), or a standalone one such as `build --format images` writes
+/// (`<dir>/blobs/sha256/<hex>`), which `images push --from DIR` reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Store<'a> {
+    Cache(&'a Cache),
+    Dir(&'a Path),
+}
+
+impl Store<'_> {
+    /// The file of blob `d`.
+    pub fn blob(&self, d: &Sha256Digest) -> PathBuf {
+        match self {
+            Store::Cache(c) => c.sha256_path(d),
+            Store::Dir(dir) => dir.join("blobs").join("sha256").join(d.hex()),
+        }
+    }
+
+    /// The layout's `index.json` (a cache without one: empty).
+    pub fn index(&self) -> Result<Index> {
+        match self {
+            Store::Cache(c) => read(c),
+            Store::Dir(dir) => {
+                if !dir.join("oci-layout").is_file() {
+                    anyhow::bail!(
+                        "{}: not an OCI image layout (no oci-layout file; `ezimg build \
+                         --format images` writes one into <out>/images)",
+                        dir.display()
+                    );
+                }
+                crate::fsutil::read_json(&dir.join("index.json"))
+            }
+        }
+    }
+
+    /// For messages: the cache or the folder.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Cache(c) => format!("the cache {}", c.root().display()),
+            Store::Dir(d) => format!("the image layout {}", d.display()),
+        }
+    }
+}
+
 /// The blobs an image entry needs: its manifest, config and layers (read from the cache).
 pub fn blobs_of(cache: &Cache, desc: &Descriptor) -> Result<Vec<Descriptor>> {
-    let p = cache.sha256_path(&desc.sha256()?);
+    blobs_in(&Store::Cache(cache), desc)
+}
+
+/// [`blobs_of`] for any layout.
+pub fn blobs_in(store: &Store, desc: &Descriptor) -> Result<Vec<Descriptor>> {
+    let p = store.blob(&desc.sha256()?);
     let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
     match manifest::parse(&bytes, Some(&desc.media_type))
         .with_context(|| format!("{}: manifest {}", p.display(), desc.digest))?

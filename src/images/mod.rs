@@ -11,6 +11,7 @@
 
 pub mod layout;
 pub mod manifest;
+pub mod offline;
 pub mod reference;
 pub mod registry;
 
@@ -390,14 +391,20 @@ pub fn site_repository(reference: &str) -> Result<(String, String)> {
 /// nodes pull it by.
 pub async fn push(
     lock: &Lock,
-    cache: &Cache,
+    store: &layout::Store<'_>,
     names: &[String],
     registry: &str,
     node_names: &NodeNames,
     net: &Net,
 ) -> Result<Vec<Pushed>> {
     let imgs = select(lock, names)?;
-    let index = layout::read(cache)?;
+    let index = store.index()?;
+    let hint = match store {
+        layout::Store::Cache(_) => "`ezimg images pull` it (or import an export that has it) first",
+        layout::Store::Dir(_) => {
+            "build the layout again with this lock (`ezimg build --all --format images`)"
+        }
+    };
     let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut todo = Vec::new();
     for i in &imgs {
@@ -407,10 +414,10 @@ pub async fn push(
             .and_then(|p| layout::find(&index, &i.reference, p))
             .with_context(|| {
                 format!(
-                    "{} is not in the cache {}: `ezimg images pull` it (or import an export that \
-                     has it) first",
+                    "{} (pinned {}) is not in {}: {hint}",
                     i.reference,
-                    cache.root().display()
+                    i.digest.as_deref().unwrap_or("nothing: run `ezimg lock`"),
+                    store.describe()
                 )
             })?;
         for node_ref in node_names.references(i) {
@@ -429,15 +436,16 @@ pub async fn push(
     let reg = Registry::new(registry, net)?;
     let mut out = Vec::new();
     for ((repo, tag), entry) in todo {
-        let blobs = layout::blobs_of(cache, &entry)?;
+        let blobs = layout::blobs_in(store, &entry)?;
         let mut uploaded = 0;
         let mut skipped = 0;
         for b in &blobs[1..] {
-            let path = cache.sha256_path(&b.sha256()?);
+            let path = store.blob(&b.sha256()?);
             if !path.is_file() {
                 bail!(
-                    "{repo}:{tag}: blob {} is missing from the cache; pull the image again",
-                    b.digest
+                    "{repo}:{tag}: blob {} is missing from {}; pull the image again",
+                    b.digest,
+                    store.describe()
                 );
             }
             if reg.has_blob(&repo, &b.digest).await? {
@@ -449,13 +457,14 @@ pub async fn push(
                 .with_context(|| format!("{repo}:{tag}: uploading {}", b.digest))?;
             uploaded += 1;
         }
-        let mpath = cache.sha256_path(&entry.sha256()?);
+        let mpath = store.blob(&entry.sha256()?);
         let bytes =
             std::fs::read(&mpath).with_context(|| format!("reading {}", mpath.display()))?;
         if format!("sha256:{}", sha256_hex(&bytes)) != entry.digest {
             bail!(
-                "cache entry {} is corrupt; pull the image again",
-                mpath.display()
+                "{} is corrupt (not {}); pull the image again",
+                mpath.display(),
+                entry.digest
             );
         }
         reg.put_manifest(&repo, &tag, &entry.media_type, &bytes)

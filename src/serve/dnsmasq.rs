@@ -24,7 +24,7 @@ pub enum DhcpMode {
 pub fn render(c: &Cluster, mode: DhcpMode, base: &str, tftp_root: &Path) -> String {
     let net = &c.network;
     let mut s = format!(
-        "# dnsmasq configuration for cluster {name}, written by ezimg serve ({mode} DHCP).\n\
+        "# dnsmasq configuration for cluster {name}, written by ezimg ({mode} DHCP).\n\
          # Run: dnsmasq --keep-in-foreground --conf-file=<this file>\n\
          # BIOS firmware loads pxelinux.0 and UEFI firmware grubx64.efi from the TFTP root: copy\n\
          # them (syslinux's and the installer's shim/GRUB) there, beside installer/{inst}/.\n\

@@ -99,7 +99,7 @@ async fn serve(o: Options) -> Result<()> {
     let bound = listener.local_addr().context("reading the bound address")?;
     let base = match o.url {
         Some(u) => u.trim_end_matches('/').to_string(),
-        None => default_url(&o.cluster, bound)?,
+        None => default_url(&o.cluster, bound, "--url")?,
     };
     let popts = pxe::PxeOptions {
         base_url: base.clone(),
@@ -185,19 +185,30 @@ async fn accept_loop(
 }
 
 /// The URL nodes reach this server by, when not given: the bound address unless it is a
-/// wildcard, else the ops node's planned address (the ops node is the install server).
-fn default_url(c: &Cluster, bound: SocketAddr) -> Result<String> {
+/// wildcard, else the ops node's planned address (the ops node is the install server). `flag`
+/// is the option that gives it instead (`serve --url`, `build --serve-url`).
+pub fn default_url(c: &Cluster, bound: SocketAddr, flag: &str) -> Result<String> {
     if !bound.ip().is_unspecified() {
         return Ok(format!("http://{bound}"));
     }
     let ops = c.nodes.iter().find(|n| n.role == "ops").with_context(|| {
         format!(
-            "listening on {bound} and the cluster has no ops node: pass --url http://ADDR:{} \
-             (the address nodes reach this server by; it goes into the boot configs)",
+            "the install server listens on every interface ({bound}) and the cluster has no \
+             ops node whose address nodes would use: pass {flag} http://ADDR:{} (the address \
+             nodes reach it by; it goes into the boot configs)",
             bound.port()
         )
     })?;
     Ok(format!("http://{}:{}", ops.ip, bound.port()))
+}
+
+/// The URL `ezimg serve` with its default (wildcard) listen address puts in the boot configs:
+/// what `build --format pxe` writes when given no `--serve-url`.
+pub fn default_serve_url(c: &Cluster) -> Result<String> {
+    let listen: SocketAddr = DEFAULT_LISTEN
+        .parse()
+        .context("the default listen address")?;
+    default_url(c, listen, "--serve-url")
 }
 
 async fn shutdown_signal() {

@@ -113,7 +113,7 @@ pub fn render(c: &Cluster, o: &PxeOptions, tftp_root: &Path) -> Tree {
     };
     // iPXE reports the MAC in hyphenated lower case (`hexhyp`), as the scripts are named.
     let ipxe_menu = format!(
-        "#!ipxe\n# Written by ezimg serve: chain to the script of this machine's MAC.\n\
+        "#!ipxe\n# Written by ezimg: chain to the script of this machine's MAC.\n\
          chain --autofree {base}/pxe/ipxe/${{net0/mac:hexhyp}}.ipxe || goto unknown\nexit\n\
          :unknown\necho ezimg: no install planned for ${{net0/mac}} (not in the cluster file, \
          or no mac)\nsleep 10\nexit 1\n"
@@ -135,7 +135,7 @@ pub fn render(c: &Cluster, o: &PxeOptions, tftp_root: &Path) -> Tree {
         files.insert(
             format!("grub.cfg-01-{dashes}"),
             format!(
-                "# {host} ({role}), {mac}: written by ezimg serve\nset timeout=3\n\
+                "# {host} ({role}), {mac}: written by ezimg\nset timeout=3\n\
                  menuentry 'Install {host} ({os})' {{\n  {linux} /{kernel} {args}\n  \
                  {initrd_cmd} /{initrd}\n}}\n",
                 host = n.hostname,
@@ -146,7 +146,7 @@ pub fn render(c: &Cluster, o: &PxeOptions, tftp_root: &Path) -> Tree {
         files.insert(
             format!("pxelinux.cfg/01-{dashes}"),
             format!(
-                "# {host} ({role}), {mac}: written by ezimg serve\nDEFAULT install\nPROMPT 0\n\
+                "# {host} ({role}), {mac}: written by ezimg\nDEFAULT install\nPROMPT 0\n\
                  TIMEOUT 30\nLABEL install\n  IPAPPEND 2\n  KERNEL {kernel}\n  APPEND initrd={initrd} {args}\n",
                 host = n.hostname,
                 role = n.role,
@@ -191,7 +191,15 @@ pub fn write(out: &Path, c: &Cluster, o: &PxeOptions) -> Result<Vec<String>> {
     std::fs::create_dir_all(&pxe).with_context(|| format!("creating {}", pxe.display()))?;
     let abs =
         std::fs::canonicalize(&pxe).with_context(|| format!("resolving {}", pxe.display()))?;
-    let tree = render(c, o, &abs);
+    write_at(&pxe, &abs, c, o)
+}
+
+/// [`write`] into the folder `pxe` for a tree that will be served from `tftp_root` (`build`
+/// writes it in its staging folder, then renames it to `<out>/pxe`).
+pub fn write_at(pxe: &Path, tftp_root: &Path, c: &Cluster, o: &PxeOptions) -> Result<Vec<String>> {
+    let pxe = pxe.to_path_buf();
+    std::fs::create_dir_all(&pxe).with_context(|| format!("creating {}", pxe.display()))?;
+    let tree = render(c, o, tftp_root);
     let staging = tempfile::Builder::new()
         .prefix(".ezimg-pxe-")
         .tempdir_in(&pxe)
@@ -228,6 +236,33 @@ pub fn write(out: &Path, c: &Cluster, o: &PxeOptions) -> Result<Vec<String>> {
         }
     }
     Ok(tree.notes)
+}
+
+/// The generated files now in the PXE folder `pxe` (paths relative to it), whoever wrote them:
+/// a new tree replaces all of them.
+pub fn generated_files(pxe: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(pxe) else {
+        return Ok(out);
+    };
+    for e in rd {
+        let e = e.with_context(|| format!("reading {}", pxe.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ft = e
+            .file_type()
+            .with_context(|| format!("inspecting {}", e.path().display()))?;
+        if ft.is_file() && generated_top(&name) {
+            out.push(name);
+        } else if ft.is_dir() && GENERATED_DIRS.contains(&name.as_str()) {
+            let d = e.path();
+            for f in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+                let f = f.with_context(|| format!("reading {}", d.display()))?;
+                out.push(format!("{name}/{}", f.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Put `new` where `dst` is: the old one goes aside (into the staging folder, removed with it).
