@@ -13,6 +13,7 @@ use crate::image;
 use crate::plan::{self, Catalog};
 use crate::produce::Job;
 use crate::secrets::{self, Store};
+use crate::supplied::{self, Supplies};
 
 /// Open the cluster's store for a build, creating it on the first build (said loudly).
 fn build_store(g: &Global, loaded: &Loaded) -> Result<Store> {
@@ -56,6 +57,13 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     let c = &inputs.loaded.cluster;
     let (roles, only) = targets(c, &catalog, a)?;
     let lock = resolve_lock(g, &a.lock)?;
+    let supplies = Supplies::new(&inputs.loaded, &lock, g.data.as_deref());
+    // A supplied file the build refuses (an ezimg binary the ops node cannot run) is refused
+    // before anything is written.
+    for n in roles.iter().flat_map(|r| c.nodes_of(r)) {
+        let mut p = plan::plan_node(&catalog, &inputs.loaded, n)?;
+        supplied::fill(&mut p, &supplies)?;
+    }
     // --out first: a build it refuses creates no secret store.
     let mut outputs = build::Outputs::open(&a.out, c)?;
     let store = build_store(g, &inputs.loaded)?;
@@ -86,6 +94,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             .map(|u| u.as_str().trim_end_matches('/').to_string()),
         artifacts_from: a.artifacts_from.clone(),
         fetch: fetch.as_ref(),
+        supplies: &supplies,
     };
     if c.os == Os::Debian12 && a.format.contains(&Format::Kickstart) {
         eprintln!(
