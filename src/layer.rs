@@ -227,7 +227,7 @@ fn check(tree: &DataTree, layer: &Layer) -> Result<()> {
         }
     }
     for f in &m.files {
-        if f.supplied.is_some() == !f.src.is_empty() {
+        if f.supplied.is_some() != f.src.is_empty() {
             anyhow::bail!(
                 "{at}: file {:?} needs exactly one of `src` (in the folder) and `supplied`",
                 f.dest
