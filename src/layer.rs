@@ -16,11 +16,17 @@ fn yes() -> bool {
     true
 }
 
-/// A file the layer installs; `src` is rendered with minijinja unless `template = false`.
+/// A file the layer installs; `src` is rendered with minijinja unless `template = false`, or
+/// (no `src`) the build supplies it (`supplied`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
+    #[serde(default)]
     pub src: String,
+    /// Content that is not in the layer's folder but comes from the build (`crate::supplied`):
+    /// the ezimg binary, the cluster file and the lock the install server reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplied: Option<Supplied>,
     pub dest: String,
     #[serde(default = "default_mode")]
     pub mode: String,
@@ -44,6 +50,18 @@ pub struct FileSpec {
 pub enum FileCheck {
     /// A kubeadm v1beta3 configuration (`kubeadm::parse` + `kubeadm::check`).
     Kubeadm,
+}
+
+/// What a `supplied` file holds (see `crate::supplied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Supplied {
+    /// The ezimg executable, checked to run on the node's OS.
+    EzimgBinary,
+    /// The cluster file as `ezimg serve` reads it, without its secrets.
+    ClusterFile,
+    /// The artifacts.lock the build pinned from.
+    Lock,
 }
 
 /// A flag a seed asks for that the layer deliberately leaves out, and why (`ezimg check`
@@ -208,9 +226,18 @@ fn check(tree: &DataTree, layer: &Layer) -> Result<()> {
             );
         }
     }
+    for f in &m.files {
+        if f.supplied.is_some() != f.src.is_empty() {
+            anyhow::bail!(
+                "{at}: file {:?} needs exactly one of `src` (in the folder) and `supplied`",
+                f.dest
+            );
+        }
+    }
     let srcs = m
         .files
         .iter()
+        .filter(|f| f.supplied.is_none())
         .map(|f| (&f.src, &f.os))
         .chain(m.scripts.iter().map(|s| (&s.src, &s.os)))
         .chain(m.units.iter().map(|u| (&u.src, &u.os)));

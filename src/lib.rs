@@ -27,6 +27,7 @@ pub mod role;
 pub mod secrets;
 pub mod serve;
 pub mod stage;
+pub mod supplied;
 pub mod timezone;
 pub mod tomlfile;
 pub mod vm;

@@ -22,6 +22,9 @@ pub struct PlanFile {
     /// Secrets whose placeholders `apply` fills in on the node.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Content the build supplies (`crate::supplied::fill`); empty until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supplied: Option<layer::Supplied>,
     #[serde(skip)]
     pub content: Vec<u8>,
 }
@@ -278,6 +281,18 @@ pub fn context(cluster: &Cluster, node: &Node, params: &toml::Table) -> Result<m
     Ok(minijinja::Value::from(minijinja::value::Serde(ctx)))
 }
 
+fn plan_file(dest: String, mode: &str, content: Vec<u8>) -> PlanFile {
+    PlanFile {
+        dest,
+        mode: mode.to_string(),
+        sha256: sha256_hex(&content),
+        size: content.len(),
+        secrets: render::secrets_used(&content),
+        supplied: None,
+        content,
+    }
+}
+
 fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) -> Result<LayerPlan> {
     let m = &layer.manifest;
     let mut lp = LayerPlan {
@@ -328,20 +343,19 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
                 .with_context(|| format!("{}: no file {path}", tree.origin))
         }
     };
-    let mut push_file = |dest: String, mode: &str, content: Vec<u8>| {
-        lp.files.push(PlanFile {
-            dest,
-            mode: mode.to_string(),
-            sha256: sha256_hex(&content),
-            size: content.len(),
-            secrets: render::secrets_used(&content),
-            content,
-        })
-    };
     for f in m.files.iter().filter(|f| for_os(&f.os, os)) {
         if let Some(w) = &f.when
-            && !render::eval_bool(&format!("{at} file {}", f.src), w, ctx)?
+            && !render::eval_bool(&format!("{at} file {}", f.dest), w, ctx)?
         {
+            continue;
+        }
+        if let Some(kind) = f.supplied {
+            // Filled in by the build, which has the lock and the binary (`supplied::fill`).
+            lp.files.push(PlanFile {
+                supplied: Some(kind),
+                sha256: String::new(),
+                ..plan_file(f.dest.clone(), &f.mode, Vec::new())
+            });
             continue;
         }
         let content = load(&f.src, f.template)?;
@@ -366,15 +380,15 @@ fn plan_layer(tree: &DataTree, layer: &Layer, os: Os, ctx: &minijinja::Value) ->
         } else {
             f.dest.clone()
         };
-        push_file(dest, &f.mode, content);
+        lp.files.push(plan_file(dest, &f.mode, content));
     }
     for u in m.units.iter().filter(|u| for_os(&u.os, os)) {
         let name = u.unit_name();
-        push_file(
+        lp.files.push(plan_file(
             format!("/etc/systemd/system/{name}"),
             "0644",
             load(&u.src, true)?,
-        );
+        ));
         lp.units.push(PlanUnit {
             name,
             enable: u.enable,

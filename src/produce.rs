@@ -47,6 +47,8 @@ pub struct Job<'a> {
     pub artifacts_from: Option<String>,
     /// `build --fetch`: get artifacts and compile stages; `None` pins only what is known.
     pub fetch: Option<&'a FetchOptions>,
+    /// The files layers get from the build (the install server's binary, cluster file, lock).
+    pub supplies: &'a crate::supplied::Supplies<'a>,
 }
 
 /// A rendered role.
@@ -161,10 +163,13 @@ pub fn role(
 ) -> Result<Rendered> {
     let c = &job.loaded.cluster;
     let role_nodes: Vec<_> = c.nodes_of(role).collect();
-    let plans = role_nodes
+    let mut plans = role_nodes
         .iter()
         .map(|n| plan::plan_node(job.catalog, job.loaded, n))
         .collect::<Result<Vec<_>>>()?;
+    for p in &mut plans {
+        crate::supplied::fill(p, job.supplies)?;
+    }
     // The bundle carries every node's steps, whichever nodes this build writes.
     for p in &plans {
         for l in p.applied() {

@@ -82,13 +82,16 @@ fn cluster_for(os: Os, slb: &[(&str, &str)]) -> Loaded {
     loaded
 }
 
-/// `loaded` with the ops role's opt-in registry layer on, so its files are checked too.
+/// `loaded` with the ops role's opt-in layers on (registry, install server), so their files are
+/// checked too. The install server's binary, cluster file and lock are supplied by the build
+/// (`supplied::fill`), not by the plan these checks read.
 fn with_ops_registry(mut loaded: Loaded) -> Loaded {
     let mut t = toml::Table::new();
     t.insert(
         "registry".into(),
         toml::Value::String("distribution".into()),
     );
+    t.insert("install_server".into(), toml::Value::Boolean(true));
     loaded.cluster.roles.insert("ops".into(), t);
     loaded
 }
@@ -1104,6 +1107,7 @@ fn systemd_units_verify() {
     }
     let tree = DataTree::embedded();
     let mut seen = BTreeSet::new();
+    let mut names = BTreeSet::new();
     let mut verified = 0;
     for os in Os::ALL {
         for variant in SLB_VARIANTS {
@@ -1166,6 +1170,7 @@ fn systemd_units_verify() {
                             warnings.join("\n")
                         );
                         verified += 1;
+                        names.insert(u.name.clone());
                     }
                 }
             }
@@ -1174,6 +1179,10 @@ fn systemd_units_verify() {
     assert!(
         verified >= 4,
         "nginx and keepalived units in their variants, got {verified}"
+    );
+    assert!(
+        names.contains("ezimg-serve.service"),
+        "the install server's unit was verified: {names:?}"
     );
 }
 
@@ -1403,4 +1412,84 @@ fn containerd_hosts_toml_covers_every_image_registry() {
             }
         }
     }
+}
+
+const SERVE_UNIT: &str = "/etc/systemd/system/ezimg-serve.service";
+
+#[test]
+fn install_server_plans_only_when_opted_in() {
+    let tree = DataTree::embedded();
+    for os in Os::ALL {
+        let plans = plan_all(&tree, &cluster_for(os, &[]));
+        let ops = node(&plans, "ops");
+        let layer = ops
+            .layers
+            .iter()
+            .find(|l| l.name == "install-server")
+            .expect("the ops role lists install-server");
+        assert!(
+            layer
+                .skipped
+                .as_deref()
+                .is_some_and(|w| w.contains("params.install_server")),
+            "{os}: off by default, said: {:?}",
+            layer.skipped
+        );
+        assert!(file(ops, "/usr/local/bin/ezimg").is_none() && file(ops, SERVE_UNIT).is_none());
+
+        let plans = plan_all(&tree, &with_ops_registry(cluster_for(os, &[])));
+        let ops = node(&plans, "ops");
+        let l = ops
+            .applied()
+            .find(|l| l.name == "install-server")
+            .unwrap_or_else(|| panic!("{os}: install-server applies when opted in"));
+        let supplied: Vec<(&str, &str)> = l
+            .files
+            .iter()
+            .filter(|f| f.supplied.is_some())
+            .map(|f| (f.dest.as_str(), f.mode.as_str()))
+            .collect();
+        assert_eq!(
+            supplied,
+            [
+                ("/usr/local/bin/ezimg", "0755"),
+                ("/etc/ezimg/serve/cluster.toml", "0644"),
+                ("/etc/ezimg/serve/artifacts.lock", "0644"),
+            ],
+            "{os}"
+        );
+        let unit = must_file(ops, SERVE_UNIT);
+        assert!(
+            unit.contains(
+                "ExecStart=/usr/local/bin/ezimg serve -c /etc/ezimg/serve/cluster.toml --lock \
+                 /etc/ezimg/serve/artifacts.lock --from /srv/ezimg/out --cache-dir \
+                 /srv/ezimg/cache --listen 0.0.0.0:8080\n"
+            ) && unit.contains("User=ezimg-serve\n")
+                && unit.contains("Restart=on-failure\n")
+                && unit.contains("WantedBy=multi-user.target"),
+            "{os}:\n{unit}"
+        );
+        // el7's systemd 219 would ignore the newer sandboxing options: rendered per OS.
+        assert_eq!(
+            unit.contains("ProtectSystem=strict\n"),
+            os != Os::El7,
+            "{os}:\n{unit}"
+        );
+        assert_eq!(unit.contains("ProtectSystem=full\n"), os == Os::El7);
+        // Only the ops node: no other node gets the binary.
+        for p in plans.iter().filter(|p| p.role != "ops") {
+            assert!(file(p, "/usr/local/bin/ezimg").is_none(), "{}", p.hostname);
+        }
+    }
+    // A privileged port gets the capability (el9/debian12 only: el7 refuses it in validation).
+    let mut loaded = with_ops_registry(cluster_for(Os::Debian12, &[]));
+    if let Some(t) = loaded.cluster.roles.get_mut("ops") {
+        t.insert("install_server_port".into(), toml::Value::Integer(80));
+    }
+    let unit = must_file(node(&plan_all(&tree, &loaded), "ops"), SERVE_UNIT).to_string();
+    assert!(
+        unit.contains("--listen 0.0.0.0:80\n")
+            && unit.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE\n"),
+        "{unit}"
+    );
 }

@@ -143,6 +143,15 @@ pub fn build(
                 name: l.name.clone(),
             });
             for f in &l.files {
+                if f.supplied.is_some() && f.content.is_empty() {
+                    anyhow::bail!(
+                        "node {}: layer {}: {} is supplied by the build and was not \
+                         (supplied::fill)",
+                        plan.hostname,
+                        l.name,
+                        f.dest
+                    );
+                }
                 steps.push(Step::File {
                     mode: f.mode.clone(),
                     sha256: f.sha256.clone(),

@@ -173,6 +173,31 @@ fn valid_cluster_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// The install server's port (layer install-server): a TCP port, and on el7 (systemd 219, no
+/// ambient capabilities for its unprivileged user) not a privileged one.
+fn check_install_server(cx: &mut Ctx, role: &str, over: &toml::Table) {
+    let Some(port) = over
+        .get("install_server_port")
+        .and_then(toml::Value::as_integer)
+    else {
+        return;
+    };
+    let at = [
+        Seg::Key("roles"),
+        Seg::Key(role),
+        Seg::Key("install_server_port"),
+    ];
+    if !(1..=65535).contains(&port) {
+        cx.error(&at, "must be a TCP port, 1 to 65535");
+    } else if port < 1024 && cx.cluster.os == super::Os::El7 {
+        cx.error(
+            &at,
+            "ezimg serve runs as its own user: on el7 it cannot bind a port below 1024 (use \
+             1024 or above, e.g. the default 8080)",
+        );
+    }
+}
+
 /// Check everything the type system cannot. `roles` are the roles that have a role file, with
 /// their parameters' defaults.
 pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
@@ -405,6 +430,7 @@ pub fn validate(loaded: &Loaded, roles: &RoleParams) -> Vec<Diagnostic> {
                 Some(_) => {}
             }
         }
+        check_install_server(&mut cx, role, over);
     }
 
     let first_of = |role: &str| {

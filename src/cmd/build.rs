@@ -13,6 +13,7 @@ use crate::image;
 use crate::plan::{self, Catalog};
 use crate::produce::Job;
 use crate::secrets::{self, Store};
+use crate::supplied::{self, Supplies};
 
 /// Open the cluster's store for a build, creating it on the first build (said loudly).
 fn build_store(g: &Global, loaded: &Loaded) -> Result<Store> {
@@ -66,6 +67,18 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
         (None, true) => Some(crate::serve::default_serve_url(c)?),
         (None, false) => None,
     };
+    let supplies = Supplies::new(&inputs.loaded, &lock, g.data.as_deref());
+    // A supplied file the build refuses (an ezimg binary the ops node cannot run) is refused
+    // before anything is written.
+    let per_role = a.format.iter().any(|f| build::per_role(*f));
+    for n in roles
+        .iter()
+        .flat_map(|r| c.nodes_of(r))
+        .filter(|_| per_role)
+    {
+        let mut p = plan::plan_node(&catalog, &inputs.loaded, n)?;
+        supplied::fill(&mut p, &supplies)?;
+    }
     // --out first: a build it refuses creates no secret store.
     let mut outputs = build::Outputs::open(&a.out, c)?;
     let cache = Cache::resolve(None)?;
@@ -85,7 +98,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             eprintln!("pxe: {note}");
         }
     }
-    if a.format.iter().any(|f| build::per_role(*f)) {
+    if per_role {
         let req = build::Request {
             roles: &roles,
             only,
@@ -101,7 +114,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             a,
             &inputs,
             &catalog,
-            (&lock, &cache, &store),
+            (&lock, &cache, &store, &supplies),
             &mut outputs,
             &req,
         )?;
@@ -124,7 +137,7 @@ fn build_roles(
     a: &BuildArgs,
     inputs: &Inputs,
     catalog: &Catalog,
-    (lock, cache, store): (&crate::artifact::Lock, &Cache, &Store),
+    (lock, cache, store, supplies): (&crate::artifact::Lock, &Cache, &Store, &Supplies),
     outputs: &mut build::Outputs,
     req: &build::Request,
 ) -> Result<()> {
@@ -155,6 +168,7 @@ fn build_roles(
             .map(|u| u.as_str().trim_end_matches('/').to_string()),
         artifacts_from: a.artifacts_from.clone(),
         fetch: fetch.as_ref(),
+        supplies,
     };
     if c.os == Os::Debian12 && a.format.contains(&Format::Kickstart) {
         eprintln!(

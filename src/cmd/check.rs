@@ -45,6 +45,7 @@ pub fn run(g: &Global, a: &CheckArgs) -> Result<()> {
     let (store, _tmp) = check_store(g, &inputs.loaded)?;
     let cache = Cache::resolve(None)?;
     let formats = [Format::Bundle, Format::Kickstart, Format::CloudInit];
+    let supplies = crate::supplied::Supplies::new(&inputs.loaded, &lock, g.data.as_deref());
     let job = Job {
         loaded: &inputs.loaded,
         tree: &inputs.tree,
@@ -57,6 +58,7 @@ pub fn run(g: &Global, a: &CheckArgs) -> Result<()> {
         bundle_base: None,
         artifacts_from: None,
         fetch: None,
+        supplies: &supplies,
     };
     // Render every output of every node as `build --all` does, and look at nothing but errors.
     let mut lint = BashSyntax::default();

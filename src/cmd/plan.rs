@@ -64,8 +64,10 @@ pub fn run(g: &Global, a: &PlanArgs) -> Result<()> {
         .iter()
         .map(|n| plan::plan_node(&catalog, &inputs.loaded, n))
         .collect::<Result<Vec<_>>>()?;
+    let supplies = crate::supplied::Supplies::new(&inputs.loaded, &lock, g.data.as_deref());
     for p in &mut plans {
         p.lock = Some(lock.describe());
+        crate::supplied::fill(p, &supplies)?;
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
