@@ -628,6 +628,7 @@ fn pxe_tree_names_every_node_with_a_mac_and_dnsmasq_accepts_its_config() {
         kernel: None,
         initrd: None,
         repo: Some("http://127.0.0.201:8080/repo".into()),
+        append: None,
         dhcp: ezimg::serve::dnsmasq::DhcpMode::Full,
     };
     let notes = ezimg::serve::pxe::write(dir.path(), &loaded.cluster, &o).expect("write");
