@@ -833,3 +833,24 @@ fn a_connection_that_sends_no_request_head_is_closed_after_the_header_timeout() 
     // Others are served meanwhile and after.
     assert_eq!(srv.get("/boot.ipxe").status, 200);
 }
+
+/// `--append` goes verbatim into the boot configs: a line break (which would end the boot line
+/// and start a command of its own) is refused before anything is written.
+#[test]
+fn append_with_a_line_break_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = ezimg()
+        .arg("serve")
+        .arg("--from")
+        .arg(dir.path())
+        .args(["--append", "console=ttyS0\nshell"])
+        .output()
+        .expect("ezimg runs");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--append") && err.contains("no line break"),
+        "{err}"
+    );
+    assert!(!dir.path().join("pxe").exists());
+}
