@@ -2,7 +2,9 @@
 # Install what `ezimg base build`, the qcow2 bake, tests/vm_*.rs and vm-tests/ need on Debian 12:
 #   qemu-system-x86 (guests, TCG or KVM), qemu-utils (qemu-img), mmdebstrap (the Debian root),
 #   e2fsprogs (mkfs.ext4 -d), fdisk (sfdisk), util-linux (losetup, partx, unshare),
-#   dosfstools/mtools/xorriso (seed and bake disks).
+#   dosfstools/mtools/xorriso (seed and bake disks); for vm_pxe: iproute2 (ip netns, bridge,
+#   tap), dnsmasq-base (dnsmasq without a running service), ipxe-qemu (the NICs' iPXE ROMs;
+#   qemu-system-x86 depends on it, named here because vm_pxe boots through it).
 # This host may carry a backported qemu-utils (10.x) that conflicts with bookworm's
 # qemu-system-x86 (7.2): qemu-utils and qemu-block-extra are then pinned to the version
 # qemu-system-x86 installs at (a downgrade). Only the host's own apt sources are used.
@@ -15,7 +17,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 export DEBIAN_FRONTEND=noninteractive
 
 want=()
-for p in mmdebstrap e2fsprogs fdisk util-linux dosfstools mtools xorriso; do
+for p in mmdebstrap e2fsprogs fdisk util-linux dosfstools mtools xorriso iproute2 dnsmasq-base ipxe-qemu; do
     installed "$p" || want+=("$p")
 done
 

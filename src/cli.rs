@@ -314,6 +314,10 @@ pub struct ServeArgs {
     /// `inst.repo=` on the installer's command line (the kickstart's `url` names one too)
     #[arg(long, value_name = "URL")]
     pub inst_repo: Option<String>,
+    /// Extra kernel arguments, last on every boot line (iPXE, GRUB, PXELINUX): console=ttyS0,
+    /// inst.text, ip=...
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true, value_parser = boot_args)]
+    pub append: Option<String>,
     /// dnsmasq.conf: proxy-DHCP beside the site's DHCP server, or full DHCP with a fixed
     /// address per node `mac`
     #[arg(long, value_enum, default_value = "proxy")]
@@ -501,6 +505,10 @@ fn http_url(s: &str) -> Result<reqwest::Url, String> {
         return Err("not an http(s) URL with a host".into());
     }
     Ok(u)
+}
+
+fn boot_args(s: &str) -> Result<String, String> {
+    crate::serve::pxe::check_append(s).map(|()| s.to_string())
 }
 
 /// A place on the node: an http(s) URL, or an absolute path (a relative one would depend on

@@ -628,6 +628,7 @@ fn pxe_tree_names_every_node_with_a_mac_and_dnsmasq_accepts_its_config() {
         kernel: None,
         initrd: None,
         repo: Some("http://127.0.0.201:8080/repo".into()),
+        append: None,
         dhcp: ezimg::serve::dnsmasq::DhcpMode::Full,
     };
     let notes = ezimg::serve::pxe::write(dir.path(), &loaded.cluster, &o).expect("write");
@@ -1025,4 +1026,23 @@ fn build_refuses_a_serve_url_that_is_not_http() {
         "{err}"
     );
     assert!(!site.dir.path().join("out-no-ops").exists());
+/// `--append` goes verbatim into the boot configs: a line break (which would end the boot line
+/// and start a command of its own) is refused before anything is written.
+#[test]
+fn append_with_a_line_break_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = ezimg()
+        .arg("serve")
+        .arg("--from")
+        .arg(dir.path())
+        .args(["--append", "console=ttyS0\nshell"])
+        .output()
+        .expect("ezimg runs");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--append") && err.contains("no line break"),
+        "{err}"
+    );
+    assert!(!dir.path().join("pxe").exists());
 }

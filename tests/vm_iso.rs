@@ -15,42 +15,12 @@ mod fixture;
 mod harness;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use ezimg::output::installer_iso;
 use ezimg::vm::{Disk, Vm, VmSpec};
 
 const VOLID: &str = "EZ Install 7";
-
-/// The newest complete debian12 base in the cache: (image, kernel, initrd, root uuid).
-fn cached_base(cache: &Path) -> Option<(PathBuf, PathBuf, PathBuf, String)> {
-    let dir = cache.join("base");
-    let mut found = Vec::new();
-    for e in std::fs::read_dir(&dir).ok()? {
-        let p = e.ok()?.path();
-        let name = p.file_name()?.to_str()?.to_string();
-        let Some(stem) = name
-            .strip_suffix(".json")
-            .filter(|s| s.starts_with("debian12-"))
-        else {
-            continue;
-        };
-        let files = ["qcow2", "vmlinuz", "initrd"].map(|x| dir.join(format!("{stem}.{x}")));
-        if !files.iter().all(|f| f.is_file()) {
-            continue;
-        }
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
-        let uuid = m.get("root_uuid")?.as_str()?.to_string();
-        let when = std::fs::metadata(&p).ok()?.modified().ok()?;
-        let [image, kernel, initrd] = files;
-        found.push((when, (image, kernel, initrd, uuid)));
-    }
-    found.sort_by_key(|(w, _)| *w);
-    found.pop().map(|(_, b)| b)
-}
 
 #[test]
 #[cfg_attr(
@@ -63,17 +33,7 @@ fn a_remastered_iso_boots_with_inst_ks_on_the_kernel_command_line() {
         fixture::tools_present(),
         "vm_iso: the ISO tools are missing (scripts/test-deps.sh)"
     );
-    let cache = harness::cache_dir();
-    if cached_base(&cache).is_none() {
-        let o = Command::cargo_bin("ezimg")
-            .expect("binary")
-            .args(["base", "build", "--os", "debian12"])
-            .env("EZIMG_CACHE_DIR", &cache)
-            .output()
-            .expect("ezimg base build");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    let (image, kernel, initrd, uuid) = cached_base(&cache).expect("a debian12 base in the cache");
+    let (image, kernel, initrd, uuid) = harness::debian12_base(&harness::cache_dir());
     let work = tempfile::tempdir().expect("tempdir");
     let w = work.path();
 

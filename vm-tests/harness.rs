@@ -561,3 +561,46 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// The newest complete debian12 base in the cache: (image, kernel, initrd, root uuid).
+pub fn cached_base(cache: &Path) -> Option<(PathBuf, PathBuf, PathBuf, String)> {
+    let dir = cache.join("base");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(&dir).ok()? {
+        let p = e.ok()?.path();
+        let name = p.file_name()?.to_str()?.to_string();
+        let Some(stem) = name
+            .strip_suffix(".json")
+            .filter(|s| s.starts_with("debian12-"))
+        else {
+            continue;
+        };
+        let files = ["qcow2", "vmlinuz", "initrd"].map(|x| dir.join(format!("{stem}.{x}")));
+        if !files.iter().all(|f| f.is_file()) {
+            continue;
+        }
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+        let uuid = m.get("root_uuid")?.as_str()?.to_string();
+        let when = std::fs::metadata(&p).ok()?.modified().ok()?;
+        let [image, kernel, initrd] = files;
+        found.push((when, (image, kernel, initrd, uuid)));
+    }
+    found.sort_by_key(|(w, _)| *w);
+    found.pop().map(|(_, b)| b)
+}
+
+/// The cached debian12 base (built into `cache` first if it holds none): (image, kernel,
+/// initrd, root uuid). Tests boot its kernel and initrd into an overlay of its root.
+pub fn debian12_base(cache: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
+    use assert_cmd::cargo::CommandCargoExt;
+    if cached_base(cache).is_none() {
+        let o = std::process::Command::cargo_bin("ezimg")
+            .expect("binary")
+            .args(["base", "build", "--os", "debian12"])
+            .env("EZIMG_CACHE_DIR", cache)
+            .output()
+            .expect("ezimg base build");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    cached_base(cache).expect("a debian12 base in the cache")
+}

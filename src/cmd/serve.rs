@@ -23,6 +23,7 @@ pub fn run(g: &Global, a: &ServeArgs) -> Result<()> {
             kernel: a.kernel.clone(),
             initrd: a.initrd.clone(),
             repo: a.inst_repo.clone(),
+            append: a.append.clone(),
             dhcp: a.dhcp,
         },
     })

@@ -67,6 +67,7 @@ pub struct PxeChoices {
     pub kernel: Option<String>,
     pub initrd: Option<String>,
     pub repo: Option<String>,
+    pub append: Option<String>,
     pub dhcp: dnsmasq::DhcpMode,
 }
 
@@ -106,6 +107,7 @@ async fn serve(o: Options) -> Result<()> {
         kernel: o.pxe.kernel,
         initrd: o.pxe.initrd,
         repo: o.pxe.repo,
+        append: o.pxe.append,
         dhcp: o.pxe.dhcp,
     };
     for note in pxe::write(site.out(), &o.cluster, &popts)? {

@@ -41,6 +41,9 @@ pub struct PxeOptions {
     pub initrd: Option<String>,
     /// `inst.repo=` for the installer (the kickstart's `url` line names one too).
     pub repo: Option<String>,
+    /// Operator's extra kernel arguments (`console=ttyS0`, `inst.text`, ...), last on every
+    /// boot line, so they win over what ezimg puts there.
+    pub append: Option<String>,
     /// dnsmasq: proxy-DHCP beside the site's DHCP server, or the only DHCP server.
     pub dhcp: DhcpMode,
 }
@@ -180,7 +183,23 @@ fn cmdline(c: &Cluster, n: &Node, base: &str, o: &PxeOptions) -> String {
     if let Some(d) = net.dns.first() {
         a.push_str(&format!(" nameserver={d}"));
     }
+    if let Some(x) = o.append.as_deref().map(str::trim).filter(|x| !x.is_empty()) {
+        a.push(' ');
+        a.push_str(x);
+    }
     a
+}
+
+/// Check `serve --append`: it goes verbatim into iPXE, GRUB and PXELINUX configs, where a line
+/// break would end the boot line (and start a command of the operator's text).
+pub fn check_append(s: &str) -> Result<(), String> {
+    if s.contains(['\n', '\r']) {
+        return Err("kernel arguments on one line: no line break".into());
+    }
+    if s.contains('\0') {
+        return Err("a NUL byte in kernel arguments".into());
+    }
+    Ok(())
 }
 
 /// Render and write the tree into `<out>/pxe/`: each generated folder and file replaced with a
@@ -271,4 +290,57 @@ fn swap_dir(new: &Path, dst: &Path, aside: &Path) -> Result<()> {
         std::fs::rename(dst, aside).with_context(|| format!("moving aside {}", dst.display()))?;
     }
     std::fs::rename(new, dst).with_context(|| format!("moving {} into place", dst.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(append: Option<&str>) -> PxeOptions {
+        PxeOptions {
+            base_url: "http://192.168.2.201:8080".into(),
+            kernel: None,
+            initrd: None,
+            repo: None,
+            append: append.map(str::to_string),
+            dhcp: DhcpMode::Full,
+        }
+    }
+
+    #[test]
+    fn append_ends_every_boot_line() {
+        let mut c = crate::cluster::parse(crate::cluster::DEFAULT_TOML, "default").expect("parse");
+        for n in &mut c.nodes {
+            if n.hostname == "worker-01" {
+                n.mac = Some("52:54:00:AB:00:31".into());
+            }
+        }
+        let extra = "console=ttyS0,115200 inst.text systemd.run=\"bash -c 'echo a b'\"";
+        let t = render(
+            &c,
+            &opts(Some(&format!("  {extra} "))),
+            Path::new("/srv/pxe"),
+        );
+        let ks = "inst.ks=http://192.168.2.201:8080/ks/worker-01 inst.ks.sendmac";
+        for (rel, prefix) in [
+            ("ipxe/52-54-00-ab-00-31.ipxe", "kernel "),
+            ("grub.cfg-01-52-54-00-ab-00-31", "  linuxefi "),
+            ("pxelinux.cfg/01-52-54-00-ab-00-31", "  APPEND "),
+        ] {
+            let text = &t.files[rel];
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("{rel}: no boot line\n{text}"));
+            assert!(line.ends_with(&format!(" {extra}")), "{rel}: {line}");
+            assert!(line.contains(ks), "{rel}: {line}");
+        }
+        // Without --append the line ends with ezimg's own arguments.
+        let t = render(&c, &opts(None), Path::new("/srv/pxe"));
+        let text = &t.files["ipxe/52-54-00-ab-00-31.ipxe"];
+        assert!(text.contains("nameserver=192.168.2.2\n"), "{text}");
+        assert!(check_append(extra).is_ok());
+        assert!(check_append("console=ttyS0\nshell").is_err());
+        assert!(check_append("a\rb").is_err());
+    }
 }

@@ -278,6 +278,19 @@ pub struct VmSpec {
     /// A user-mode NIC with this MAC: NAT to the host's own network. Only for test runs on a
     /// connected machine that need the internet (see the module docs).
     pub uplink: Option<String>,
+    /// A NIC on a tap device the caller made, booted first through its iPXE ROM (PXE).
+    pub pxe_tap: Option<TapNic>,
+    /// Run QEMU inside this network namespace (`ip netns exec`), where its tap is.
+    pub netns: Option<String>,
+}
+
+/// A virtio NIC on an existing tap device, the guest's first boot device: its option ROM
+/// (QEMU's own, ipxe-qemu's iPXE) asks DHCP where to boot from. QEMU's default ROM on purpose:
+/// the same file named by `romfile=<absolute path>` was never run by SeaBIOS (QEMU 7.2).
+#[derive(Debug, Clone)]
+pub struct TapNic {
+    pub ifname: String,
+    pub mac: String,
 }
 
 /// `-kernel`, `-initrd`, `-append`.
@@ -301,6 +314,8 @@ impl VmSpec {
             direct_kernel: None,
             cdrom: None,
             uplink: None,
+            pxe_tap: None,
+            netns: None,
         }
     }
 }
@@ -332,7 +347,15 @@ impl Vm {
         let sock = sock_dir.path().join("m.sock");
         let serial_log = spec.dir.join("serial.log");
         let accel = accel()?;
-        let mut cmd = Command::new(QEMU);
+        let mut cmd = match &spec.netns {
+            // `ip netns exec` execs QEMU in place: the child is QEMU itself.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, QEMU]);
+                c
+            }
+            None => Command::new(QEMU),
+        };
         cmd.args(["-name", &spec.name])
             .args(["-machine", "pc"])
             .args(accel.args(spec.cpus))
@@ -385,7 +408,11 @@ impl Vm {
             cmd.arg("-drive").arg(v);
             let mut dev = format!("virtio-blk-pci,drive=d{i}");
             // With -kernel, QEMU's linuxboot ROM holds boot index 0.
-            if i == 0 && spec.direct_kernel.is_none() && spec.cdrom.is_none() {
+            if i == 0
+                && spec.direct_kernel.is_none()
+                && spec.cdrom.is_none()
+                && spec.pxe_tap.is_none()
+            {
                 dev.push_str(",bootindex=0");
             }
             if let Some(s) = &d.serial {
@@ -393,7 +420,32 @@ impl Vm {
             }
             cmd.arg("-device").arg(dev);
         }
-        if spec.nics.is_empty() && spec.uplink.is_none() {
+        if let Some(t) = &spec.pxe_tap {
+            cmd.arg("-netdev").arg(format!(
+                "tap,id=pxe0,ifname={},script=no,downscript=no",
+                t.ifname
+            ));
+            cmd.arg("-device").arg(format!(
+                "virtio-net-pci,netdev=pxe0,mac={},bootindex=0",
+                t.mac
+            ));
+            // SeaBIOS mirrors the BIOS text console (its own and iPXE's messages) to the
+            // serial port (0x3f8, a little-endian integer), so a failed network boot shows why
+            // in serial.log.
+            let port = spec.dir.join("sercon-port");
+            std::fs::write(&port, 0x3f8u16.to_le_bytes())
+                .with_context(|| format!("writing {}", port.display()))?;
+            cmd.arg("-fw_cfg")
+                .arg(format!("name=etc/sercon-port,file={}", port.display()));
+            // SeaBIOS's debug log (which option ROMs ran, the boot order) beside serial.log.
+            cmd.arg("-chardev")
+                .arg(format!(
+                    "file,id=biosdbg,path={}",
+                    spec.dir.join("bios.log").display()
+                ))
+                .args(["-device", "isa-debugcon,iobase=0x402,chardev=biosdbg"]);
+        }
+        if spec.nics.is_empty() && spec.uplink.is_none() && spec.pxe_tap.is_none() {
             cmd.args(["-nic", "none"]);
         }
         if let Some(mac) = &spec.uplink {
