@@ -1026,6 +1026,8 @@ fn build_refuses_a_serve_url_that_is_not_http() {
         "{err}"
     );
     assert!(!site.dir.path().join("out-no-ops").exists());
+}
+
 /// `--append` goes verbatim into the boot configs: a line break (which would end the boot line
 /// and start a command of its own) is refused before anything is written.
 #[test]
