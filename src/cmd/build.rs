@@ -92,6 +92,7 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             kernel: None,
             initrd: None,
             repo: None,
+            append: None,
             dhcp: crate::serve::dnsmasq::DhcpMode::Proxy,
         };
         for note in outputs.write_pxe(c, &opts)? {
