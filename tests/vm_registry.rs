@@ -336,10 +336,14 @@ fn ops_registry_config(data: &Path, cluster: &Path, root: &Path, storage: &Path)
         n += 1;
     }
     assert_eq!(n, 3, "the registry layer's config, certificate and key");
-    // The certificate is the store's.
+    // The certificate is the store's (the template adds a line end).
     assert_eq!(
-        std::fs::read_to_string(root.join("registry.crt")).expect("crt"),
-        std::fs::read_to_string(store_dir.join("pki/registry.crt")).expect("store crt"),
+        std::fs::read_to_string(root.join("registry.crt"))
+            .expect("crt")
+            .trim_end(),
+        std::fs::read_to_string(store_dir.join("pki/registry.crt"))
+            .expect("store crt")
+            .trim_end(),
     );
     root.join("config.yml")
 }
@@ -600,7 +604,8 @@ fn a_worker_pulls_through_hosts_toml_from_the_ops_registry_with_no_other_route()
     );
 
     let pull = format!(
-        "timeout 180 ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d {node_ref} 2>&1"
+        "timeout 180 ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d {node_ref} \
+         2>&1 >/dev/null"
     );
     // (1) No CA file (kubeadm join has not run): no pull.
     let (rc, o) = g
@@ -618,6 +623,10 @@ fn a_worker_pulls_through_hosts_toml_from_the_ops_registry_with_no_other_route()
         tail(&no_ca, 3)
     );
     assert_ne!(rc, 0, "pulled without the cluster CA:\n{no_ca}");
+    assert!(
+        no_ca.contains("/etc/kubernetes/pki/ca.crt"),
+        "the failure does not name the missing CA file:\n{no_ca}"
+    );
     // (2) Another authority's CA: the registry's certificate does not verify.
     let other_ca = {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
@@ -639,6 +648,12 @@ fn a_worker_pulls_through_hosts_toml_from_the_ops_registry_with_no_other_route()
         wrong_ca.contains("x509: certificate signed by unknown authority")
             || wrong_ca.contains("failed to verify certificate"),
         "not a certificate verification failure:\n{wrong_ca}"
+    );
+    // containerd then falls back to the registry itself (hosts.toml names no `server`): that
+    // fails too, there being no route and no name for it.
+    assert!(
+        wrong_ca.contains(&format!("host={registry_host}")),
+        "no fallback to {registry_host} tried:\n{wrong_ca}"
     );
     let rlog = registry.log();
     assert!(
@@ -681,7 +696,8 @@ fn a_worker_pulls_through_hosts_toml_from_the_ops_registry_with_no_other_route()
              cat $d/ezimg-test.txt; ctr -n k8s.io images unmount $d >/dev/null; rmdir $d"
         ))
         .expect("mount");
-    assert_eq!(file, "pulled through the ops registry\n");
+    // (The agent's `$(…)` drops the line end.)
+    assert_eq!(file.trim_end(), "pulled through the ops registry");
     let rlog = registry.log();
     let (site_repo, _) = ezimg::images::site_repository(&node_ref).expect("site repository");
     for what in [
