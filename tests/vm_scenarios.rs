@@ -283,6 +283,7 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
             bootcmd: Vec::new(),
             uplink: real,
             data_disk: (host == harness::ETCD_DISK.0).then_some(harness::ETCD_DISK.1),
+            tap: None,
         };
         let image = out.join(role).join(format!("ezimg-{role}.qcow2"));
         Guest::boot_with(

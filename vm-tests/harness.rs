@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use ezimg::vm::{Disk, McastNic, Vm, VmSpec};
+use ezimg::vm::{Disk, McastNic, TapNic, Vm, VmSpec};
 
 /// The agent, started by vendor-data's bootcmd on every boot. `--no-block` matters: bootcmd
 /// runs inside cloud-init.service, which sysinit.target waits for, and a transient unit is
@@ -97,6 +97,17 @@ pub struct BootOpts {
     /// A blank 1 GiB disk with this serial (`/dev/disk/by-id/virtio-<serial>` in the guest),
     /// kept across reboots of the guest.
     pub data_disk: Option<&'static str>,
+    /// The node's NIC on a tap in a private network namespace (QEMU runs there) instead of the
+    /// wire: for host-side servers on the node's network (`vm_registry`'s registry).
+    pub tap: Option<NetnsTap>,
+}
+
+/// A tap device the test made in its network namespace, and the MAC the node's seed expects.
+#[derive(Debug, Clone)]
+pub struct NetnsTap {
+    pub netns: String,
+    pub ifname: String,
+    pub mac: String,
 }
 
 impl Default for BootOpts {
@@ -107,6 +118,7 @@ impl Default for BootOpts {
             bootcmd: Vec::new(),
             uplink: false,
             data_disk: None,
+            tap: None,
         }
     }
 }
@@ -271,6 +283,13 @@ impl Guest {
             spec.disks.push(Disk {
                 serial: Some(serial.into()),
                 ..Disk::qcow2(&p)
+            });
+        }
+        if let Some(t) = &opts.tap {
+            spec.netns = Some(t.netns.clone());
+            spec.taps.push(TapNic {
+                ifname: t.ifname.clone(),
+                mac: t.mac.clone(),
             });
         }
         if let Some((w, mac)) = wire {

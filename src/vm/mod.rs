@@ -8,10 +8,12 @@
 //!   are read from there, never guessed from a console or a timeout (as cloud-hypervisor's
 //!   tests report "booted" to a host listener).
 //! - Networking is either none (`-nic none`) or QEMU socket netdevs on a multicast group bound
-//!   to 127.0.0.1: guests only see each other, never the host's network. No bridges or taps.
+//!   to 127.0.0.1: guests only see each other, never the host's network. No bridge or tap on the host's network.
 //!   The one exception is [`VmSpec::uplink`], a user-mode (slirp) NIC that only the
 //!   connected-machine run of the VM tests sets (`EZIMG_REAL_K8S=1`: guests pull the real
-//!   Kubernetes images); the bake and the default tests never do.
+//!   Kubernetes images); the bake and the default tests never do. Tests that need a host-side
+//!   server on the guests' wire (PXE, the site registry) put QEMU in a private network namespace
+//!   with a tap there ([`VmSpec::pxe_tap`], [`VmSpec::taps`]): still no route out.
 //! - The QEMU process is killed when the [`Vm`] is dropped.
 
 pub mod tool;
@@ -280,11 +282,14 @@ pub struct VmSpec {
     pub uplink: Option<String>,
     /// A NIC on a tap device the caller made, booted first through its iPXE ROM (PXE).
     pub pxe_tap: Option<TapNic>,
+    /// NICs on tap devices the caller made (in [`VmSpec::netns`]), not boot devices: a guest
+    /// that boots its disk and talks to servers in that namespace.
+    pub taps: Vec<TapNic>,
     /// Run QEMU inside this network namespace (`ip netns exec`), where its tap is.
     pub netns: Option<String>,
 }
 
-/// A virtio NIC on an existing tap device, the guest's first boot device: its option ROM
+/// A virtio NIC on an existing tap device. As [`VmSpec::pxe_tap`], the guest's first boot device: its option ROM
 /// (QEMU's own, ipxe-qemu's iPXE) asks DHCP where to boot from. QEMU's default ROM on purpose:
 /// the same file named by `romfile=<absolute path>` was never run by SeaBIOS (QEMU 7.2).
 #[derive(Debug, Clone)]
@@ -315,6 +320,7 @@ impl VmSpec {
             cdrom: None,
             uplink: None,
             pxe_tap: None,
+            taps: Vec::new(),
             netns: None,
         }
     }
@@ -445,7 +451,19 @@ impl Vm {
                 ))
                 .args(["-device", "isa-debugcon,iobase=0x402,chardev=biosdbg"]);
         }
-        if spec.nics.is_empty() && spec.uplink.is_none() && spec.pxe_tap.is_none() {
+        for (i, t) in spec.taps.iter().enumerate() {
+            cmd.arg("-netdev").arg(format!(
+                "tap,id=tap{i},ifname={},script=no,downscript=no",
+                t.ifname
+            ));
+            cmd.arg("-device")
+                .arg(format!("virtio-net-pci,netdev=tap{i},mac={}", t.mac));
+        }
+        if spec.nics.is_empty()
+            && spec.uplink.is_none()
+            && spec.pxe_tap.is_none()
+            && spec.taps.is_empty()
+        {
             cmd.args(["-nic", "none"]);
         }
         if let Some(mac) = &spec.uplink {
