@@ -15,15 +15,18 @@
 
 #[path = "../vm-tests/harness.rs"]
 mod harness;
+#[path = "../vm-tests/netns.rs"]
+mod netns;
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use ezimg::vm::{Disk, TapNic, Vm, VmSpec};
+use netns::{Netns, Proc, ip};
 
 const OPS_IP: &str = "192.168.2.201";
 const PORT: u16 = 8080;
@@ -36,88 +39,6 @@ const OTHER: &str = "master-01";
 const INSTALLER: &str = "installer/centos-7.9.2009";
 /// QEMU's ROM for virtio-net (from ipxe-qemu), which the guest's NIC runs.
 const ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
-
-/// A network namespace, deleted (with its bridge and tap) when dropped. Declared before the
-/// processes in it, so they are dropped (killed) first.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let mut b = [0u8; 4];
-        getrandom::fill(&mut b).expect("random");
-        let name = format!("ezpxe-{}", hex(&b));
-        ip(&["netns", "add", &name]);
-        let ns = Netns(name);
-        let n = ns.0.as_str();
-        for args in [
-            vec!["-n", n, "link", "set", "lo", "up"],
-            vec!["-n", n, "link", "add", "br0", "type", "bridge"],
-            vec![
-                "-n",
-                n,
-                "addr",
-                "add",
-                &format!("{OPS_IP}/24"),
-                "dev",
-                "br0",
-            ],
-            vec!["-n", n, "link", "set", "br0", "up"],
-            vec!["-n", n, "tuntap", "add", "dev", "tap0", "mode", "tap"],
-            vec!["-n", n, "link", "set", "tap0", "master", "br0"],
-            vec!["-n", n, "link", "set", "tap0", "up"],
-        ] {
-            ip(&args);
-        }
-        ns
-    }
-
-    /// `ip netns exec NS prog`: the child is `prog` itself (ip execs it).
-    fn exec(&self, prog: &Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]).arg(prog);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn ip(args: &[&str]) -> String {
-    let o = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        o.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A process killed (and reaped) when dropped; its stderr goes to `log`.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A tool the test needs: missing is a failure under CI, else a skip (None).
 fn need(what: &str, path: &str) -> Option<()> {
@@ -217,7 +138,7 @@ fn a_diskless_guest_pxe_boots_its_own_install_line_from_ezimg_serve() {
     ezimg::vm::overlay(&image, &disk, None).expect("overlay over the cached base");
     let t_build = t0.elapsed();
 
-    let ns = Netns::new();
+    let ns = Netns::new("ezpxe", &format!("{OPS_IP}/24"));
     // Nothing in the namespace reaches anywhere else: its own links only, no default route.
     let links = ip(&["-n", &ns.0, "-o", "link", "show"]);
     let names: Vec<&str> = links
@@ -303,18 +224,7 @@ fn a_diskless_guest_pxe_boots_its_own_install_line_from_ezimg_serve() {
         child,
         log: dnsmasq_log,
     };
-    let ready = Instant::now();
-    while !dnsmasq.log().contains("DHCP, static leases only") {
-        if let Ok(Some(st)) = dnsmasq.child.try_wait() {
-            panic!("dnsmasq exited ({st}):\n{}", dnsmasq.log());
-        }
-        assert!(
-            ready.elapsed() < Duration::from_secs(20),
-            "dnsmasq not ready:\n{}",
-            dnsmasq.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    dnsmasq.wait_log("DHCP, static leases only", "dnsmasq");
 
     // The diskless guest: no kernel, no CD; the NIC's iPXE ROM boots first. Its only disk is
     // the root the base kernel mounts (the stand-in for an installer's in-memory root).

@@ -23,14 +23,17 @@
 
 #[path = "../vm-tests/harness.rs"]
 mod harness;
+#[path = "../vm-tests/netns.rs"]
+mod netns;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use harness::{BootOpts, Guest, NetnsTap};
+use netns::{Netns, Proc, ip};
 use sha2::{Digest as _, Sha256};
 
 const NODE: &str = "worker-01";
@@ -44,105 +47,6 @@ const TAG: &str = "1.0";
 
 fn sha(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
-
-/// A network namespace with a bridge (the ops node's address) and the guest's tap, deleted
-/// when dropped. Declared before the processes in it, so they are dropped (killed) first.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let mut b = [0u8; 4];
-        getrandom::fill(&mut b).expect("random");
-        let name = format!("ezreg-{}", hex::encode(b));
-        ip(&["netns", "add", &name]);
-        let ns = Netns(name);
-        let n = ns.0.as_str();
-        let addr = format!("{OPS_IP}/24");
-        for args in [
-            vec!["-n", n, "link", "set", "lo", "up"],
-            vec!["-n", n, "link", "add", "br0", "type", "bridge"],
-            vec!["-n", n, "addr", "add", &addr, "dev", "br0"],
-            vec!["-n", n, "link", "set", "br0", "up"],
-            vec!["-n", n, "tuntap", "add", "dev", "tap0", "mode", "tap"],
-            vec!["-n", n, "link", "set", "tap0", "master", "br0"],
-            vec!["-n", n, "link", "set", "tap0", "up"],
-        ] {
-            ip(&args);
-        }
-        ns
-    }
-
-    /// `ip netns exec NS prog`: the child is `prog` itself (ip execs it).
-    fn exec(&self, prog: &Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]).arg(prog);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn ip(args: &[&str]) -> String {
-    let o = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        o.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A process killed (and reaped) when dropped; its output goes to `log`.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).expect("log file");
-        let err = f.try_clone().expect("log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        Proc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Wait until the log has `needle` (the process announcing it listens).
-    fn wait_log(&mut self, needle: &str, what: &str) {
-        let t = Instant::now();
-        while !self.log().contains(needle) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("{what} exited ({st}):\n{}", self.log());
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "{what}: no `{needle}` within 30s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A tool the test needs: missing is a failure under CI, else a skip (None).
@@ -464,7 +368,7 @@ fn a_worker_pulls_through_hosts_toml_from_the_ops_registry_with_no_other_route()
     assert!(ok, "ezimg images pull:\n{o}");
 
     // The site: a namespace with only the bridge and the guest's tap.
-    let ns = Netns::new();
+    let ns = Netns::new("ezreg", &format!("{OPS_IP}/24"));
     let links = ip(&["-n", &ns.0, "-o", "link", "show"]);
     let names: Vec<&str> = links
         .lines()
