@@ -624,29 +624,50 @@ pub struct Record {
 /// Write `records` into the lock file at `path`, keeping its comments and layout
 /// (sets `sha256` and `size` of each named `[[artifact]]`). The file is replaced atomically.
 pub fn write_records(path: &Path, records: &[Record]) -> Result<()> {
+    let mut edits = Vec::new();
+    for rec in records {
+        let size = i64::try_from(rec.size).context("size does not fit in a TOML integer")?;
+        edits.push((
+            rec.name.as_str(),
+            vec![
+                ("sha256", toml_edit::value(rec.sha256.hex())),
+                ("size", toml_edit::value(size)),
+            ],
+        ));
+    }
+    edit_tables(path, "artifact", "name", &edits)
+}
+
+/// Set fields of `[[kind]]` tables in the lock file at `path`, keeping its comments and
+/// layout: each edit names a table by its `key` field and gives the fields to set. The result
+/// is validated as a lock before it replaces the reviewed file (atomically).
+pub fn edit_tables(
+    path: &Path,
+    kind: &str,
+    key: &str,
+    edits: &[(&str, Vec<(&str, toml_edit::Item)>)],
+) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .with_context(|| format!("parsing {}", path.display()))?;
     let tables = doc
-        .get_mut("artifact")
+        .get_mut(kind)
         .and_then(|i| i.as_array_of_tables_mut())
-        .with_context(|| format!("{}: no [[artifact]] tables", path.display()))?;
-    for rec in records {
+        .with_context(|| format!("{}: no [[{kind}]] tables", path.display()))?;
+    for (id, fields) in edits {
         let t = tables
             .iter_mut()
-            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(rec.name.as_str()))
-            .with_context(|| format!("{}: no artifact {:?}", path.display(), rec.name))?;
-        t["sha256"] = toml_edit::value(rec.sha256.hex());
-        let size = i64::try_from(rec.size).context("size does not fit in a TOML integer")?;
-        t["size"] = toml_edit::value(size);
+            .find(|t| t.get(key).and_then(|n| n.as_str()) == Some(*id))
+            .with_context(|| format!("{}: no {kind} {id:?}", path.display()))?;
+        for (field, value) in fields {
+            t[*field] = value.clone();
+        }
     }
     let out = doc.to_string();
-    // Re-validate before replacing the reviewed file.
     Lock::parse(&out, &path.display().to_string())?;
-    crate::fsutil::write_atomic(path, out.as_bytes())?;
-    Ok(())
+    crate::fsutil::write_atomic(path, out.as_bytes())
 }
 
 #[cfg(test)]

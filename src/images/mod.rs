@@ -520,25 +520,16 @@ pub async fn learn_digests(
 /// Write image digests into the lock file at `path` (its `[[image]]` tables), keeping its
 /// layout; re-validated before it replaces the file.
 pub fn write_digests(path: &Path, digests: &[(String, String)]) -> Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let tables = doc
-        .get_mut("image")
-        .and_then(|i| i.as_array_of_tables_mut())
-        .with_context(|| format!("{}: no [[image]] tables", path.display()))?;
-    for (reference, digest) in digests {
-        let t = tables
-            .iter_mut()
-            .find(|t| t.get("reference").and_then(|n| n.as_str()) == Some(reference.as_str()))
-            .with_context(|| format!("{}: no image {reference:?}", path.display()))?;
-        t["digest"] = toml_edit::value(digest.as_str());
-    }
-    let out = doc.to_string();
-    Lock::parse(&out, &path.display().to_string())?;
-    crate::fsutil::write_atomic(path, out.as_bytes())
+    let edits: Vec<_> = digests
+        .iter()
+        .map(|(reference, digest)| {
+            (
+                reference.as_str(),
+                vec![("digest", toml_edit::value(digest.as_str()))],
+            )
+        })
+        .collect();
+    crate::artifact::lock::edit_tables(path, "image", "reference", &edits)
 }
 
 /// What `export` adds for the images.
