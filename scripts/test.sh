@@ -24,7 +24,7 @@ declare -A need=(
     [git]=git [rpmbuild]=rpm [rpmsign]=rpm [rpmkeys]=rpm [rpmdb]=rpm [gpg]=gnupg
     [gpg-agent]=gpg-agent [gpgconf]=gpgconf
     [mkfs.xfs]=xfsprogs [mkfs.ext4]=e2fsprogs [losetup]=mount [lsblk]=util-linux
-    [ssh-keygen]=openssh-client
+    [ssh-keygen]=openssh-client [strip]=binutils
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -2,7 +2,7 @@
 # Install what `ezimg base build`, the qcow2 bake, tests/vm_*.rs and vm-tests/ need on Debian 12:
 #   qemu-system-x86 (guests, TCG or KVM), qemu-utils (qemu-img), mmdebstrap (the Debian root),
 #   e2fsprogs (mkfs.ext4 -d), fdisk (sfdisk), util-linux (losetup, partx, unshare),
-#   dosfstools/mtools/xorriso (seed and bake disks); for vm_pxe and vm_registry: iproute2 (ip netns, bridge,
+#   dosfstools/mtools/xorriso (seed and bake disks); for vm_pxe and vm_ops: iproute2 (ip netns, bridge,
 #   tap), dnsmasq-base (dnsmasq without a running service), ipxe-qemu (the NICs' iPXE ROMs;
 #   qemu-system-x86 depends on it, named here because vm_pxe boots through it).
 # This host may carry a backported qemu-utils (10.x) that conflicts with bookworm's

@@ -297,7 +297,7 @@ pub struct ServeArgs {
     pub listen: std::net::SocketAddr,
     /// This server's URL as nodes reach it, written into the boot configs (default: the
     /// listen address, or with a wildcard listen address the ops node's ip and the port)
-    #[arg(long, value_name = "URL", value_parser = http_url)]
+    #[arg(long, env = "EZIMG_SERVE_URL", value_name = "URL", value_parser = http_url)]
     pub url: Option<reqwest::Url>,
     /// Requests answered at once (until their body is sent); more wait their turn
     #[arg(long, value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_REQUESTS, value_parser = clap::value_parser!(usize))]
@@ -306,17 +306,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = crate::serve::DEFAULT_HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout: u64,
     /// Installer kernel, relative to the PXE tree [default: installer/<os dir>/vmlinuz]
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = "EZIMG_SERVE_KERNEL", value_name = "PATH")]
     pub kernel: Option<String>,
     /// Installer initrd, relative to the PXE tree [default: installer/<os dir>/initrd.img]
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = "EZIMG_SERVE_INITRD", value_name = "PATH")]
     pub initrd: Option<String>,
     /// `inst.repo=` on the installer's command line (the kickstart's `url` names one too)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "EZIMG_SERVE_INST_REPO", value_name = "URL")]
     pub inst_repo: Option<String>,
     /// Extra kernel arguments, last on every boot line (iPXE, GRUB, PXELINUX): console=ttyS0,
     /// inst.text, ip=...
-    #[arg(long, value_name = "ARGS", allow_hyphen_values = true, value_parser = boot_args)]
+    #[arg(long, env = "EZIMG_SERVE_APPEND", value_name = "ARGS", allow_hyphen_values = true, value_parser = boot_args)]
     pub append: Option<String>,
     /// dnsmasq.conf: proxy-DHCP beside the site's DHCP server, or full DHCP with a fixed
     /// address per node `mac`

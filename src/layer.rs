@@ -342,6 +342,7 @@ mod tests {
             "[roles.slb]\nlb = \"haproxy\"\n",
             "[roles.slb]\nnginx_source = \"distro\"\nkeepalived_source = \"distro\"\n",
             "[roles.ops]\nregistry = \"distribution\"\n",
+            "[roles.ops]\ninstall_server = true\n",
         ];
         let mut seen: BTreeMap<(String, Os), Vec<String>> = BTreeMap::new();
         let dir = tempfile::tempdir().expect("tempdir");

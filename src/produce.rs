@@ -234,6 +234,8 @@ pub fn role(
             .bundle_base
             .as_ref()
             .map(|base| format!("{base}/{role}/{}", b.file_name)),
+        // Only debian12 roles are baked; their seeds are for that image.
+        in_image: job.formats.contains(&Format::Qcow2) && c.os == Os::Debian12,
     };
     for (node, p) in role_nodes.iter().zip(&plans) {
         if only.is_some_and(|o| o != node.hostname) {
@@ -339,6 +341,7 @@ fn node_iso(
     // The bundle is read from the medium, not embedded or fetched; artifacts likewise.
     let bundle = BundleRef {
         url: None,
+        in_image: false,
         ..input.bundle.clone()
     };
     let media_input = NodeInput {

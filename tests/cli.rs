@@ -979,6 +979,7 @@ fn bundle_runtime_and_bootstrap_pass_bash_n_and_shellcheck() {
         sha256: "0".repeat(64),
         bytes: vec![],
         url: Some("http://127.0.0.1:1/b.tar.gz".into()),
+        in_image: false,
     };
     let input = ezimg::output::NodeInput {
         cluster: &lib.cluster,

@@ -332,3 +332,45 @@ fn iso_seed_reads_back() {
         }
     }
 }
+
+/// A seed for the role image its build baked leaves the bundle out (the image holds it where
+/// the bootstrap looks); without the image, the bootstrap says which image it goes with.
+#[test]
+fn a_seed_for_the_baked_image_does_not_carry_the_bundle() {
+    let fx = Fixture::new(Os::Debian12, None);
+    let inputs = fx.inputs();
+    let bundle_path = format!("/var/lib/ezimg/{}", inputs[0].bundle.file_name);
+    let paths = |ud: &serde_json::Value| -> Vec<String> {
+        ud["write_files"]
+            .as_array()
+            .expect("write_files")
+            .iter()
+            .map(|f| f["path"].as_str().expect("path").to_string())
+            .collect()
+    };
+    let embedded = cloudinit::user_data(&inputs[0]).expect("user-data");
+    assert!(paths(&embedded).contains(&bundle_path));
+    let mut baked = inputs[0].bundle.clone();
+    baked.in_image = true;
+    let input = NodeInput {
+        cluster: inputs[0].cluster,
+        node: inputs[0].node,
+        plan: inputs[0].plan,
+        bundle: &baked,
+        secrets: inputs[0].secrets.clone(),
+        artifacts_from: None,
+    };
+    let ud = cloudinit::user_data(&input).expect("user-data");
+    assert!(!paths(&ud).contains(&bundle_path), "{ud}");
+    let seed = cloudinit::render(&input).expect("seed");
+    let full = cloudinit::render(&inputs[0]).expect("seed");
+    assert!(seed.user_data.len() < full.user_data.len() / 2);
+    let boot = ezimg::bundle::bootstrap_script(&input);
+    assert!(
+        boot.contains(&format!(
+            "ezimg-{}.qcow2, which holds the bundle",
+            inputs[0].node.role
+        )),
+        "{boot}"
+    );
+}

@@ -214,6 +214,26 @@ fn binary_path_errors_name_the_field() {
         !o.status.success() && e.contains("install_server_port") && e.contains("1024"),
         "{e}"
     );
+    // A DHCP mode dnsmasq has no use for: refused, naming the field and the choices.
+    let c = cluster(
+        d.path(),
+        "debian12",
+        "install_server = true\ninstall_server_dhcp = \"yes\"",
+    );
+    let o = ezimg()
+        .arg("check")
+        .arg("-c")
+        .arg(&c)
+        .output()
+        .expect("runs");
+    let e = stderr(&o);
+    assert!(
+        !o.status.success()
+            && e.contains("roles.ops.install_server_dhcp")
+            && e.contains("\"proxy\"")
+            && e.contains("\"none\""),
+        "{e}"
+    );
 }
 
 #[test]

@@ -1463,8 +1463,10 @@ fn install_server_plans_only_when_opted_in() {
             unit.contains(
                 "ExecStart=/usr/local/bin/ezimg serve -c /etc/ezimg/serve/cluster.toml --lock \
                  /etc/ezimg/serve/artifacts.lock --from /srv/ezimg/out --cache-dir \
-                 /srv/ezimg/cache --listen 0.0.0.0:8080\n"
+                 /srv/ezimg/cache --listen 0.0.0.0:8080 --dhcp proxy\n"
             ) && unit.contains("User=ezimg-serve\n")
+                && unit.contains("Type=notify\n")
+                && unit.contains("EnvironmentFile=-/etc/ezimg/serve/serve.env\n")
                 && unit.contains("Restart=on-failure\n")
                 && unit.contains("WantedBy=multi-user.target"),
             "{os}:\n{unit}"
@@ -1476,6 +1478,52 @@ fn install_server_plans_only_when_opted_in() {
             "{os}:\n{unit}"
         );
         assert_eq!(unit.contains("ProtectSystem=full\n"), os == Os::El7);
+        // dnsmasq beside it (proxy by default), started with serve, from the file serve writes;
+        // the distribution's package for the binary only on debian12.
+        let dns = ops
+            .applied()
+            .find(|l| l.name == "install-server-dhcp")
+            .unwrap_or_else(|| panic!("{os}: install-server-dhcp applies with install_server"));
+        assert_eq!(
+            dns.packages,
+            [if os == Os::Debian12 {
+                "dnsmasq-base"
+            } else {
+                "dnsmasq"
+            }],
+            "{os}"
+        );
+        let dunit = must_file(ops, "/etc/systemd/system/ezimg-dnsmasq.service");
+        assert!(
+            dunit.contains("--conf-file=/srv/ezimg/out/pxe/dnsmasq.conf")
+                && dunit.contains("PartOf=ezimg-serve.service\n")
+                && dunit.contains("WantedBy=ezimg-serve.service\n")
+                && dunit.contains("(proxy DHCP, TFTP)"),
+            "{os}:\n{dunit}"
+        );
+        // "full": serve writes a full-DHCP file; "none": no dnsmasq on the node.
+        for (mode, runs) in [("full", true), ("none", false)] {
+            let mut l = with_ops_registry(cluster_for(os, &[]));
+            if let Some(t) = l.cluster.roles.get_mut("ops") {
+                t.insert(
+                    "install_server_dhcp".into(),
+                    toml::Value::String(mode.into()),
+                );
+            }
+            let plans = plan_all(&tree, &l);
+            let o = node(&plans, "ops");
+            let u = must_file(o, SERVE_UNIT);
+            let want = if runs { mode } else { "proxy" };
+            assert!(
+                u.contains(&format!(" --dhcp {want}\n")),
+                "{os} {mode}:\n{u}"
+            );
+            assert_eq!(
+                file(o, "/etc/systemd/system/ezimg-dnsmasq.service").is_some(),
+                runs,
+                "{os} {mode}"
+            );
+        }
         // Only the ops node: no other node gets the binary.
         for p in plans.iter().filter(|p| p.role != "ops") {
             assert!(file(p, "/usr/local/bin/ezimg").is_none(), "{}", p.hostname);
@@ -1488,7 +1536,7 @@ fn install_server_plans_only_when_opted_in() {
     }
     let unit = must_file(node(&plan_all(&tree, &loaded), "ops"), SERVE_UNIT).to_string();
     assert!(
-        unit.contains("--listen 0.0.0.0:80\n")
+        unit.contains("--listen 0.0.0.0:80 --dhcp proxy\n")
             && unit.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE\n"),
         "{unit}"
     );

@@ -1048,3 +1048,65 @@ fn append_with_a_line_break_is_refused() {
     );
     assert!(!dir.path().join("pxe").exists());
 }
+
+/// Under systemd (ezimg-serve.service, `Type=notify`): `READY=1` on `$NOTIFY_SOCKET` only once
+/// the PXE tree and dnsmasq.conf are written and the socket is bound, and the operator's
+/// settings from the unit's environment file (`EZIMG_SERVE_APPEND`, `EZIMG_SERVE_URL`) are on
+/// the boot lines, as the flags would put them.
+#[test]
+fn under_systemd_it_says_ready_after_writing_the_pxe_tree_and_takes_settings_from_the_env() {
+    use std::os::unix::net::UnixDatagram;
+    let (s, first) = fixture();
+    drop(first);
+    let sock_path = s.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let log = s.dir.path().join("serve-notify.log");
+    let child = s
+        .ezimg("serve")
+        .arg("--from")
+        .arg(&s.out)
+        .arg("--cache-dir")
+        .arg(&s.cache)
+        .args(["--listen", "127.0.0.1:0", "--dhcp", "full"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("EZIMG_SERVE_APPEND", "console=ttyS0,115200 inst.text")
+        .env("EZIMG_SERVE_URL", "http://192.168.2.201:8080")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("serve starts");
+    let _server = Server {
+        child,
+        addr: "127.0.0.1:1".parse().expect("addr"),
+        log: log.clone(),
+    };
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).unwrap_or_else(|e| {
+        panic!(
+            "no notification: {e}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means written: the conf dnsmasq reads, and the boot lines with the env's settings.
+    let conf = String::from_utf8(s.read("pxe/dnsmasq.conf")).expect("utf-8");
+    assert!(
+        conf.contains("dhcp-boot=tag:ipxe,http://192.168.2.201:8080/boot.ipxe\n"),
+        "{conf}"
+    );
+    let scripts: Vec<String> = std::fs::read_dir(s.out.join("pxe/ipxe"))
+        .expect("ipxe dir")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("script"))
+        .collect();
+    assert!(!scripts.is_empty());
+    for sc in &scripts {
+        assert!(
+            sc.lines()
+                .any(|l| l.starts_with("kernel http://192.168.2.201:8080/pxe/")
+                    && l.ends_with(" console=ttyS0,115200 inst.text")),
+            "{sc}"
+        );
+    }
+}

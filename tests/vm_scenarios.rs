@@ -284,6 +284,7 @@ fn cluster_boots_tuned_keeps_the_vip_and_survives_a_reboot() {
             uplink: real,
             data_disk: (host == harness::ETCD_DISK.0).then_some(harness::ETCD_DISK.1),
             tap: None,
+            media: None,
         };
         let image = out.join(role).join(format!("ezimg-{role}.qcow2"));
         Guest::boot_with(

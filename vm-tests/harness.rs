@@ -98,8 +98,10 @@ pub struct BootOpts {
     /// kept across reboots of the guest.
     pub data_disk: Option<&'static str>,
     /// The node's NIC on a tap in a private network namespace (QEMU runs there) instead of the
-    /// wire: for host-side servers on the node's network (`vm_registry`'s registry).
+    /// wire: for host-side servers on the node's network (`vm_ops`' ops node, worker and PXE guest).
     pub tap: Option<NetnsTap>,
+    /// A read-only raw disk (e.g. an ISO of files the operator copies in) and its serial.
+    pub media: Option<(PathBuf, &'static str)>,
 }
 
 /// A tap device the test made in its network namespace, and the MAC the node's seed expects.
@@ -119,6 +121,7 @@ impl Default for BootOpts {
             uplink: false,
             data_disk: None,
             tap: None,
+            media: None,
         }
     }
 }
@@ -285,6 +288,9 @@ impl Guest {
                 ..Disk::qcow2(&p)
             });
         }
+        if let Some((p, serial)) = &opts.media {
+            spec.disks.push(Disk::raw_ro(p, serial));
+        }
         if let Some(t) = &opts.tap {
             spec.netns = Some(t.netns.clone());
             spec.taps.push(TapNic {
@@ -387,9 +393,36 @@ pub fn mac_of(ip_last: u8) -> String {
     format!("52:54:00:00:02:{ip_last:02x}")
 }
 
-/// The seed's cluster on debian12 with only the booted nodes (each with a MAC), nginx from
-/// the distribution, keepalived from its stage when `keepalived_stage`, containerd from the
-/// distribution (nerdctl-full cannot be fetched here).
+/// The ops node of the test cluster (booted by `vm_ops` only): the site's registry and install
+/// server (ezimg serve with dnsmasq as the only DHCP server of the test's wire).
+pub const OPS: (&str, &str, u8) = ("ops", "ops", 201);
+
+/// The ezimg the ops node runs, beside the cluster file: this build's binary without its debug
+/// sections (230 MB -> ~40 MB in the image; `strip` gives the same bytes for the same input,
+/// so the ops bake key is stable across test binaries and runs).
+pub const OPS_BINARY: &str = "ezimg-ops";
+
+fn strip_ezimg(to: &Path) {
+    let bin = assert_cmd::cargo::cargo_bin("ezimg");
+    let o = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(to)
+        .arg(&bin)
+        .output()
+        .expect("strip (binutils)");
+    assert!(
+        o.status.success(),
+        "strip {}: {}",
+        bin.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The seed's cluster on debian12 with the booted nodes and the ops node (each with a MAC),
+/// nginx from the distribution, keepalived from its stage when `keepalived_stage`, containerd
+/// from the distribution (nerdctl-full cannot be fetched here); the ops node runs the registry
+/// and the install server ([`OPS`]).
 pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
     let d = ezimg::cluster::DEFAULT_TOML;
     let head = &d[..d
@@ -403,7 +436,7 @@ pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
         "the default cluster's [access] keys line"
     );
     text = text.replace(keys, &format!("ssh_authorized_keys = [\"{}\"]", key.1));
-    for (host, role, last) in NODES {
+    for (host, role, last) in std::iter::once(OPS).chain(NODES) {
         text.push_str(&format!(
             "[[node]]\nhostname = \"{host}\"\nrole = \"{role}\"\nip = \"192.168.2.{last}\"\nmac = \"{}\"\n\n",
             mac_of(last)
@@ -420,10 +453,16 @@ pub fn cluster(dir: &Path, keepalived_stage: bool) -> PathBuf {
         if keepalived_stage { "stage" } else { "distro" }
     ));
     for role in ["ops", "master", "worker"] {
-        text.push_str(&format!(
-            "[roles.{role}]\ncontainerd_source = \"distro\"\n\n"
-        ));
+        text.push_str(&format!("[roles.{role}]\ncontainerd_source = \"distro\"\n"));
+        if role == "ops" {
+            text.push_str(&format!(
+                "registry = \"distribution\"\ninstall_server = true\n\
+                 install_server_binary = \"{OPS_BINARY}\"\ninstall_server_dhcp = \"full\"\n"
+            ));
+        }
+        text.push('\n');
     }
+    strip_ezimg(&dir.join(OPS_BINARY));
     let f = dir.join("cluster.toml");
     std::fs::write(&f, text).expect("write cluster");
     f

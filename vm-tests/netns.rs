@@ -1,6 +1,6 @@
 //! A private network namespace for VM tests whose host side is a real server (ezimg serve,
 //! dnsmasq, the registry): a bridge with the ops node's address and one tap for the guest, no
-//! other link, no route out. Shared by tests/vm_pxe.rs and tests/vm_registry.rs.
+//! other link, no route out. Shared by tests/vm_pxe.rs and tests/vm_ops.rs.
 
 #![allow(dead_code)]
 
@@ -36,6 +36,18 @@ impl Netns {
             ip(&args);
         }
         ns
+    }
+
+    /// Another tap on `br0`, up (for a second or third guest).
+    pub fn add_tap(&self, ifname: &str) {
+        let n = self.0.as_str();
+        for args in [
+            vec!["-n", n, "tuntap", "add", "dev", ifname, "mode", "tap"],
+            vec!["-n", n, "link", "set", ifname, "master", "br0"],
+            vec!["-n", n, "link", "set", ifname, "up"],
+        ] {
+            ip(&args);
+        }
     }
 
     /// `ip netns exec NS prog`: the child is `prog` itself (ip execs it).

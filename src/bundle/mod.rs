@@ -259,12 +259,21 @@ pub fn bootstrap_script(input: &NodeInput) -> String {
         shell_quote(&input.node.hostname),
         shell_quote(input.artifacts_from.as_deref().unwrap_or("")),
     ));
+    let missing = if b.in_image {
+        format!(
+            " (this seed goes with the role image its build baked, ezimg-{}.qcow2, which \
+             holds the bundle)",
+            input.node.role
+        )
+    } else {
+        String::new()
+    };
     s.push_str(
-        r#"mkdir -p /var/lib/ezimg /opt/ezimg /etc/ezimg
+        &r#"mkdir -p /var/lib/ezimg /opt/ezimg /etc/ezimg
 # The seed or kickstart wrote the secrets; whatever made their folder, only root may list it.
 if [ -d /etc/ezimg/secrets ]; then chmod 0700 /etc/ezimg/secrets; fi
 if [ ! -f "$bundle" ]; then
-    [ -n "$url" ] || { echo "ezimg: no bundle at $bundle and no URL to fetch it" >&2; exit 1; }
+    [ -n "$url" ] || { echo "ezimg: no bundle at $bundle and no URL to fetch it@MISSING@" >&2; exit 1; }
     curl -fsSL --retry 5 --retry-delay 2 -o "$bundle.part" "$url"
     mv -f "$bundle.part" "$bundle"
 fi
@@ -284,7 +293,8 @@ if [ -n "$artifacts" ]; then
     exec "$dir/apply" --node "$node" --artifacts "$artifacts"
 fi
 exec "$dir/apply" --node "$node"
-"#,
+"#
+        .replace("@MISSING@", &missing),
     );
     s
 }

@@ -176,6 +176,19 @@ fn valid_cluster_name(s: &str) -> bool {
 /// The install server's port (layer install-server): a TCP port, and on el7 (systemd 219, no
 /// ambient capabilities for its unprivileged user) not a privileged one.
 fn check_install_server(cx: &mut Ctx, role: &str, over: &toml::Table) {
+    if let Some(v) = over.get("install_server_dhcp")
+        && !matches!(v.as_str(), Some("none" | "proxy" | "full"))
+    {
+        cx.error(
+            &[
+                Seg::Key("roles"),
+                Seg::Key(role),
+                Seg::Key("install_server_dhcp"),
+            ],
+            "must be \"proxy\" (beside the site's DHCP server), \"full\" (the only DHCP \
+             server) or \"none\" (no dnsmasq on the node)",
+        );
+    }
     let Some(port) = over
         .get("install_server_port")
         .and_then(toml::Value::as_integer)

@@ -72,7 +72,7 @@ pub fn user_data(input: &NodeInput) -> Result<Value> {
     let node = input.node;
     let b = input.bundle;
     let mut write_files = Vec::new();
-    if b.url.is_none() {
+    if b.url.is_none() && !b.in_image {
         use base64::Engine as _;
         write_files.push(json!({
             "path": format!("{NODE_STATE_DIR}/{}", b.file_name),

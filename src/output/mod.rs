@@ -20,6 +20,10 @@ pub struct BundleRef {
     pub bytes: Vec<u8>,
     /// Where the node fetches it from; `None` embeds `bytes` in the output.
     pub url: Option<String>,
+    /// The node boots the role image this build bakes, which holds the bundle where the
+    /// bootstrap looks (`/var/lib/ezimg/<file_name>`): the seed need not carry it (for the ops
+    /// node with the install server, tens of MB that cloud-init would parse as YAML).
+    pub in_image: bool,
 }
 
 /// Everything a per-node output needs.

@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod dnsmasq;
+mod notify;
 pub mod pxe;
 pub mod site;
 
@@ -122,6 +123,10 @@ async fn serve(o: Options) -> Result<()> {
         o.max_requests
     );
     println!("listening on http://{bound}");
+    if let Err(e) = notify::ready() {
+        // Under Type=notify systemd then times the start out and says so.
+        eprintln!("warning: {e:#}");
+    }
     let app = Arc::new(App {
         site,
         slots: Arc::new(Semaphore::new(o.max_requests.max(1))),

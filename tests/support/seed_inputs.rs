@@ -50,6 +50,7 @@ impl Fixture {
                     sha256: b.sha256,
                     bytes: b.bytes,
                     url,
+                    in_image: false,
                 },
             );
         }
