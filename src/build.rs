@@ -177,8 +177,15 @@ impl Outputs {
     /// `--format pxe`: the cluster's PXE tree into `pxe/`, pointing at `opts.base_url`, with
     /// `serve`'s own writer. dnsmasq's TFTP root is where the tree ends up, not the staging
     /// folder. Every generated file already there goes (a tree `serve` wrote included); the
-    /// operator's (installer/, boot loaders) stay. Returns the notes (nodes left out).
-    pub fn write_pxe(&mut self, c: &Cluster, opts: &pxe::PxeOptions) -> Result<Vec<String>> {
+    /// operator's (installer/, boot loaders) stay, unless `installer` (the verified vendor ISO)
+    /// is given: its `images/pxeboot/vmlinuz` and `initrd.img` then go to `installer/<os>/`.
+    /// Returns the notes (nodes left out).
+    pub fn write_pxe(
+        &mut self,
+        c: &Cluster,
+        opts: &pxe::PxeOptions,
+        installer: Option<&Path>,
+    ) -> Result<Vec<String>> {
         let out = self.staging.out().to_path_buf();
         let root = std::fs::canonicalize(&out)
             .with_context(|| format!("resolving {}", out.display()))?
@@ -192,6 +199,29 @@ impl Outputs {
         }
         for rel in pxe::generated_files(&staged)? {
             self.staging.produced(&format!("pxe/{rel}"), owner.clone());
+        }
+        if let Some(iso) = installer {
+            let rel_dir = format!("installer/{}", pxe::installer_dir(c.os));
+            let dir = staged.join(&rel_dir);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for f in ["vmlinuz", "initrd.img"] {
+                let to = dir.join(f);
+                crate::output::installer_iso::extract(
+                    iso.as_os_str(),
+                    &format!("images/pxeboot/{f}"),
+                    &to,
+                )?;
+                // Public boot files: dnsmasq's TFTP and serve read them.
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644))
+                    .with_context(|| format!("chmod {}", to.display()))?;
+                self.staging
+                    .produced(&format!("pxe/{rel_dir}/{f}"), owner.clone());
+            }
+            self.built.push(format!(
+                "built pxe/{rel_dir}/ (vmlinuz and initrd.img from {})",
+                iso.file_name().unwrap_or_default().to_string_lossy()
+            ));
         }
         self.built
             .push(format!("built pxe/ (boot configs for {})", opts.base_url));

@@ -112,11 +112,11 @@ fn installer_source(
     let Some(path) = path else {
         let why = if art.sha256.is_none() && art.sha512.is_none() {
             format!(
-                "no digest pinned (`ezimg lock {name}` on a machine that reaches it, or                  `--mirror`); no ISO is written for role {role}"
+                "no digest pinned (`ezimg lock {name}` on a machine that reaches it, or `--mirror`); no ISO is written for role {role}"
             )
         } else {
             format!(
-                "{} is not in the verified cache (`ezimg fetch {name}`, or `build --fetch                  [--mirror URL|DIR]`); no ISO is written for role {role}",
+                "{} is not in the verified cache (`ezimg fetch {name}`, or `build --fetch [--mirror URL|DIR]`); no ISO is written for role {role}",
                 art.file
             )
         };

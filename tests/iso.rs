@@ -502,3 +502,77 @@ fn media_kickstarts_validate_on_el7_and_el9() {
         }
     }
 }
+
+/// `build --format pxe` puts the pinned installer's pxeboot kernel and initrd (from the
+/// verified vendor ISO, `images/pxeboot/`) into the PXE tree where the boot configs point, and
+/// records them; with the ISO not at hand it says how to get them and writes none.
+#[test]
+fn build_format_pxe_takes_the_installer_kernel_and_initrd_from_the_pinned_iso() {
+    if !fixture::tools_present() {
+        return;
+    }
+    let d = tempfile::tempdir().expect("tempdir");
+    let cache = d.path().join("cache");
+    let iso = fixture::build(d.path(), "vendor.iso", VOLID, None, fixture::MENU_HEAD, "");
+    let iso_sha = put_in_cache(&cache, &iso);
+    let art = d.path().join("nerdctl-full.tar.gz");
+    std::fs::write(&art, b"x").expect("write");
+    let art_sha = put_in_cache(&cache, &art);
+    let lock = test_lock(d.path(), &iso_sha, &art_sha);
+    let build = |cache: &Path, out: &Path| {
+        let o = ezimg(d.path(), cache, &lock)
+            .args(["build", "--all", "--format", "pxe", "--out"])
+            .arg(out)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        stderr
+    };
+    let out = d.path().join("out");
+    let log = build(&cache, &out);
+    let inst = out.join("pxe/installer/centos-7.9.2009");
+    assert_eq!(
+        text(std::fs::read(inst.join("vmlinuz")).expect("kernel")),
+        "kernel"
+    );
+    assert_eq!(
+        text(std::fs::read(inst.join("initrd.img")).expect("initrd")),
+        "initrd"
+    );
+    for f in ["vmlinuz", "initrd.img"] {
+        assert_eq!(mode(&inst.join(f)), 0o644, "{f}");
+    }
+    assert!(
+        log.contains("built pxe/installer/centos-7.9.2009/ (vmlinuz and initrd.img from"),
+        "{log}"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("ezimg-outputs.json")).expect("outputs manifest"),
+    )
+    .expect("json");
+    for f in ["vmlinuz", "initrd.img"] {
+        assert_eq!(
+            manifest["files"][format!("pxe/installer/centos-7.9.2009/{f}")]["kind"],
+            "pxe",
+            "{manifest}"
+        );
+    }
+    // Where the boot configs point (serve::pxe, the default kernel and initrd paths).
+    assert_eq!(
+        ezimg::serve::pxe::installer_dir(ezimg::cluster::Os::El7),
+        "centos-7.9.2009"
+    );
+
+    // Not in the cache: a note naming the pin and the command, and no installer files.
+    let empty = d.path().join("empty-cache");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out2 = d.path().join("out2");
+    let log = build(&empty, &out2);
+    assert!(
+        log.contains("pxe/installer/centos-7.9.2009/ gets no vmlinuz and initrd.img")
+            && log.contains("`ezimg fetch centos7-installer-iso`"),
+        "{log}"
+    );
+    assert!(!out2.join("pxe/installer").exists());
+}

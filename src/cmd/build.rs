@@ -95,7 +95,8 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
             append: None,
             dhcp: crate::serve::dnsmasq::DhcpMode::Proxy,
         };
-        for note in outputs.write_pxe(c, &opts)? {
+        let iso = pxe_installer(c, &lock, &cache, a)?;
+        for note in outputs.write_pxe(c, &opts, iso.as_deref())? {
             eprintln!("pxe: {note}");
         }
     }
@@ -129,6 +130,49 @@ pub fn run(g: &Global, a: &BuildArgs) -> Result<()> {
     }
     eprintln!("outputs in {}", a.out.display());
     Ok(())
+}
+
+/// The pinned vendor installer ISO in the verified cache (fetched first with `--fetch` when it
+/// has a digest), whose pxeboot kernel and initrd `--format pxe` puts in the PXE tree; `None`
+/// (and a note saying how to get them) when it is not at hand or the OS has none.
+fn pxe_installer(
+    c: &crate::cluster::Cluster,
+    lock: &crate::artifact::Lock,
+    cache: &Cache,
+    a: &BuildArgs,
+) -> Result<Option<std::path::PathBuf>> {
+    let Some(name) = crate::produce::installer_pin(c.os) else {
+        return Ok(None);
+    };
+    let dir = crate::serve::pxe::installer_dir(c.os);
+    let Some(art) = lock.find(name) else {
+        eprintln!(
+            "pxe: the lock {} pins no `{name}`: copy the installer's vmlinuz and initrd.img to \
+             pxe/installer/{dir}/ yourself",
+            lock.origin
+        );
+        return Ok(None);
+    };
+    let mut path = cache.lookup(art);
+    if path.is_none() && a.fetch && art.sha256.is_some() {
+        let mut o = FetchOptions::new(cache.clone());
+        o.mirrors = a
+            .mirror
+            .iter()
+            .map(|m| m.parse())
+            .collect::<Result<Vec<Mirror>>>()?;
+        crate::artifact::ensure(lock, &[name], &o)?;
+        path = cache.lookup(art);
+    }
+    if path.is_none() {
+        eprintln!(
+            "pxe: pxe/installer/{dir}/ gets no vmlinuz and initrd.img: the installer ISO \
+             `{name}` ({}) is not in the verified cache (`ezimg fetch {name}`, or `build \
+             --fetch`; its images/pxeboot files are then copied there), or copy them yourself",
+            art.file
+        );
+    }
+    Ok(path)
 }
 
 /// Render the roles' outputs into `outputs` and bake the images asked for, from the lock,

@@ -492,7 +492,7 @@ pub fn remaster(src: &Source, ks: &[u8], files: &[(String, Content)], out: &Path
 }
 
 /// Copy `inside` (a path in the ISO) out to `host`, writable.
-fn extract(iso: &std::ffi::OsStr, inside: &str, host: &Path) -> Result<()> {
+pub fn extract(iso: &std::ffi::OsStr, inside: &str, host: &Path) -> Result<()> {
     let mut c = Command::new("osirrox");
     c.env("LANG", "C")
         .arg("-indev")
