@@ -35,6 +35,8 @@
 mod harness;
 #[path = "../vm-tests/netns.rs"]
 mod netns;
+#[path = "../vm-tests/pxe_guest.rs"]
+mod pxe_guest;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -220,7 +222,8 @@ fn install_media(work: &Path, kernel: &Path, initrd: &Path, append: &str) -> Pat
     let out = root.join("out");
     let cluster = root.join("cluster.toml");
     std::fs::create_dir_all(&root).expect("mkdir");
-    std::fs::write(&cluster, site_cluster_text()).expect("write cluster");
+    std::fs::write(&cluster, pxe_guest::site_cluster(PXE_NODE, PXE_IP, PXE_MAC))
+        .expect("write cluster");
     let o = Command::new(assert_cmd::cargo::cargo_bin("ezimg"))
         .env_remove("EZIMG_CLUSTER")
         .env_remove("EZIMG_DATA")
@@ -257,43 +260,6 @@ fn install_media(work: &Path, kernel: &Path, initrd: &Path, append: &str) -> Pat
         .expect("xorriso");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     iso
-}
-
-/// The el7 site the ops guest serves installs for: the default cluster (the same network plan
-/// as the test cluster) with a `mac` on the node the diskless guest plays.
-fn site_cluster_text() -> String {
-    let mut t = support::default_cluster();
-    let at = t
-        .find(&format!("hostname = \"{PXE_NODE}\"\n"))
-        .expect("node in the default cluster");
-    let ip_line = format!("ip = \"{PXE_IP}\"\n");
-    let rel = t[at..].find(&ip_line).expect("ip line") + at + ip_line.len();
-    t.insert_str(rel, &format!("mac = \"{PXE_MAC}\"\n"));
-    t
-}
-
-/// What the diskless guest runs (bash, passed base64 on the kernel command line: no quoting to
-/// survive). It brings its NIC up on the address its boot line names, asks for its own and
-/// another node's kickstart as Anaconda would (MAC header), reports, powers off.
-fn report_script() -> String {
-    format!(
-        r#"udevadm settle
-n=$(ls /sys/class/net | grep -v '^lo$' | head -n1)
-mac=$(cat /sys/class/net/$n/address)
-addr=$(sed -n 's/.* ip=\([0-9.]*\):.*/\1/p' /proc/cmdline)
-ip link set "$n" up
-ip addr add "$addr/24" dev "$n"
-ks() {{
-  exec 3<>/dev/tcp/{OPS_IP}/{SERVE_PORT} || {{ echo none; return; }}
-  printf 'GET /ks/%s HTTP/1.0\r\nX-RHN-Provisioning-MAC-0: %s %s\r\n\r\n' "$1" "$n" "$mac" >&3
-  head -n1 <&3 | cut -d' ' -f2
-  exec 3<&-
-}}
-own=$(ks {PXE_NODE}); other=$(ks {OTHER})
-echo "PXE mac=$mac own=$own other=$other cmdline=$(cat /proc/cmdline)" >/dev/virtio-ports/ezimg.0
-systemctl poweroff
-"#
-    )
 }
 
 /// Lines of the registry's log that show `who` asking for `what`.
@@ -377,10 +343,9 @@ fn the_ops_guest_serves_images_and_pxe_installs_to_a_wire_with_no_way_out() {
 
     // What the operator copies to the install server.
     let (_, kernel, initrd, uuid) = harness::debian12_base(&harness::cache_dir());
-    let script = base64::engine::general_purpose::STANDARD.encode(report_script());
-    let append = format!(
-        "root=UUID={uuid} ro console=ttyS0,115200 \
-         systemd.run=\"bash -c 'echo {script} | base64 -d | bash'\""
+    let append = pxe_guest::append(
+        &uuid,
+        &pxe_guest::report_script(OPS_IP, SERVE_PORT, PXE_NODE, OTHER),
     );
     let media = install_media(w, &kernel, &initrd, &append);
 

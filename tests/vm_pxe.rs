@@ -17,6 +17,8 @@
 mod harness;
 #[path = "../vm-tests/netns.rs"]
 mod netns;
+#[path = "../vm-tests/pxe_guest.rs"]
+mod pxe_guest;
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -24,7 +26,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use ezimg::vm::{Disk, TapNic, Vm, VmSpec};
 use netns::{Netns, Proc, ip};
 
@@ -49,42 +50,6 @@ fn need(what: &str, path: &str) -> Option<()> {
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
     eprintln!("{msg}; skipped");
     None
-}
-
-/// The default cluster with a `mac` on the PXE-booted node.
-fn cluster_text() -> String {
-    let mut t = support::default_cluster();
-    let at = t
-        .find(&format!("hostname = \"{NODE}\"\n"))
-        .expect("node in the default cluster");
-    let ip_line = format!("ip = \"{NODE_IP}\"\n");
-    let rel = t[at..].find(&ip_line).expect("ip line") + at + ip_line.len();
-    t.insert_str(rel, &format!("mac = \"{MAC}\"\n"));
-    t
-}
-
-/// What the guest runs (bash, passed base64 on the kernel command line: no quoting to survive).
-/// It brings its NIC up on the address its boot line names, asks for its own and another
-/// node's kickstart as Anaconda would (MAC header), reports, powers off.
-fn report_script() -> String {
-    format!(
-        r#"udevadm settle
-n=$(ls /sys/class/net | grep -v '^lo$' | head -n1)
-mac=$(cat /sys/class/net/$n/address)
-addr=$(sed -n 's/.* ip=\([0-9.]*\):.*/\1/p' /proc/cmdline)
-ip link set "$n" up
-ip addr add "$addr/24" dev "$n"
-ks() {{
-  exec 3<>/dev/tcp/{OPS_IP}/{PORT} || {{ echo none; return; }}
-  printf 'GET /ks/%s HTTP/1.0\r\nX-RHN-Provisioning-MAC-0: %s %s\r\n\r\n' "$1" "$n" "$mac" >&3
-  head -n1 <&3 | cut -d' ' -f2
-  exec 3<&-
-}}
-own=$(ks {NODE}); other=$(ks {OTHER})
-echo "PXE mac=$mac own=$own other=$other cmdline=$(cat /proc/cmdline)" >/dev/virtio-ports/ezimg.0
-systemctl poweroff
-"#
-    )
 }
 
 #[test]
@@ -113,7 +78,7 @@ fn a_diskless_guest_pxe_boots_its_own_install_line_from_ezimg_serve() {
     // The build the install server serves: every node's kickstart (the test's own cache and
     // secret store; no artifact is needed to boot).
     let cluster = w.join("cluster.toml");
-    std::fs::write(&cluster, cluster_text()).expect("write cluster");
+    std::fs::write(&cluster, pxe_guest::site_cluster(NODE, NODE_IP, MAC)).expect("write cluster");
     let out = w.join("out");
     let cache = w.join("cache");
     let o = Command::new(&ezimg)
@@ -152,11 +117,7 @@ fn a_diskless_guest_pxe_boots_its_own_install_line_from_ezimg_serve() {
 
     // The install server, as an operator runs it on the ops node.
     let url = format!("http://{OPS_IP}:{PORT}");
-    let script = base64::engine::general_purpose::STANDARD.encode(report_script());
-    let append = format!(
-        "root=UUID={uuid} ro console=ttyS0,115200 \
-         systemd.run=\"bash -c 'echo {script} | base64 -d | bash'\""
-    );
+    let append = pxe_guest::append(&uuid, &pxe_guest::report_script(OPS_IP, PORT, NODE, OTHER));
     let serve_log = w.join("serve.log");
     let mut child = ns
         .exec(&ezimg)

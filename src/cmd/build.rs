@@ -154,13 +154,10 @@ fn pxe_installer(
         return Ok(None);
     };
     let mut path = cache.lookup(art);
-    if path.is_none() && a.fetch && art.sha256.is_some() {
-        let mut o = FetchOptions::new(cache.clone());
-        o.mirrors = a
-            .mirror
-            .iter()
-            .map(|m| m.parse())
-            .collect::<Result<Vec<Mirror>>>()?;
+    if path.is_none()
+        && art.sha256.is_some()
+        && let Some(o) = fetch_options(a, cache)?
+    {
         crate::artifact::ensure(lock, &[name], &o)?;
         path = cache.lookup(art);
     }
@@ -175,6 +172,20 @@ fn pxe_installer(
     Ok(path)
 }
 
+/// `--fetch [--mirror …]` as fetch options on `cache`; `None` without `--fetch`.
+fn fetch_options(a: &BuildArgs, cache: &Cache) -> Result<Option<FetchOptions>> {
+    if !a.fetch {
+        return Ok(None);
+    }
+    let mut o = FetchOptions::new(cache.clone());
+    o.mirrors = a
+        .mirror
+        .iter()
+        .map(|m| m.parse())
+        .collect::<Result<Vec<Mirror>>>()?;
+    Ok(Some(o))
+}
+
 /// Render the roles' outputs into `outputs` and bake the images asked for, from the lock,
 /// the cache and the secret store.
 fn build_roles(
@@ -187,17 +198,7 @@ fn build_roles(
     req: &build::Request,
 ) -> Result<()> {
     let c = &inputs.loaded.cluster;
-    let fetch = if a.fetch {
-        let mut o = FetchOptions::new(cache.clone());
-        o.mirrors = a
-            .mirror
-            .iter()
-            .map(|m| m.parse())
-            .collect::<Result<Vec<Mirror>>>()?;
-        Some(o)
-    } else {
-        None
-    };
+    let fetch = fetch_options(a, cache)?;
     let job = Job {
         loaded: &inputs.loaded,
         tree: &inputs.tree,
