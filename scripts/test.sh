@@ -3,7 +3,7 @@
 # packages, a Python venv with pykickstart and cloud-init's schema checker), then run it all.
 # Tests that need ../shared (upstream source tarballs, the seeds) skip with a printed reason
 # when it is absent; under CI=true, missing tools are failures, not skips. The VM tests
-# (tests/vm_*.rs: real QEMU guests, ~45 minutes under TCG, as root) run too; EZIMG_VM_TESTS=0
+# (tests/vm_*.rs: real QEMU guests, ~65 minutes under TCG, as root) run too; EZIMG_VM_TESTS=0
 # leaves them out (plain `cargo test` lists them as ignored unless EZIMG_VM_TESTS=1);
 # EZIMG_VM_SLOW=1 adds the slow tier (a package compiled in a VM under TCG, ~15-25 minutes).
 set -euo pipefail
