@@ -86,6 +86,40 @@ pub fn installer_pin(os: Os) -> Option<&'static str> {
     }
 }
 
+/// The pinned installer ISO `name` in the verified cache (fetched first with `fetch` when it
+/// has a digest), or why it is not at hand (`--format iso` and `--format pxe` both use it).
+pub fn verified_installer(
+    lock: &Lock,
+    cache: &Cache,
+    name: &str,
+    fetch: Option<&FetchOptions>,
+) -> Result<std::result::Result<std::path::PathBuf, String>> {
+    let art = lock.find(name).with_context(|| {
+        format!(
+            "the installer ISO `{name}` is not pinned in the lock {}",
+            lock.origin
+        )
+    })?;
+    if cache.lookup(art).is_none()
+        && art.sha256.is_some()
+        && let Some(f) = fetch
+    {
+        crate::artifact::ensure(lock, &[name], f)?;
+    }
+    Ok(cache.lookup(art).ok_or_else(|| {
+        if art.sha256.is_none() && art.sha512.is_none() {
+            format!(
+                "no digest pinned (`ezimg lock {name}` on a machine that reaches it, or `--mirror`)"
+            )
+        } else {
+            format!(
+                "{} is not in the verified cache (`ezimg fetch {name}`, or `build --fetch [--mirror URL|DIR]`)",
+                art.file
+            )
+        }
+    }))
+}
+
 /// The verified vendor ISO for `os`, read; or why it is not at hand.
 fn installer_source(
     job: &Job,
@@ -101,26 +135,14 @@ fn installer_source(
             job.lock.origin
         )
     })?;
-    let mut path = job.cache.lookup(art);
-    if path.is_none()
-        && art.sha256.is_some()
-        && let Some(f) = job.fetch
-    {
-        crate::artifact::ensure(job.lock, &[name], f)?;
-        path = job.cache.lookup(art);
-    }
-    let Some(path) = path else {
-        let why = if art.sha256.is_none() && art.sha512.is_none() {
-            format!(
-                "no digest pinned (`ezimg lock {name}` on a machine that reaches it, or `--mirror`); no ISO is written for role {role}"
-            )
-        } else {
-            format!(
-                "{} is not in the verified cache (`ezimg fetch {name}`, or `build --fetch [--mirror URL|DIR]`); no ISO is written for role {role}",
-                art.file
-            )
-        };
-        return Ok(Err((name.to_string(), why)));
+    let path = match verified_installer(job.lock, job.cache, name, job.fetch)? {
+        Ok(p) => p,
+        Err(why) => {
+            return Ok(Err((
+                name.to_string(),
+                format!("{why}; no ISO is written for role {role}"),
+            )));
+        }
     };
     let src = installer_iso::inspect(&path)
         .with_context(|| format!("the installer ISO `{name}` ({})", art.file))?;

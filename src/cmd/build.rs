@@ -145,31 +145,25 @@ fn pxe_installer(
         return Ok(None);
     };
     let dir = crate::serve::pxe::installer_dir(c.os);
-    let Some(art) = lock.find(name) else {
+    if lock.find(name).is_none() {
         eprintln!(
             "pxe: the lock {} pins no `{name}`: copy the installer's vmlinuz and initrd.img to \
              pxe/installer/{dir}/ yourself",
             lock.origin
         );
         return Ok(None);
-    };
-    let mut path = cache.lookup(art);
-    if path.is_none()
-        && art.sha256.is_some()
-        && let Some(o) = fetch_options(a, cache)?
-    {
-        crate::artifact::ensure(lock, &[name], &o)?;
-        path = cache.lookup(art);
     }
-    if path.is_none() {
-        eprintln!(
-            "pxe: pxe/installer/{dir}/ gets no vmlinuz and initrd.img: the installer ISO \
-             `{name}` ({}) is not in the verified cache (`ezimg fetch {name}`, or `build \
-             --fetch`; its images/pxeboot files are then copied there), or copy them yourself",
-            art.file
-        );
+    let fetch = fetch_options(a, cache)?;
+    match crate::produce::verified_installer(lock, cache, name, fetch.as_ref())? {
+        Ok(iso) => Ok(Some(iso)),
+        Err(why) => {
+            eprintln!(
+                "pxe: pxe/installer/{dir}/ gets no vmlinuz and initrd.img from the installer ISO \
+                 `{name}`: {why}; or copy them there yourself"
+            );
+            Ok(None)
+        }
     }
-    Ok(path)
 }
 
 /// `--fetch [--mirror …]` as fetch options on `cache`; `None` without `--fetch`.
